@@ -1,0 +1,1 @@
+"""rebalancer_cli."""

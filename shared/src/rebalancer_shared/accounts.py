@@ -1,0 +1,181 @@
+"""accounts.yaml: the brokerage accounts we manage, the channel each follows, and their settings.
+
+File format (the product brief's, plus optional per-account trading settings)::
+
+    - account_id: "DU123456"
+      notification:
+        channel: "strategy-name-100"
+      rebalancing:
+        equity_reserve_percentage: 1.0   # 0-10, default 1
+        fractional_shares: false         # default false
+        drift_threshold_pct: 0.0         # default 0: off
+        min_order_value: 0.0             # default 0: off
+
+Settings an account leaves out come from `rebalancing_defaults` in config.yaml. A reserve outside
+0-10 % or not a number falls back to 1 % with a warning naming the account (the brief's rule); any
+other mistake (duplicate id, missing channel, unknown key) is an `AccountsFileError` naming the file,
+the account and the key, because trading with a misread account file is worse than not starting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rebalancer_shared.errors import ConfigError
+
+DEFAULT_RESERVE_PERCENTAGE = 1.0
+MAX_RESERVE_PERCENTAGE = 10.0
+
+log = structlog.get_logger(__name__)
+
+
+class AccountsFileError(ConfigError):
+    """accounts.yaml cannot be used as it is; the message names the file, account and key."""
+
+
+class RebalancingSettings(BaseModel):
+    """Per-account trading settings the planner and engine obey."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    equity_reserve_percentage: float = Field(default=DEFAULT_RESERVE_PERCENTAGE, ge=0, le=10)
+    fractional_shares: bool = False
+    drift_threshold_pct: float = Field(default=0.0, ge=0, le=100)
+    min_order_value: float = Field(default=0.0, ge=0)
+    min_trade_shares: float = Field(default=0.01, gt=0)
+
+
+@dataclass(frozen=True)
+class Account:
+    """One managed account: its id, the Ably channel it follows and its trading settings."""
+
+    account_id: str
+    channel: str
+    settings: RebalancingSettings
+
+
+_TOP_KEYS = {"account_id", "notification", "rebalancing"}
+_NOTIFICATION_KEYS = {"channel"}
+
+
+def coerce_reserve(value: object, account_id: str) -> float:
+    """Return a usable reserve percentage: the value when it is a number in 0-10, else 1 % (logged)."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is not None and math.isfinite(number) and 0 <= number <= MAX_RESERVE_PERCENTAGE:
+        return number
+    log.warning(
+        "invalid equity_reserve_percentage, using default",
+        account_id=account_id,
+        value=repr(value),
+        default=DEFAULT_RESERVE_PERCENTAGE,
+    )
+    return DEFAULT_RESERVE_PERCENTAGE
+
+
+def _fail(path: Path, account: str, key: str, problem: str) -> AccountsFileError:
+    return AccountsFileError(f"{path}: account {account!r}: key {key!r}: {problem}")
+
+
+def _check_keys(path: Path, account: str, where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else str(key)
+            raise _fail(path, account, name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse_settings(
+    path: Path, account: str, raw: object, defaults: RebalancingSettings
+) -> RebalancingSettings:
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        raise _fail(path, account, "rebalancing", "must be a mapping")
+    allowed = set(RebalancingSettings.model_fields)
+    _check_keys(path, account, "rebalancing", raw, allowed)
+    merged = defaults.model_dump()
+    merged.update(raw)
+    if "equity_reserve_percentage" in raw:
+        merged["equity_reserve_percentage"] = coerce_reserve(raw["equity_reserve_percentage"], account)
+    try:
+        return RebalancingSettings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = "rebalancing." + ".".join(str(p) for p in first["loc"])
+        raise _fail(path, account, key, first["msg"]) from exc
+
+
+def _parse_channel(path: Path, account: str, raw: object) -> str:
+    if not isinstance(raw, dict):
+        raise _fail(path, account, "notification.channel", "missing (every account follows one channel)")
+    _check_keys(path, account, "notification", raw, _NOTIFICATION_KEYS)
+    channel = raw.get("channel")
+    if not isinstance(channel, str) or not channel.strip():
+        raise _fail(path, account, "notification.channel", "missing or empty")
+    return channel.strip()
+
+
+def _parse_account(path: Path, index: int, raw: object, defaults: RebalancingSettings) -> Account:
+    if not isinstance(raw, dict):
+        raise _fail(path, f"#{index + 1}", "account_id", "each entry must be a mapping")
+    account_id = raw.get("account_id")
+    if not isinstance(account_id, str | int) or not str(account_id).strip():
+        raise _fail(path, f"#{index + 1}", "account_id", "missing or empty")
+    account = str(account_id).strip()
+    _check_keys(path, account, "", raw, _TOP_KEYS)
+    channel = _parse_channel(path, account, raw.get("notification"))
+    settings = _parse_settings(path, account, raw.get("rebalancing"), defaults)
+    return Account(account_id=account, channel=channel, settings=settings)
+
+
+def parse_accounts(
+    raw: object, path: Path, defaults: RebalancingSettings | None = None
+) -> dict[str, Account]:
+    """Validate the parsed YAML of an accounts file into accounts keyed by id, in file order."""
+    base = defaults or RebalancingSettings()
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise AccountsFileError(f"{path}: must be a list of accounts")
+    accounts: dict[str, Account] = {}
+    for index, entry in enumerate(raw):
+        account = _parse_account(path, index, entry, base)
+        if account.account_id in accounts:
+            raise _fail(path, account.account_id, "account_id", "duplicate account id")
+        accounts[account.account_id] = account
+    return accounts
+
+
+def load_accounts(path: Path, defaults: RebalancingSettings | None = None) -> dict[str, Account]:
+    """Read and validate accounts.yaml; raise `AccountsFileError` naming what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AccountsFileError(f"{path}: cannot read accounts file: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AccountsFileError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_accounts(raw, path, defaults)
+
+
+def accounts_by_channel(accounts: Mapping[str, Account]) -> dict[str, list[Account]]:
+    """Group accounts by the channel they follow (several accounts may share one)."""
+    grouped: dict[str, list[Account]] = {}
+    for account in accounts.values():
+        grouped.setdefault(account.channel, []).append(account)
+    return grouped
