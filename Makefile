@@ -22,7 +22,7 @@ format: sync
 	$(UV) run --no-sync ruff check --fix .
 
 test: lint
-	@$(UV) run --no-sync python tests/preflight.py
+	@$(UV) run --no-sync python -m tests.preflight
 	$(UV) run --no-sync pytest
 
 bench: sync

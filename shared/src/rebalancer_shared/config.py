@@ -1,0 +1,219 @@
+"""The one configuration loader: config.yaml for structure, environment variables on top (env wins).
+
+Each environment variable a service reads is listed in `ENV_VARIABLES` with the config path it
+overrides, so the table is the single place that names them: the README's reference, `.env.example`
+and the docker-compose check are all held against it. Secrets (`SecretStr`) never print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from rebalancer_shared.accounts import RebalancingSettings
+from rebalancer_shared.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "config.yaml"
+DEFAULT_ACCOUNTS_FILE = "accounts.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "rebalancer"
+
+
+class DatabaseSettings(_Section):
+    url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/rebalancer"
+
+
+class AllocationSettings(_Section):
+    base_url: str = "http://127.0.0.1:8080/api/v1"
+    api_key: SecretStr | None = None
+    api_key_header: str = "x-api-key"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    attempts: int = Field(default=3, ge=1)
+    retry_delay_seconds: float = Field(default=1.0, ge=0)
+    sum_tolerance: float = Field(default=0.01, ge=0, le=0.5)
+
+
+class IbkrSettings(_Section):
+    """Connection to IB Gateway / TWS. `port` None means the trading mode's default port."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    client_id: int | None = Field(default=None, ge=0)
+    client_id_min: int = Field(default=100, ge=1)
+    client_id_max: int = Field(default=999, ge=1)
+    trading_mode: Literal["paper", "live"] = "paper"
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    connect_attempts: int = Field(default=3, ge=1)
+    connect_retry_delay_seconds: float = Field(default=1.0, ge=0)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    market_data_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_price_age_seconds: float = Field(default=900.0, gt=0)
+    username: SecretStr | None = None
+    password: SecretStr | None = None
+
+    def effective_port(self) -> int:
+        """The configured port, else the IB Gateway container's port for the trading mode."""
+        if self.port is not None:
+            return self.port
+        return 4004 if self.trading_mode == "paper" else 4003
+
+
+class OrderSettings(_Section):
+    order_type: Literal["MKT", "LMT"] = "MKT"
+    time_in_force: Literal["DAY", "GTC"] = "DAY"
+    extended_hours_enabled: bool = False
+    limit_slippage_bps: float = Field(default=10.0, ge=0, le=1000)
+
+
+class ProcessingSettings(_Section):
+    broker: Literal["ibkr", "simulated"] = "ibkr"
+    max_concurrent_events: int = Field(default=8, ge=1, le=1024)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    retry_delay_seconds: float = Field(default=30.0, ge=0)
+    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    cancel_timeout_seconds: float = Field(default=60.0, gt=0)
+    fill_timeout_seconds: float = Field(default=300.0, gt=0)
+
+
+class AblySettings(_Section):
+    api_key: SecretStr | None = None
+    endpoint: str | None = None
+    tls: bool = True
+    catch_up_seconds: float = Field(default=120.0, ge=0)
+
+
+class ManagementSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    enforce_live_guard: bool = True
+    protect_reads: bool = False
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Section):
+    """Everything a service may read. Sections mirror the top-level keys of config.yaml."""
+
+    accounts_file: Path = Path(DEFAULT_ACCOUNTS_FILE)
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    allocations: AllocationSettings = AllocationSettings()
+    ibkr: IbkrSettings = IbkrSettings()
+    orders: OrderSettings = OrderSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    rebalancing_defaults: RebalancingSettings = RebalancingSettings()
+    ably: AblySettings = AblySettings()
+    management: ManagementSettings = ManagementSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+# Environment variable -> config path it overrides. Several names may feed one path (the first set
+# one wins, in table order): the product brief's ZEHNLABS_FINTECH_API_KEY is accepted as an alias.
+ENV_VARIABLES: dict[str, tuple[str, ...]] = {
+    "ACCOUNTS_FILE": ("accounts_file",),
+    "REDIS_URL": ("redis", "url"),
+    "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
+    "DATABASE_URL": ("database", "url"),
+    "ALLOCATIONS_BASE_URL": ("allocations", "base_url"),
+    "ALLOCATIONS_API_KEY": ("allocations", "api_key"),
+    "ZEHNLABS_FINTECH_API_KEY": ("allocations", "api_key"),
+    "ALLOCATIONS_API_KEY_HEADER": ("allocations", "api_key_header"),
+    "IB_HOST": ("ibkr", "host"),
+    "IB_PORT": ("ibkr", "port"),
+    "IB_CLIENT_ID": ("ibkr", "client_id"),
+    "TRADING_MODE": ("ibkr", "trading_mode"),
+    "IB_USERNAME": ("ibkr", "username"),
+    "IB_PASSWORD": ("ibkr", "password"),
+    "ORDER_TYPE": ("orders", "order_type"),
+    "TIME_IN_FORCE": ("orders", "time_in_force"),
+    "EXTENDED_HOURS_ENABLED": ("orders", "extended_hours_enabled"),
+    "LIMIT_SLIPPAGE_BPS": ("orders", "limit_slippage_bps"),
+    "BROKER": ("processing", "broker"),
+    "MAX_CONCURRENT_EVENTS": ("processing", "max_concurrent_events"),
+    "RETRY_DELAY_SECONDS": ("processing", "retry_delay_seconds"),
+    "ABLY_API_KEY": ("ably", "api_key"),
+    "ABLY_ENDPOINT": ("ably", "endpoint"),
+    "ABLY_TLS": ("ably", "tls"),
+    "MANAGEMENT_HOST": ("management", "host"),
+    "MANAGEMENT_PORT": ("management", "port"),
+    "MANAGEMENT_API_KEY": ("management", "api_key"),
+    "ENFORCE_LIVE_GUARD": ("management", "enforce_live_guard"),
+    "PROTECT_READS": ("management", "protect_reads"),
+    "LOG_LEVEL": ("logging", "level"),
+    "LOG_FORMAT": ("logging", "format"),
+}
+# Read by load_settings itself, before the file is opened.
+CONFIG_FILE_VARIABLE = "CONFIG_FILE"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of sections")
+    return raw
+
+
+def _overlay_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Write each set variable into `data`; return path -> variable name, for error messages."""
+    sources: dict[str, str] = {}
+    for name, path in ENV_VARIABLES.items():
+        value = environ.get(name)
+        dotted = ".".join(path)
+        if value is None or value == "" or dotted in sources:
+            continue
+        target = data
+        for key in path[:-1]:
+            section = target.get(key)
+            target[key] = section = dict(section) if isinstance(section, dict) else {}
+            target = section
+        target[path[-1]] = value
+        sources[dotted] = name
+    return sources
+
+
+def _describe(exc: ValidationError, path: Path | None, sources: Mapping[str, str]) -> str:
+    first = exc.errors()[0]
+    dotted = ".".join(str(p) for p in first["loc"])
+    where = f"environment variable {sources[dotted]}" if dotted in sources else f"{path or 'defaults'}"
+    return f"{where}: key {dotted!r}: {first['msg']}"
+
+
+def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load config.yaml (CONFIG_FILE, else ./config.yaml when it exists), then apply the environment."""
+    env = os.environ if environ is None else environ
+    path = config_file
+    if path is None and env.get(CONFIG_FILE_VARIABLE):
+        path = Path(env[CONFIG_FILE_VARIABLE])
+    if path is None and Path(DEFAULT_CONFIG_FILE).exists():
+        path = Path(DEFAULT_CONFIG_FILE)
+    data = _read_yaml(path) if path is not None else {}
+    sources = _overlay_env(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, sources)) from exc

@@ -1,0 +1,248 @@
+"""`EventQueue`: the Redis working queue of live events (DESIGN.md section 4).
+
+An accepted event is always in exactly one of: queued (in the FIFO list), processing (under a lease
+in the leases zset) or retrying (in the retry zset until its delay has passed). Each transition is one
+Lua script (see scripts.py), so a process killed at any point leaves every event in one of those
+places, and an expired lease returns its event to the back of the queue (`reap`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.events import Event, parse_event
+from rebalancer_shared.queue import scripts
+from rebalancer_shared.queue.keys import QueueKeys
+from rebalancer_shared.queue.models import (
+    Claim,
+    CompleteOutcome,
+    EnqueueOutcome,
+    EnqueueResult,
+    EventState,
+    QueuedEventView,
+    QueueStats,
+)
+
+Clock = Callable[[], float]
+
+
+class QueueError(RebalancerError):
+    """A queue operation could not be done as asked."""
+
+
+class LeaseLostError(QueueError):
+    """The caller's lease on an event expired and was reaped; another worker may hold it now."""
+
+
+class EventNotQueuedError(QueueError):
+    """The event is not live in the queue (unknown, completed or removed)."""
+
+
+class EventProcessingError(QueueError):
+    """The event is being processed and cannot be removed now."""
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class EventQueue:
+    """The live events of one deployment, under one key prefix of one Redis."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "rebalancer",
+        *,
+        lease_seconds: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = QueueKeys(prefix)
+        self.lease_seconds = lease_seconds
+        self._clock = clock
+        self._enqueue = redis.register_script(scripts.ENQUEUE)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._renew = redis.register_script(scripts.RENEW)
+        self._complete = redis.register_script(scripts.COMPLETE)
+        self._fail = redis.register_script(scripts.FAIL)
+        self._reap = redis.register_script(scripts.REAP)
+        self._remove = redis.register_script(scripts.REMOVE)
+        self._stats = redis.register_script(scripts.STATS)
+
+    def _now_arg(self) -> str:
+        return "" if self._clock is None else str(_ms(self._clock()))
+
+    async def enqueue(self, event: Event) -> EnqueueResult:
+        """Add the event unless its dedup key is live: then drop it, or mark the live one to rerun."""
+        keys = self.keys
+        reply = await self._enqueue(
+            keys=[keys.dedup, keys.queue, keys.order, keys.retried, keys.seq],
+            args=[
+                keys.event_prefix,
+                str(event.event_id),
+                event.dedup_key,
+                event.to_json(),
+                event.times_queued,
+                _ms(event.created_at.timestamp()),
+            ],
+        )
+        return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]))
+
+    async def claim(self, owner: str) -> Claim | None:
+        """Take the oldest queued event under a new lease, or None when nothing is claimable."""
+        keys = self.keys
+        token = uuid.uuid4().hex
+        reply = await self._claim(
+            keys=[keys.queue, keys.retry, keys.leases, keys.tombstones],
+            args=[keys.event_prefix, token, owner, _ms(self.lease_seconds), self._now_arg()],
+        )
+        if not reply:
+            return None
+        event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
+        return Claim(event=event, lease_token=token)
+
+    async def claim_wait(self, owner: str, wait_seconds: float, poll_interval: float = 0.05) -> Claim | None:
+        """Claim, polling until an event is claimable or `wait_seconds` have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        while True:
+            claim = await self.claim(owner)
+            if claim is not None or loop.time() >= deadline:
+                return claim
+            await asyncio.sleep(min(poll_interval, max(0.0, deadline - loop.time())))
+
+    async def renew(self, claim: Claim) -> None:
+        """Extend the lease by `lease_seconds` from now; raise `LeaseLostError` if it was reaped."""
+        keys = self.keys
+        ok = await self._renew(
+            keys=[keys.leases],
+            args=[
+                keys.event_prefix,
+                str(claim.event.event_id),
+                claim.lease_token,
+                _ms(self.lease_seconds),
+                self._now_arg(),
+            ],
+        )
+        if not int(ok):
+            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost (expired and reaped)")
+
+    async def complete(self, claim: Claim) -> CompleteOutcome:
+        """Finish a run: drop the event and its dedup key, or queue it again if a trigger coalesced."""
+        keys = self.keys
+        reply = _text(
+            await self._complete(
+                keys=[keys.dedup, keys.queue, keys.leases, keys.order, keys.retried],
+                args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token],
+            )
+        )
+        if reply == "lost":
+            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
+        return CompleteOutcome(reply)
+
+    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> int:
+        """Send a failed run to the back of the queue after its delay; return its new times_queued."""
+        keys = self.keys
+        times = int(
+            await self._fail(
+                keys=[keys.leases, keys.retry, keys.retried],
+                args=[
+                    keys.event_prefix,
+                    str(claim.event.event_id),
+                    claim.lease_token,
+                    error[:2000],
+                    _ms(retry_delay_seconds),
+                    self._now_arg(),
+                ],
+            )
+        )
+        if times < 0:
+            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it failed")
+        return times
+
+    async def reap(self, limit: int = 100) -> list[tuple[str, int]]:
+        """Return events whose lease expired to the back of the queue; list (event id, times_queued)."""
+        keys = self.keys
+        reply = await self._reap(
+            keys=[keys.leases, keys.queue, keys.retried],
+            args=[keys.event_prefix, self._now_arg(), limit],
+        )
+        flat = [_text(v) for v in reply]
+        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def remove(self, event_id: str) -> Event:
+        """Operator removal of a queued or retrying event, with its dedup key, in one step."""
+        keys = self.keys
+        reply = await self._remove(
+            keys=[keys.dedup, keys.retry, keys.order, keys.retried, keys.tombstones],
+            args=[keys.event_prefix, event_id],
+        )
+        status = _text(reply[0])
+        if status == "missing":
+            raise EventNotQueuedError(f"event {event_id} is not in the queue")
+        if status == "processing":
+            raise EventProcessingError(f"event {event_id} is being processed; remove it after the run")
+        return parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
+
+    async def stats(self) -> QueueStats:
+        """Queue counters from O(1) and O(log n) reads in one script: no scan of the queue."""
+        keys = self.keys
+        reply = await self._stats(
+            keys=[keys.queue, keys.tombstones, keys.leases, keys.retry, keys.dedup, keys.retried, keys.order],
+            args=[keys.event_prefix, self._now_arg()],
+        )
+        queued, processing, retrying, active, retried, created, now = reply
+        age = max(0.0, (int(now) - int(created)) / 1000) if created else None
+        return QueueStats(
+            queue_length=int(queued),
+            processing_count=int(processing),
+            retrying_count=int(retrying),
+            active_events_count=int(active),
+            events_with_retries=int(retried),
+            oldest_event_age_seconds=age,
+        )
+
+    async def list_events(self, limit: int = 100) -> list[QueuedEventView]:
+        """Live events, oldest first, at most `limit` (O(log n + limit))."""
+        ids = await self.redis.zrange(self.keys.order, 0, max(0, limit - 1))
+        return await self._views([_text(i) for i in ids])
+
+    async def get(self, event_id: str) -> QueuedEventView | None:
+        """One live event, or None when it is not in the queue."""
+        views = await self._views([event_id])
+        return views[0] if views else None
+
+    async def _views(self, ids: Sequence[str]) -> list[QueuedEventView]:
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.hgetall(self.keys.event(event_id))
+            rows = await pipe.execute()
+        return [_view(row) for row in rows if row]
+
+    async def live_event_ids(self) -> set[str]:
+        """Every live event id (a scan of the order index: for recovery and tests, not hot paths)."""
+        return {_text(i) for i in await self.redis.zrange(self.keys.order, 0, -1)}
+
+
+def _view(row: dict[Any, Any]) -> QueuedEventView:
+    fields = {_text(k): _text(v) for k, v in row.items()}
+    event = parse_event(fields["json"]).model_copy(update={"times_queued": int(fields["times_queued"])})
+    return QueuedEventView(
+        event=event,
+        state=EventState(fields["state"]),
+        rerun=fields.get("rerun") == "1",
+        last_error=fields.get("last_error"),
+    )

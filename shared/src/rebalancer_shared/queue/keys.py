@@ -1,0 +1,85 @@
+"""Every Redis key the product uses, in one place. All live under one configurable prefix.
+
+Layout (``P`` = the prefix, ``{id}`` = an event id)::
+
+    P:q:queue        list    ids waiting to be claimed, oldest at the head (FIFO)
+    P:q:event:{id}   hash    json (the Event), state, times_queued, dedup, rerun, lease, owner,
+                             last_error: the one record of a live event
+    P:q:dedup        hash    account_id:exec_command -> id of its live event (atomic dedup)
+    P:q:leases       zset    id -> lease expiry (ms); the processing set
+    P:q:retry        zset    id -> due time (ms); failed events waiting for their retry delay
+    P:q:order        zset    id -> enqueue sequence number of every live event (oldest first:
+                             listing and oldest age; a sequence, not a clock, so ties never reorder)
+    P:q:seq          string  the counter that numbers enqueues
+    P:q:retried      set     live ids with times_queued > 1 (health: events with retries)
+    P:q:tombstones   set     ids removed by an operator while still in P:q:queue (skipped on claim)
+    P:q:lock:{acct}  string  token of the holder of the account's mutating-command lock
+    P:marker         string  written at first start; its absence with history in PostgreSQL means
+                             Redis lost its data and the queue is rebuilt from PostgreSQL
+    P:recovery-lock  string  single-flight guard of that rebuild
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Key names under one prefix (tests use their own prefix so they never touch other data)."""
+
+    prefix: str
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:q:queue"
+
+    @property
+    def event_prefix(self) -> str:
+        return f"{self.prefix}:q:event:"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.event_prefix}{event_id}"
+
+    @property
+    def dedup(self) -> str:
+        return f"{self.prefix}:q:dedup"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}:q:leases"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.prefix}:q:retry"
+
+    @property
+    def order(self) -> str:
+        return f"{self.prefix}:q:order"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}:q:seq"
+
+    @property
+    def retried(self) -> str:
+        return f"{self.prefix}:q:retried"
+
+    @property
+    def tombstones(self) -> str:
+        return f"{self.prefix}:q:tombstones"
+
+    def account_lock(self, account_id: str) -> str:
+        return f"{self.prefix}:q:lock:{account_id}"
+
+    @property
+    def marker(self) -> str:
+        return f"{self.prefix}:marker"
+
+    @property
+    def recovery_lock(self) -> str:
+        return f"{self.prefix}:recovery-lock"
+
+    def all_patterns(self) -> list[str]:
+        """Glob patterns that match every key of this prefix (tests clean up with these)."""
+        return [f"{self.prefix}:*"]

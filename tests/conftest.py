@@ -1,0 +1,74 @@
+"""Fixtures shared by the whole suite: a key prefix per test, a database per session, servers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.store import EventStore
+from tests.support.servers import (
+    REDIS_URL,
+    create_database,
+    database_url,
+    delete_prefix,
+    drop_database,
+)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        delete_prefix(client, name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def queue(redis_client: Redis, prefix: str) -> EventQueue:
+    return EventQueue(redis_client, prefix, lease_seconds=30.0)
+
+
+@pytest.fixture(scope="session")
+def session_database() -> Iterator[str]:
+    """A database for the whole session with init.sql applied; dropped at the end."""
+    name = create_database()
+    yield database_url(name)
+    drop_database(name)
+
+
+@pytest.fixture
+def fresh_database_url() -> Iterator[str]:
+    """A database of this test's own with init.sql applied."""
+    name = create_database()
+    yield database_url(name)
+    drop_database(name)
+
+
+@pytest.fixture
+async def store(session_database: str) -> AsyncIterator[EventStore]:
+    event_store = EventStore.from_url(session_database)
+    yield event_store
+    await event_store.close()
+
+
+@pytest.fixture
+async def fresh_store(fresh_database_url: str) -> AsyncIterator[EventStore]:
+    event_store = EventStore.from_url(fresh_database_url)
+    yield event_store
+    await event_store.close()

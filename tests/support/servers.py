@@ -1,0 +1,131 @@
+"""Where the test suite finds Redis and PostgreSQL, and throwaway servers for tests that break them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parents[2]
+INIT_SQL = ROOT / "init.sql"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _admin_url() -> str:
+    url = DATABASE_URL.replace("postgresql+psycopg://", "postgresql://")
+    base, _, _ = url.rpartition("/")
+    return f"{base}/postgres"
+
+
+def database_url(name: str, driver: str = "postgresql+psycopg") -> str:
+    """The URL of database `name` on the test PostgreSQL server."""
+    base = _admin_url().rpartition("/")[0]
+    return f"{base}/{name}".replace("postgresql://", f"{driver}://", 1)
+
+
+def create_database(apply_init_sql: bool = True) -> str:
+    """Create a fresh database (optionally with init.sql applied) and return its name."""
+    name = f"rebalancer_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if apply_init_sql:
+        with psycopg.connect(database_url(name, "postgresql"), autocommit=True) as conn:
+            conn.execute(INIT_SQL.read_text().encode())
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(_admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete the keys a test created under its own prefix (never anything else)."""
+    batch = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(batch), 500):
+        client.delete(*batch[start : start + 500])
+
+
+@dataclass
+class ThrowawayRedis:
+    """A redis-server of a test's own, on its own port, that the test may kill or wipe."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _wait_for_redis(port: int, deadline: float) -> None:
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """Start redis-server on a free port (no persistence) and stop it afterwards."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: install the redis-server package")
+    workdir = tempfile.mkdtemp(prefix="throwaway-redis-")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = ThrowawayRedis(port=port, process=process, workdir=workdir)
+    try:
+        _wait_for_redis(port, time.monotonic() + 10)
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
