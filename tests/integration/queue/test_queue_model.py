@@ -1,0 +1,253 @@
+"""A hypothesis state machine drives random operations against the real queue and a plain model.
+
+After every step the queue's stats, its FIFO order and every live event's state, retry count and
+rerun mark must equal the model's, which is written in the simplest way the rules allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from redis.asyncio import Redis
+
+from rebalancer_shared.events import Command
+from rebalancer_shared.queue import (
+    Claim,
+    CompleteOutcome,
+    EnqueueOutcome,
+    EventNotQueuedError,
+    EventProcessingError,
+    EventQueue,
+    LeaseLostError,
+)
+from tests.integration.queue.helpers import make_event
+from tests.support.servers import REDIS_URL, delete_prefix
+
+LEASE_MS = 30_000
+
+
+@dataclass
+class ModelEvent:
+    key: str
+    state: str
+    times: int
+    rerun: bool
+    seq: int
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_800_000_000_000
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+class QueueMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.prefix = f"test-model-{uuid.uuid4().hex[:10]}"
+        self.clock = Clock()
+        self.client = Redis.from_url(REDIS_URL)
+        self.queue = EventQueue(self.client, self.prefix, lease_seconds=LEASE_MS / 1000, clock=self.clock)
+        self.events: dict[str, ModelEvent] = {}
+        self.fifo: list[str] = []
+        self.retry: dict[str, int] = {}
+        self.leases: dict[str, tuple[int, str]] = {}
+        self.dedup: dict[str, str] = {}
+        self.claims: list[Claim] = []
+        self.known: list[str] = []
+        self.seq = 0
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.client.aclose())
+        self.loop.close()
+        sync = redis.Redis.from_url(REDIS_URL)
+        delete_prefix(sync, self.prefix)
+        sync.close()
+
+    @rule(
+        account=st.sampled_from(["A", "B", "C"]),
+        command=st.sampled_from([Command.REBALANCE, Command.PRINT_ORDERS]),
+    )
+    def enqueue(self, account: str, command: Command) -> None:
+        event = make_event(account, command)
+        result = self.run(self.queue.enqueue(event))
+        key = event.dedup_key
+        if key in self.dedup:
+            existing = self.events[self.dedup[key]]
+            expected = (
+                EnqueueOutcome.COALESCED if existing.state == "processing" else EnqueueOutcome.DUPLICATE
+            )
+            if existing.state == "processing":
+                existing.rerun = True
+            assert (result.outcome, result.event_id) == (expected, self.dedup[key])
+            return
+        assert result.outcome is EnqueueOutcome.QUEUED
+        event_id = str(event.event_id)
+        self.seq += 1
+        self.events[event_id] = ModelEvent(key, "queued", 1, False, self.seq)
+        self.dedup[key] = event_id
+        self.fifo.append(event_id)
+        self.known.append(event_id)
+
+    @rule()
+    def claim(self) -> None:
+        for event_id, _ in sorted(
+            ((i, d) for i, d in self.retry.items() if d <= self.clock.ms), key=lambda x: (x[1], x[0])
+        ):
+            del self.retry[event_id]
+            self.events[event_id].state = "queued"
+            self.fifo.append(event_id)
+        claim = self.run(self.queue.claim("w"))
+        if not self.fifo:
+            assert claim is None
+            return
+        expected = self.fifo.pop(0)
+        assert claim is not None
+        assert str(claim.event.event_id) == expected
+        model = self.events[expected]
+        assert claim.event.times_queued == model.times
+        model.state, model.rerun = "processing", False
+        self.leases[expected] = (self.clock.ms + LEASE_MS, claim.lease_token)
+        self.claims.append(claim)
+
+    def _valid(self, claim: Claim) -> bool:
+        lease = self.leases.get(str(claim.event.event_id))
+        return lease is not None and lease[1] == claim.lease_token
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        claim = data.draw(st.sampled_from(self.claims))
+        self.claims.remove(claim)
+        event_id = str(claim.event.event_id)
+        if not self._valid(claim):
+            with pytest.raises(LeaseLostError):
+                self.run(self.queue.complete(claim))
+            return
+        outcome = self.run(self.queue.complete(claim))
+        del self.leases[event_id]
+        model = self.events[event_id]
+        if model.rerun:
+            assert outcome is CompleteOutcome.RERUN
+            model.state, model.rerun = "queued", False
+            self.fifo.append(event_id)
+        else:
+            assert outcome is CompleteOutcome.COMPLETED
+            del self.events[event_id]
+            del self.dedup[model.key]
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(data=st.data(), delay=st.sampled_from([0, 5, 30]))
+    def fail(self, data: st.DataObject, delay: int) -> None:
+        claim = data.draw(st.sampled_from(self.claims))
+        self.claims.remove(claim)
+        event_id = str(claim.event.event_id)
+        if not self._valid(claim):
+            with pytest.raises(LeaseLostError):
+                self.run(self.queue.fail(claim, "err", delay))
+            return
+        times = self.run(self.queue.fail(claim, "err", delay))
+        del self.leases[event_id]
+        model = self.events[event_id]
+        model.times += 1
+        model.state, model.rerun = "retrying", False
+        assert times == model.times
+        self.retry[event_id] = self.clock.ms + delay * 1000
+
+    @precondition(lambda self: bool(self.known))
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        event_id = data.draw(st.sampled_from(self.known))
+        model = self.events.get(event_id)
+        if model is None:
+            with pytest.raises(EventNotQueuedError):
+                self.run(self.queue.remove(event_id))
+            return
+        if model.state == "processing":
+            with pytest.raises(EventProcessingError):
+                self.run(self.queue.remove(event_id))
+            return
+        removed = self.run(self.queue.remove(event_id))
+        assert str(removed.event_id) == event_id
+        if model.state == "queued":
+            self.fifo.remove(event_id)
+        else:
+            del self.retry[event_id]
+        del self.events[event_id]
+        del self.dedup[model.key]
+
+    @rule()
+    def reap(self) -> None:
+        expired = sorted(
+            ((i, e) for i, (e, _) in self.leases.items() if e <= self.clock.ms), key=lambda x: (x[1], x[0])
+        )
+        expected = []
+        for event_id, _ in expired:
+            del self.leases[event_id]
+            model = self.events[event_id]
+            model.times += 1
+            model.state, model.rerun = "queued", False
+            self.fifo.append(event_id)
+            expected.append((event_id, model.times))
+        assert self.run(self.queue.reap()) == expected
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(data=st.data())
+    def renew(self, data: st.DataObject) -> None:
+        claim = data.draw(st.sampled_from(self.claims))
+        if not self._valid(claim):
+            with pytest.raises(LeaseLostError):
+                self.run(self.queue.renew(claim))
+            return
+        self.run(self.queue.renew(claim))
+        event_id = str(claim.event.event_id)
+        self.leases[event_id] = (self.clock.ms + LEASE_MS, claim.lease_token)
+
+    @rule(seconds=st.sampled_from([0.5, 1, 5, 10, 31]))
+    def advance(self, seconds: float) -> None:
+        self.clock.ms += int(seconds * 1000)
+
+    @invariant()
+    def matches_the_model(self) -> None:
+        stats = self.run(self.queue.stats())
+        assert stats.queue_length == len(self.fifo)
+        assert stats.processing_count == len(self.leases)
+        assert stats.retrying_count == len(self.retry)
+        assert stats.active_events_count == len(self.events) == len(self.dedup)
+        assert stats.events_with_retries == sum(1 for e in self.events.values() if e.times > 1)
+        views = self.run(self.queue.list_events(limit=1000))
+        expected = sorted(self.events.items(), key=lambda item: item[1].seq)
+        assert [str(v.event.event_id) for v in views] == [i for i, _ in expected]
+        for view, (_, model) in zip(views, expected, strict=True):
+            assert (view.state.value, view.event.times_queued, view.rerun) == (
+                model.state,
+                model.times,
+                model.rerun,
+            )
+        raw = [i.decode() for i in self.run(self.client.lrange(self.queue.keys.queue, 0, -1))]
+        tombs = {i.decode() for i in self.run(self.client.smembers(self.queue.keys.tombstones))}
+        live = [i for i in raw if i not in tombs]
+        assert live == self.fifo
+
+
+QueueMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_queue_matches_its_model = QueueMachine.TestCase
