@@ -105,50 +105,65 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule()
     def claim(self) -> None:
-        for event_id, _ in sorted(
-            ((i, d) for i, d in self.retry.items() if d <= self.clock.ms), key=lambda x: (x[1], x[0])
-        ):
-            del self.retry[event_id]
-            self.events[event_id].state = "queued"
-            self.fifo.append(event_id)
         claim = self.run(self.queue.claim("w"))
-        if not self.fifo:
-            assert claim is None
-            return
-        expected = self.fifo.pop(0)
-        assert claim is not None
-        assert str(claim.event.event_id) == expected
-        model = self.events[expected]
-        assert claim.event.times_queued == model.times
-        model.state, model.rerun = "processing", False
-        self.leases[expected] = (self.clock.ms + LEASE_MS, claim.lease_token)
-        self.claims.append(claim)
+        self._take(claim, self._model_claim())
 
     def _valid(self, claim: Claim) -> bool:
         lease = self.leases.get(str(claim.event.event_id))
         return lease is not None and lease[1] == claim.lease_token
 
-    @precondition(lambda self: bool(self.claims))
-    @rule(data=st.data())
-    def complete(self, data: st.DataObject) -> None:
-        claim = data.draw(st.sampled_from(self.claims))
-        self.claims.remove(claim)
+    def _model_complete(self, claim: Claim) -> CompleteOutcome:
         event_id = str(claim.event.event_id)
-        if not self._valid(claim):
-            with pytest.raises(LeaseLostError):
-                self.run(self.queue.complete(claim))
-            return
-        outcome = self.run(self.queue.complete(claim))
         del self.leases[event_id]
         model = self.events[event_id]
         if model.rerun:
-            assert outcome is CompleteOutcome.RERUN
             model.state, model.rerun = "queued", False
             self.fifo.append(event_id)
-        else:
-            assert outcome is CompleteOutcome.COMPLETED
-            del self.events[event_id]
-            del self.dedup[model.key]
+            return CompleteOutcome.RERUN
+        del self.events[event_id]
+        del self.dedup[model.key]
+        return CompleteOutcome.COMPLETED
+
+    def _model_claim(self) -> str | None:
+        due = sorted(
+            ((i, d) for i, d in self.retry.items() if d <= self.clock.ms), key=lambda x: (x[1], x[0])
+        )
+        for event_id, _ in due:
+            del self.retry[event_id]
+            self.events[event_id].state = "queued"
+            self.fifo.append(event_id)
+        if not self.fifo:
+            return None
+        expected = self.fifo.pop(0)
+        self.events[expected].state, self.events[expected].rerun = "processing", False
+        return expected
+
+    def _take(self, claim: Claim | None, expected: str | None) -> None:
+        if expected is None:
+            assert claim is None
+            return
+        assert claim is not None
+        assert str(claim.event.event_id) == expected
+        assert claim.event.times_queued == self.events[expected].times
+        self.leases[expected] = (self.clock.ms + LEASE_MS, claim.lease_token)
+        self.claims.append(claim)
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(data=st.data(), and_claim=st.booleans())
+    def complete(self, data: st.DataObject, and_claim: bool) -> None:
+        claim = data.draw(st.sampled_from(self.claims))
+        self.claims.remove(claim)
+        if not self._valid(claim):
+            call = self.queue.complete_and_claim(claim, "w") if and_claim else self.queue.complete(claim)
+            with pytest.raises(LeaseLostError):
+                self.run(call)
+            return
+        if not and_claim:
+            assert self.run(self.queue.complete(claim)) is self._model_complete(claim)
+            return
+        outcome, next_claim = self.run(self.queue.complete_and_claim(claim, "w"))
+        assert outcome is self._model_complete(claim)
+        self._take(next_claim, self._model_claim())
 
     @precondition(lambda self: bool(self.claims))
     @rule(data=st.data(), delay=st.sampled_from([0, 5, 30]))

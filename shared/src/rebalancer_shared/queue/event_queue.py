@@ -75,6 +75,7 @@ class EventQueue:
         self._claim = redis.register_script(scripts.CLAIM)
         self._renew = redis.register_script(scripts.RENEW)
         self._complete = redis.register_script(scripts.COMPLETE)
+        self._complete_and_claim = redis.register_script(scripts.COMPLETE_AND_CLAIM)
         self._fail = redis.register_script(scripts.FAIL)
         self._reap = redis.register_script(scripts.REAP)
         self._remove = redis.register_script(scripts.REMOVE)
@@ -102,15 +103,11 @@ class EventQueue:
     async def claim(self, owner: str) -> Claim | None:
         """Take the oldest queued event under a new lease, or None when nothing is claimable."""
         keys = self.keys
-        token = uuid.uuid4().hex
         reply = await self._claim(
             keys=[keys.queue, keys.retry, keys.leases, keys.tombstones],
-            args=[keys.event_prefix, token, owner, _ms(self.lease_seconds), self._now_arg()],
+            args=[keys.event_prefix, uuid.uuid4().hex, owner, _ms(self.lease_seconds), self._now_arg()],
         )
-        if not reply:
-            return None
-        event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
-        return Claim(event=event, lease_token=token)
+        return _claim_of(reply) if reply else None
 
     async def claim_wait(self, owner: str, wait_seconds: float, poll_interval: float = 0.05) -> Claim | None:
         """Claim, polling until an event is claimable or `wait_seconds` have passed."""
@@ -150,6 +147,26 @@ class EventQueue:
         if reply == "lost":
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
         return CompleteOutcome(reply)
+
+    async def complete_and_claim(self, claim: Claim, owner: str) -> tuple[CompleteOutcome, Claim | None]:
+        """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path)."""
+        keys = self.keys
+        reply = await self._complete_and_claim(
+            keys=[keys.dedup, keys.queue, keys.leases, keys.order, keys.retried, keys.retry, keys.tombstones],
+            args=[
+                keys.event_prefix,
+                str(claim.event.event_id),
+                claim.lease_token,
+                uuid.uuid4().hex,
+                owner,
+                _ms(self.lease_seconds),
+                self._now_arg(),
+            ],
+        )
+        outcome = _text(reply[0])
+        if outcome == "lost":
+            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
+        return CompleteOutcome(outcome), (_claim_of(reply[1:]) if len(reply) > 1 else None)
 
     async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> int:
         """Send a failed run to the back of the queue after its delay; return its new times_queued."""
@@ -235,6 +252,11 @@ class EventQueue:
     async def live_event_ids(self) -> set[str]:
         """Every live event id (a scan of the order index: for recovery and tests, not hot paths)."""
         return {_text(i) for i in await self.redis.zrange(self.keys.order, 0, -1)}
+
+
+def _claim_of(reply: Sequence[Any]) -> Claim:
+    event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
+    return Claim(event=event, lease_token=_text(reply[3]))
 
 
 def _view(row: dict[Any, Any]) -> QueuedEventView:

@@ -47,32 +47,39 @@ if tonumber(ARGV[5]) > 1 then redis.call('SADD', KEYS[4], ARGV[2]) end
 return {'queued', ARGV[2]}
 """
 
+CLAIM_FN = """
+local function do_claim(prefix, queue, retry, leases, tombs, token, owner, lease_ms, now)
+  local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', retry, id)
+    redis.call('HSET', prefix .. id, 'state', 'queued')
+    redis.call('RPUSH', queue, id)
+  end
+  for _ = 1, 1000 do
+    local id = redis.call('LPOP', queue)
+    if not id then return false end
+    if redis.call('SREM', tombs, id) == 0 then
+      local ekey = prefix .. id
+      local json = redis.call('HGET', ekey, 'json')
+      if json then
+        redis.call('HSET', ekey, 'state', 'processing', 'lease', token, 'owner', owner, 'rerun', '0')
+        redis.call('ZADD', leases, now + lease_ms, id)
+        return {id, json, redis.call('HGET', ekey, 'times_queued'), token}
+      end
+    end
+  end
+  return false
+end
+"""
+
 # KEYS: queue, retry, leases, tombstones
 # ARGV: event_prefix, token, owner, lease_ms, now
 CLAIM = (
     NOW
+    + CLAIM_FN
     + """
-local now = now_ms(ARGV[5])
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HSET', ARGV[1] .. id, 'state', 'queued')
-  redis.call('RPUSH', KEYS[1], id)
-end
-for _ = 1, 1000 do
-  local id = redis.call('LPOP', KEYS[1])
-  if not id then return false end
-  if redis.call('SREM', KEYS[4], id) == 0 then
-    local ekey = ARGV[1] .. id
-    local json = redis.call('HGET', ekey, 'json')
-    if json then
-      redis.call('HSET', ekey, 'state', 'processing', 'lease', ARGV[2], 'owner', ARGV[3], 'rerun', '0')
-      redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), id)
-      return {id, json, redis.call('HGET', ekey, 'times_queued'), ARGV[2]}
-    end
-  end
-end
-return false
+return do_claim(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+                now_ms(ARGV[5]))
 """
 )
 
@@ -90,27 +97,53 @@ return 1
 """
 )
 
+COMPLETE_FN = """
+local function do_complete(prefix, dedup, queue, leases, order, retried, id, token)
+  local ekey = prefix .. id
+  if redis.call('HGET', ekey, 'lease') ~= token or redis.call('HGET', ekey, 'state') ~= 'processing' then
+    return 'lost'
+  end
+  redis.call('ZREM', leases, id)
+  if redis.call('HGET', ekey, 'rerun') == '1' then
+    redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0')
+    redis.call('HDEL', ekey, 'lease', 'owner')
+    redis.call('RPUSH', queue, id)
+    return 'rerun'
+  end
+  local dkey = redis.call('HGET', ekey, 'dedup')
+  if redis.call('HGET', dedup, dkey) == id then redis.call('HDEL', dedup, dkey) end
+  redis.call('DEL', ekey)
+  redis.call('ZREM', order, id)
+  redis.call('SREM', retried, id)
+  return 'completed'
+end
+"""
+
 # KEYS: dedup, queue, leases, order, retried
 # ARGV: event_prefix, id, token
-COMPLETE = """
-local ekey = ARGV[1] .. ARGV[2]
-if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'state') ~= 'processing' then
-  return 'lost'
-end
-redis.call('ZREM', KEYS[3], ARGV[2])
-if redis.call('HGET', ekey, 'rerun') == '1' then
-  redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0')
-  redis.call('HDEL', ekey, 'lease', 'owner')
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  return 'rerun'
-end
-local dkey = redis.call('HGET', ekey, 'dedup')
-if redis.call('HGET', KEYS[1], dkey) == ARGV[2] then redis.call('HDEL', KEYS[1], dkey) end
-redis.call('DEL', ekey)
-redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('SREM', KEYS[5], ARGV[2])
-return 'completed'
+COMPLETE = (
+    COMPLETE_FN
+    + """
+return do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
 """
+)
+
+# Finish a run and claim the next event in one round trip (the worker loop's hot path).
+# KEYS: dedup, queue, leases, order, retried, retry, tombstones
+# ARGV: event_prefix, id, token, next_token, owner, lease_ms, now
+COMPLETE_AND_CLAIM = (
+    NOW
+    + COMPLETE_FN
+    + CLAIM_FN
+    + """
+local outcome = do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
+if outcome == 'lost' then return {outcome} end
+local claimed = do_claim(ARGV[1], KEYS[2], KEYS[6], KEYS[3], KEYS[7], ARGV[4], ARGV[5], tonumber(ARGV[6]),
+                         now_ms(ARGV[7]))
+if not claimed then return {outcome} end
+return {outcome, claimed[1], claimed[2], claimed[3], claimed[4]}
+"""
+)
 
 # KEYS: leases, retry, retried
 # ARGV: event_prefix, id, token, error, delay_ms, now
