@@ -1,5 +1,9 @@
 """The one configuration loader: config.yaml for structure, environment variables on top (env wins).
 
+`Settings` is a pydantic-settings class whose sources are, in order of precedence, the environment
+(read through the flat table below, since deployments use names like `IB_HOST` rather than nested
+`IBKR__HOST`) and then the values of config.yaml.
+
 Each environment variable a service reads is listed in `ENV_VARIABLES` with the config path it
 overrides, so the table is the single place that names them: the README's reference, `.env.example`
 and the docker-compose check are all held against it. Secrets (`SecretStr`) never print.
@@ -9,11 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.errors import ConfigError
@@ -109,8 +116,10 @@ class LoggingSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
     """Everything a service may read. Sections mirror the top-level keys of config.yaml."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     accounts_file: Path = Path(DEFAULT_ACCOUNTS_FILE)
     redis: RedisSettings = RedisSettings()
@@ -123,6 +132,18 @@ class Settings(_Section):
     ably: AblySettings = AblySettings()
     management: ManagementSettings = ManagementSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first (it wins), then the file's values passed in by `load_settings`."""
+        return (FlatEnvironmentSource(settings_cls), init_settings)
 
 
 # Environment variable -> config path it overrides. Several names may feed one path (the first set
@@ -163,6 +184,37 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
 # Read by load_settings itself, before the file is opened.
 CONFIG_FILE_VARIABLE = "CONFIG_FILE"
 
+_environment: ContextVar[Mapping[str, str] | None] = ContextVar("rebalancer_environment", default=None)
+
+
+def _set_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """Config path (dotted) -> the variable that sets it; the first set name in table order wins."""
+    chosen: dict[str, str] = {}
+    for name, path in ENV_VARIABLES.items():
+        dotted = ".".join(path)
+        if environ.get(name) and dotted not in chosen:
+            chosen[dotted] = name
+    return chosen
+
+
+class FlatEnvironmentSource(PydanticBaseSettingsSource):
+    """Reads the variables of `ENV_VARIABLES` into the nested shape of `Settings`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # values are produced whole by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        environ = _environment.get()
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        for dotted, name in _set_variables(env).items():
+            *sections, key = dotted.split(".")
+            target = data
+            for section in sections:
+                target = target.setdefault(section, {})
+            target[key] = env[name]
+        return data
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
@@ -176,24 +228,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of sections")
     return raw
-
-
-def _overlay_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """Write each set variable into `data`; return path -> variable name, for error messages."""
-    sources: dict[str, str] = {}
-    for name, path in ENV_VARIABLES.items():
-        value = environ.get(name)
-        dotted = ".".join(path)
-        if value is None or value == "" or dotted in sources:
-            continue
-        target = data
-        for key in path[:-1]:
-            section = target.get(key)
-            target[key] = section = dict(section) if isinstance(section, dict) else {}
-            target = section
-        target[path[-1]] = value
-        sources[dotted] = name
-    return sources
 
 
 def _describe(exc: ValidationError, path: Path | None, sources: Mapping[str, str]) -> str:
@@ -212,8 +246,10 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = Path(DEFAULT_CONFIG_FILE)
     data = _read_yaml(path) if path is not None else {}
-    sources = _overlay_env(data, env)
+    token = _environment.set(env)
     try:
-        return Settings.model_validate(data)
+        return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, sources)) from exc
+        raise ConfigError(_describe(exc, path, _set_variables(env))) from exc
+    finally:
+        _environment.reset(token)
