@@ -14,6 +14,9 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:q:retried      set     live ids with times_queued > 1 (health: events with retries)
     P:q:tombstones   set     ids removed by an operator while still in P:q:queue (skipped on claim)
     P:q:lock:{acct}  string  token of the holder of the account's mutating-command lock
+    P:heartbeats     hash    "{service}:{instance}" -> JSON {state, at, ...}: liveness of each process
+    P:metrics        hash    "{counter}:{command}" -> count (events queued, completed, failed, ...)
+    P:ably:seen:{id} string  an Ably message id already turned into events (TTL > catch-up window)
     P:marker         string  written at first start; its absence with history in PostgreSQL means
                              Redis lost its data and the queue is rebuilt from PostgreSQL
     P:recovery-lock  string  single-flight guard of that rebuild
@@ -71,6 +74,17 @@ class QueueKeys:
 
     def account_lock(self, account_id: str) -> str:
         return f"{self.prefix}:q:lock:{account_id}"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}:heartbeats"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
+
+    def ably_seen(self, message_id: str) -> str:
+        return f"{self.prefix}:ably:seen:{message_id}"
 
     @property
     def marker(self) -> str:
