@@ -1,0 +1,86 @@
+"""`AllocationClient`: GET {base_url}/{channel}/allocations with the API key, a timeout and a few
+short retries (tenacity, fixed delay) for failures that may pass: connection errors, timeouts and
+HTTP 5xx/429. A 4xx or a response that fails validation is not retried here; the event retries
+later from the back of the queue, with nothing traded.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+from event_processor.allocations.models import AllocationError, TargetAllocation, parse_allocation_response
+from rebalancer_shared.config import AllocationSettings
+
+log = structlog.get_logger(__name__)
+
+
+class _TransientError(AllocationError):
+    """A failure worth retrying at once (network, timeout, 5xx)."""
+
+
+class AllocationClient:
+    """Fetches and validates a strategy's target weights."""
+
+    def __init__(self, settings: AllocationSettings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
+        self._owns_http = http is None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    def url_for(self, channel: str) -> str:
+        """The allocations URL of a channel."""
+        return f"{self.settings.base_url.rstrip('/')}/{quote(channel, safe='')}/allocations"
+
+    async def fetch(self, channel: str) -> TargetAllocation:
+        """The channel's validated target weights; `AllocationError` naming the problem otherwise."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=wait_fixed(self.settings.retry_delay_seconds),
+            retry=retry_if_exception(lambda exc: isinstance(exc, _TransientError)),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                body = await self._get(channel)
+        allocation = parse_allocation_response(channel, body, self.settings.sum_tolerance)
+        log.info(
+            "allocations fetched",
+            channel=channel,
+            strategy=allocation.name,
+            strategy_long_name=allocation.long_name,
+            last_rebalance_on=allocation.last_rebalance_on,
+            as_of=allocation.as_of,
+            symbols=len(allocation.weights),
+        )
+        return allocation
+
+    async def _get(self, channel: str) -> object:
+        url = self.url_for(channel)
+        headers = {"accept": "application/json"}
+        if self.settings.api_key is not None:
+            headers[self.settings.api_key_header] = self.settings.api_key.get_secret_value()
+        try:
+            response = await self._http.get(url, headers=headers, timeout=self.settings.timeout_seconds)
+        except httpx.TimeoutException as exc:
+            raise _TransientError(
+                f"allocation API GET {url}: timed out after {self.settings.timeout_seconds}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise _TransientError(f"allocation API GET {url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _TransientError(f"allocation API GET {url}: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise AllocationError(f"allocation API GET {url}: HTTP {response.status_code}")
+        try:
+            return json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AllocationError(f"allocation API GET {url}: response is not valid JSON") from exc
