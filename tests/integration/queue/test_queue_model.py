@@ -205,6 +205,21 @@ class QueueMachine(RuleBasedStateMachine):
         del self.events[event_id]
         del self.dedup[model.key]
 
+    @precondition(lambda self: bool(self.claims))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        claim = data.draw(st.sampled_from(self.claims))
+        self.claims.remove(claim)
+        if not self._valid(claim):
+            with pytest.raises(LeaseLostError):
+                self.run(self.queue.release(claim))
+            return
+        self.run(self.queue.release(claim))
+        event_id = str(claim.event.event_id)
+        del self.leases[event_id]
+        self.events[event_id].state = "queued"
+        self.fifo.insert(0, event_id)
+
     @rule()
     def reap(self) -> None:
         expired = sorted(

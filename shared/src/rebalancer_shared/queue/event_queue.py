@@ -78,6 +78,7 @@ class EventQueue:
         self._complete_and_claim = redis.register_script(scripts.COMPLETE_AND_CLAIM)
         self._fail = redis.register_script(scripts.FAIL)
         self._reap = redis.register_script(scripts.REAP)
+        self._release = redis.register_script(scripts.RELEASE)
         self._remove = redis.register_script(scripts.REMOVE)
         self._stats = redis.register_script(scripts.STATS)
 
@@ -187,6 +188,20 @@ class EventQueue:
         if times < 0:
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it failed")
         return times
+
+    async def release(self, claim: Claim) -> None:
+        """Give an unfinished claim back to the front of the queue without counting a retry.
+
+        For a graceful shutdown: the event was the oldest when claimed, so it goes first again. A
+        coalesced rerun mark is kept (the run that would honour it has not happened).
+        """
+        keys = self.keys
+        ok = await self._release(
+            keys=[keys.leases, keys.queue],
+            args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token],
+        )
+        if not int(ok):
+            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it was released")
 
     async def reap(self, limit: int = 100) -> list[tuple[str, int]]:
         """Return events whose lease expired to the back of the queue; list (event id, times_queued)."""

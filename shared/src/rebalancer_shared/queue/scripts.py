@@ -164,6 +164,21 @@ return times
 """
 )
 
+# Give a claimed event back untouched (graceful shutdown): front of the queue, no retry counted.
+# KEYS: leases, queue
+# ARGV: event_prefix, id, token
+RELEASE = """
+local ekey = ARGV[1] .. ARGV[2]
+if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'state') ~= 'processing' then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HSET', ekey, 'state', 'queued')
+redis.call('HDEL', ekey, 'lease', 'owner')
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return 1
+"""
+
 # KEYS: leases, queue, retried
 # ARGV: event_prefix, now, limit
 REAP = (
