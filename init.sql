@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS ix_events_status_created ON events (status, created_at);
 CREATE INDEX IF NOT EXISTS ix_events_account ON events (account_id, created_at);
 
--- Every state change of an event: queued, duplicate, coalesced, processing, retrying (with the
+-- Every state change of an event: queued, requeued, duplicate, coalesced, processing, retrying (with the
 -- error), completed, rerun, removed, recovered.
 CREATE TABLE IF NOT EXISTS event_transitions (
     id           BIGSERIAL PRIMARY KEY,

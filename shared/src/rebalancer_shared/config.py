@@ -94,6 +94,8 @@ class ProcessingSettings(_Section):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     cancel_timeout_seconds: float = Field(default=60.0, gt=0)
     fill_timeout_seconds: float = Field(default=300.0, gt=0)
+    # BROKER=simulated only: a JSON file with the simulated accounts (see event_processor.brokers).
+    simulated_broker_file: Path | None = None
 
 
 class AblySettings(_Section):
@@ -170,6 +172,12 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "BROKER": ("processing", "broker"),
     "MAX_CONCURRENT_EVENTS": ("processing", "max_concurrent_events"),
     "RETRY_DELAY_SECONDS": ("processing", "retry_delay_seconds"),
+    "LEASE_SECONDS": ("processing", "lease_seconds"),
+    "HEARTBEAT_SECONDS": ("processing", "heartbeat_seconds"),
+    "SHUTDOWN_GRACE_SECONDS": ("processing", "shutdown_grace_seconds"),
+    "CANCEL_TIMEOUT_SECONDS": ("processing", "cancel_timeout_seconds"),
+    "FILL_TIMEOUT_SECONDS": ("processing", "fill_timeout_seconds"),
+    "SIMULATED_BROKER_FILE": ("processing", "simulated_broker_file"),
     "ABLY_API_KEY": ("ably", "api_key"),
     "ABLY_ENDPOINT": ("ably", "endpoint"),
     "ABLY_TLS": ("ably", "tls"),

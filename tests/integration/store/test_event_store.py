@@ -127,3 +127,28 @@ async def test_deployment_facts_upsert(fresh_store: EventStore) -> None:
     await fresh_store.set_fact("x", "1")
     await fresh_store.set_fact("x", "2")
     assert await fresh_store.get_fact("x") == "2"
+
+
+async def test_a_late_acceptance_write_never_overwrites_a_later_state(store: EventStore) -> None:
+    # The broker enqueues to Redis first; a worker may record processing and completed before the
+    # broker's "queued" write reaches PostgreSQL.
+    event = make_event("DU9", Command.PRINT_POSITIONS)
+    await store.record(event, Transition.PROCESSING)
+    await store.record(event, Transition.COMPLETED)
+    await store.record(event, Transition.QUEUED)
+    row = await store.get_event(event.event_id)
+    assert row is not None
+    assert row.status == "completed"
+    history = await store.history(event.event_id)
+    assert history is not None
+    assert [t["state"] for t in history["transitions"]] == ["queued", "processing", "completed"]
+
+
+async def test_requeue_moves_the_state_back_to_queued(store: EventStore) -> None:
+    event = make_event("DU10")
+    await store.record(event, Transition.QUEUED)
+    await store.record(event, Transition.PROCESSING)
+    await store.record(event, Transition.REQUEUED, times_queued=2, detail="lease expired")
+    row = await store.get_event(event.event_id)
+    assert row is not None
+    assert (row.status, row.times_queued) == ("queued", 2)

@@ -44,9 +44,16 @@ FINISHED = (EventStatus.COMPLETED, EventStatus.REMOVED)
 
 
 class Transition(StrEnum):
-    """Every kind of change an event's history records (statuses plus the ones that keep it)."""
+    """Every kind of change an event's history records (statuses plus the ones that keep it).
+
+    `QUEUED` is the acceptance of a new event. It is written after the event is in Redis, so a
+    worker may already have recorded a later state: it therefore creates the row but never
+    overwrites one (and is dated at the event's creation). `REQUEUED` (lease expired, released at
+    shutdown) does move an existing row back to queued.
+    """
 
     QUEUED = "queued"
+    REQUEUED = "requeued"
     PROCESSING = "processing"
     RETRYING = "retrying"
     COMPLETED = "completed"
@@ -59,6 +66,7 @@ class Transition(StrEnum):
 
 _STATUS_OF: dict[Transition, EventStatus] = {
     Transition.QUEUED: EventStatus.QUEUED,
+    Transition.REQUEUED: EventStatus.QUEUED,
     Transition.PROCESSING: EventStatus.PROCESSING,
     Transition.RETRYING: EventStatus.RETRYING,
     Transition.COMPLETED: EventStatus.COMPLETED,
@@ -161,9 +169,11 @@ class EventStore:
             raise ValueError(f"{transition.value} does not change an event's state; use note()")
         now = _utcnow()
         times = event.times_queued if times_queued is None else times_queued
+        first = transition is Transition.QUEUED
         async with self._sessions.begin() as session:
-            await self._upsert_event(session, event, status, times, detail, now)
-            session.add(_transition(event.event_id, transition, times, detail, now))
+            await self._upsert_event(session, event, status, times, detail, now, insert_only=first)
+            at = min(now, event.created_at) if first else now
+            session.add(_transition(event.event_id, transition, times, detail, at))
 
     async def note(self, event_id: uuid.UUID, transition: Transition, detail: str | None = None) -> bool:
         """Append a transition that keeps the state (duplicate, coalesced); False if the event is unknown."""
@@ -182,6 +192,8 @@ class EventStore:
         times: int,
         detail: str | None,
         now: datetime,
+        *,
+        insert_only: bool = False,
     ) -> None:
         values: dict[str, Any] = {
             "event_id": event.event_id,
@@ -201,11 +213,11 @@ class EventStore:
         update = {k: values[k] for k in ("status", "times_queued", "updated_at", "finished_at")}
         if status is EventStatus.RETRYING:
             update["last_error"] = detail
-        stmt = (
-            self._insert(EventRow)
-            .values(**values)
-            .on_conflict_do_update(index_elements=["event_id"], set_=update)
-        )
+        insert = self._insert(EventRow).values(**values)
+        if insert_only:
+            stmt = insert.on_conflict_do_nothing(index_elements=["event_id"])
+        else:
+            stmt = insert.on_conflict_do_update(index_elements=["event_id"], set_=update)
         await session.execute(stmt)
 
     async def save_run(self, run: RunRecord) -> None:
@@ -261,7 +273,9 @@ class EventStore:
             if row is None:
                 return None
             transitions = await session.scalars(
-                select(TransitionRow).where(TransitionRow.event_id == event_id).order_by(TransitionRow.id)
+                select(TransitionRow)
+                .where(TransitionRow.event_id == event_id)
+                .order_by(TransitionRow.at, TransitionRow.id)
             )
             runs = await session.scalars(
                 select(RunRow).where(RunRow.event_id == event_id).order_by(RunRow.started_at)
