@@ -1,0 +1,145 @@
+"""The planner's plain data: what goes in (`PlanInput`) and what comes out (`Plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rebalancer_shared.accounts import RebalancingSettings
+
+Action = Literal["BUY", "SELL"]
+
+STOCK = "STK"
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A position as the broker reports it; only `sec_type == "STK"` is ever traded."""
+
+    quantity: float
+    sec_type: str = STOCK
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything the planner needs, already fetched: weights, positions, prices, cash, equity."""
+
+    targets: Mapping[str, float]
+    holdings: Mapping[str, Holding]
+    prices: Mapping[str, float]
+    cash: float
+    net_liquidation: float
+    settings: RebalancingSettings = field(default_factory=RebalancingSettings)
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """One order to place; `est_value` is quantity x the price the plan was made at."""
+
+    symbol: str
+    action: Action
+    quantity: float
+    est_price: float
+    est_value: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "action": self.action,
+            "quantity": self.quantity,
+            "est_price": self.est_price,
+            "est_value": self.est_value,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class SkippedTrade:
+    """A trade the plan deliberately does not make, with a machine-readable reason code."""
+
+    symbol: str
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class EquityInfo:
+    """Total equity (net liquidation), the cash reserve kept out of trading and what is left to invest."""
+
+    total_equity: float
+    reserve_percentage: float
+    reserve_amount: float
+    available_for_trading: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_equity": self.total_equity,
+            "reserve_percentage": self.reserve_percentage,
+            "reserve_amount": self.reserve_amount,
+            "available_for_trading": self.available_for_trading,
+        }
+
+
+@dataclass(frozen=True)
+class PlanMetrics:
+    """Quality of the projected portfolio.
+
+    `l1_error_bp`: sum over target and held stock symbols of |projected weight - scaled target weight|
+    in basis points, where the scaled target weight is weight x available / total equity, so keeping
+    the reserve in cash is not an error. `max_gap_bp`: the largest single term of that sum.
+    `turnover`: traded value / total equity. `order_count`: orders in the plan.
+    """
+
+    l1_error_bp: float
+    max_gap_bp: float
+    turnover: float
+    order_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "l1_error_bp": self.l1_error_bp,
+            "max_gap_bp": self.max_gap_bp,
+            "turnover": self.turnover,
+            "order_count": self.order_count,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The orders that bring an account to its targets, and what the account looks like afterwards.
+
+    Orders are sorted sells first, then by symbol. `projected_quantities` holds the stock positions
+    after every order fills at its estimated price (the input of a convergence check).
+    """
+
+    orders: tuple[PlannedOrder, ...]
+    skipped: tuple[SkippedTrade, ...]
+    equity_info: EquityInfo
+    projected_weights: Mapping[str, float]
+    projected_cash: float
+    metrics: PlanMetrics
+    projected_quantities: Mapping[str, float] = field(default_factory=dict)
+    current_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def sells(self) -> tuple[PlannedOrder, ...]:
+        """The SELL orders (the engine places these first)."""
+        return tuple(order for order in self.orders if order.action == "SELL")
+
+    def buys(self) -> tuple[PlannedOrder, ...]:
+        """The BUY orders (the engine re-plans these after the sells have filled)."""
+        return tuple(order for order in self.orders if order.action == "BUY")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (the shape `rebalancer plan` prints and the run history stores)."""
+        return {
+            "orders": [order.to_dict() for order in self.orders],
+            "skipped": [skip.to_dict() for skip in self.skipped],
+            "equity_info": self.equity_info.to_dict(),
+            "projected": {"weights": dict(self.projected_weights), "cash": self.projected_cash},
+            "metrics": self.metrics.to_dict(),
+        }
