@@ -429,5 +429,5 @@ def test_plan_to_dict_has_the_documented_json_shape() -> None:
         "reserve_amount",
         "available_for_trading",
     }
-    assert data["projected"] == {"weights": {"AAA": 950.0 / 1_100.0}, "cash": 50.0}
+    assert data["projected"] == {"weights": {"AAA": round(950.0 / 1_100.0, 6)}, "cash": 50.0}
     assert set(data["metrics"]) == {"l1_error_bp", "max_gap_bp", "turnover", "order_count"}

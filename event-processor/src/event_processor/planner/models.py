@@ -50,7 +50,7 @@ class PlannedOrder:
             "action": self.action,
             "quantity": self.quantity,
             "est_price": self.est_price,
-            "est_value": self.est_value,
+            "est_value": round(self.est_value, 2),
             "reason": self.reason,
         }
 
@@ -78,10 +78,10 @@ class EquityInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "total_equity": self.total_equity,
+            "total_equity": round(self.total_equity, 2),
             "reserve_percentage": self.reserve_percentage,
-            "reserve_amount": self.reserve_amount,
-            "available_for_trading": self.available_for_trading,
+            "reserve_amount": round(self.reserve_amount, 2),
+            "available_for_trading": round(self.available_for_trading, 2),
         }
 
 
@@ -102,9 +102,9 @@ class PlanMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "l1_error_bp": self.l1_error_bp,
-            "max_gap_bp": self.max_gap_bp,
-            "turnover": self.turnover,
+            "l1_error_bp": round(self.l1_error_bp, 2),
+            "max_gap_bp": round(self.max_gap_bp, 2),
+            "turnover": round(self.turnover, 4),
             "order_count": self.order_count,
         }
 
@@ -140,6 +140,9 @@ class Plan:
             "orders": [order.to_dict() for order in self.orders],
             "skipped": [skip.to_dict() for skip in self.skipped],
             "equity_info": self.equity_info.to_dict(),
-            "projected": {"weights": dict(self.projected_weights), "cash": self.projected_cash},
+            "projected": {
+                "weights": {s: round(w, 6) for s, w in self.projected_weights.items()},
+                "cash": round(self.projected_cash, 2),
+            },
             "metrics": self.metrics.to_dict(),
         }
