@@ -1,0 +1,1 @@
+"""Loopback peers for the real client libraries: tws/ (ib_async), ably/ (the ably SDK)."""

@@ -1,0 +1,92 @@
+"""The broker seam: `ReadOnlyBroker` reads an account, `Broker` also trades in it.
+
+Dry-run commands get a `ReadOnlyBrokerView`, which has the read methods and nothing else, so a dry run
+cannot place or cancel an order by construction (not by a flag someone could forget to check).
+Every method is async and raises `BrokerError` with a message that says what failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from event_processor.brokers.models import (
+    AccountValues,
+    BrokerPosition,
+    OpenOrder,
+    OrderRequest,
+    OrderResult,
+)
+
+
+@runtime_checkable
+class ReadOnlyBroker(Protocol):
+    """Reads: account values, positions, prices and open orders."""
+
+    async def get_account_values(self, account_id: str) -> AccountValues:
+        """NetLiquidation and TotalCashValue of the account."""
+        ...
+
+    async def get_positions(self, account_id: str) -> list[BrokerPosition]:
+        """Every non-zero position of the account, with its security type."""
+        ...
+
+    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        """A usable price per stock symbol; a symbol without one is left out (never 0 or NaN)."""
+        ...
+
+    async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
+        """Orders of the account still working at the broker, whichever client placed them."""
+        ...
+
+
+@runtime_checkable
+class Broker(ReadOnlyBroker, Protocol):
+    """Reads and writes."""
+
+    async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
+        """Cancel every open order of the account and wait until the broker confirms; return them.
+
+        Raises `BrokerError` when some are still open after `timeout_seconds`.
+        """
+        ...
+
+    async def place_orders(
+        self, account_id: str, orders: Sequence[OrderRequest], order_ref: str
+    ) -> list[OrderResult]:
+        """Send the orders (each tagged with `order_ref`) and return them as submitted."""
+        ...
+
+    async def wait_for_fills(
+        self, account_id: str, order_ids: Sequence[int], timeout_seconds: float
+    ) -> list[OrderResult]:
+        """Wait until every order is done or the timeout passes; return their latest state.
+
+        A timeout is not an error: the results say which orders did not fill.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the connection (the broker may be used again afterwards: it reconnects)."""
+        ...
+
+
+class ReadOnlyBrokerView:
+    """The read half of a broker, for dry runs: it has no place, cancel or wait attribute at all."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(self, broker: ReadOnlyBroker) -> None:
+        self._broker = broker
+
+    async def get_account_values(self, account_id: str) -> AccountValues:
+        return await self._broker.get_account_values(account_id)
+
+    async def get_positions(self, account_id: str) -> list[BrokerPosition]:
+        return await self._broker.get_positions(account_id)
+
+    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        return await self._broker.get_prices(symbols)
+
+    async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
+        return await self._broker.get_open_orders(account_id)

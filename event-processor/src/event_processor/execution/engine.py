@@ -1,0 +1,263 @@
+"""The execution engine: one function per command, from target weights to an `ExecutionReport`.
+
+Live `rebalance`:
+1. cancel every open order of the account and wait for the confirmations (else `BrokerError`);
+2. snapshot positions, NetLiquidation, TotalCashValue and the prices of every target and held stock;
+3. plan with `plan_rebalance`, place the sells, wait for their fills;
+4. re-read positions and cash, re-plan with the same planner at the same prices, place only the
+   buys of that plan, wait;
+5. report every order; a partial or failed outcome raises `ExecutionFailed` so the event retries,
+   and the retry re-plans from whatever the account holds by then.
+
+Read-only commands take any `ReadOnlyBroker` and wrap it in a `ReadOnlyBrokerView`, so even when
+handed a full broker they cannot place or cancel anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from event_processor.brokers.models import AccountValues, BrokerPosition, OrderRequest, OrderResult
+from event_processor.brokers.protocol import Broker, ReadOnlyBroker, ReadOnlyBrokerView
+from event_processor.execution.report import ExecutionFailed, ExecutionReport, Outcome
+from event_processor.planner import Holding, Plan, PlanInput, PlannedOrder, plan_rebalance
+from rebalancer_shared.accounts import RebalancingSettings
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_CANCEL_TIMEOUT_SECONDS = 60.0
+DEFAULT_FILL_TIMEOUT_SECONDS = 300.0
+STOCK = "STK"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The account as read from the broker at one moment."""
+
+    values: AccountValues
+    positions: tuple[BrokerPosition, ...]
+    prices: Mapping[str, float]
+
+
+def _read_only(broker: ReadOnlyBroker) -> ReadOnlyBrokerView:
+    return broker if isinstance(broker, ReadOnlyBrokerView) else ReadOnlyBrokerView(broker)
+
+
+def holdings_of(positions: Sequence[BrokerPosition]) -> dict[str, Holding]:
+    """Planner holdings: stocks by symbol; anything else under a key of its own, so an option on
+    AAPL never hides the AAPL shares."""
+    quantities: dict[tuple[str, str], float] = {}
+    for p in positions:
+        key = p.symbol if p.sec_type == STOCK else f"{p.local_symbol or p.symbol} ({p.sec_type})"
+        quantities[(key, p.sec_type)] = quantities.get((key, p.sec_type), 0.0) + p.quantity
+    return {key: Holding(quantity, sec_type) for (key, sec_type), quantity in quantities.items()}
+
+
+async def read_account(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    targets: Mapping[str, float],
+    prices: Mapping[str, float] | None = None,
+) -> Snapshot:
+    """Values, positions, and (unless given) prices of every target and held stock."""
+    values = await broker.get_account_values(account_id)
+    positions = tuple(await broker.get_positions(account_id))
+    if prices is None:
+        symbols = sorted(set(targets) | {p.symbol for p in positions if p.sec_type == STOCK})
+        prices = await broker.get_prices(symbols) if symbols else {}
+    return Snapshot(values, positions, dict(prices))
+
+
+def plan_for(snapshot: Snapshot, targets: Mapping[str, float], settings: RebalancingSettings) -> Plan:
+    return plan_rebalance(
+        PlanInput(
+            targets=dict(targets),
+            holdings=holdings_of(snapshot.positions),
+            prices=snapshot.prices,
+            cash=snapshot.values.total_cash,
+            net_liquidation=snapshot.values.net_liquidation,
+            settings=settings,
+        )
+    )
+
+
+def _requests(orders: Sequence[PlannedOrder]) -> list[OrderRequest]:
+    return [OrderRequest(o.symbol, o.action, o.quantity, o.est_price) for o in orders]
+
+
+async def _place_and_wait(
+    broker: Broker, account_id: str, orders: Sequence[PlannedOrder], event_id: str, fill_timeout: float
+) -> list[OrderResult]:
+    if not orders:
+        return []
+    placed = await broker.place_orders(account_id, _requests(orders), order_ref=event_id)
+    return await broker.wait_for_fills(account_id, [o.order_id for o in placed], fill_timeout)
+
+
+def outcome_of(orders: Sequence[OrderResult]) -> Outcome:
+    if all(o.is_filled for o in orders):
+        return "filled"
+    if any(o.filled_quantity > 0 for o in orders):
+        return "partial"
+    return "failed"
+
+
+def _describe(orders: Sequence[OrderResult], outcome: Outcome) -> str:
+    if not orders:
+        return "nothing to trade: the account is at its targets"
+    if outcome == "filled":
+        sells = sum(o.action == "SELL" for o in orders)
+        return f"{len(orders)} order(s) filled ({sells} sell, {len(orders) - sells} buy)"
+    unfinished = [
+        f"{o.action} {o.quantity:g} {o.symbol}: filled {o.filled_quantity:g}, {o.status}"
+        + (f" ({o.message})" if o.message else "")
+        for o in orders
+        if not o.is_filled
+    ]
+    return f"{len(unfinished)} of {len(orders)} order(s) not filled: " + "; ".join(unfinished)
+
+
+async def rebalance(
+    broker: Broker,
+    account_id: str,
+    targets: Mapping[str, float],
+    settings: RebalancingSettings,
+    event_id: str,
+    *,
+    cancel_timeout_seconds: float = DEFAULT_CANCEL_TIMEOUT_SECONDS,
+    fill_timeout_seconds: float = DEFAULT_FILL_TIMEOUT_SECONDS,
+) -> ExecutionReport:
+    """Trade the account to `targets` (sells, then a re-planned set of buys); see the module doc.
+
+    Raises `BrokerError` (cancel timeout, connection lost), `PlanError` (bad price or input, before
+    any order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry".
+    """
+    bound = log.bind(account_id=account_id, event_id=event_id, command="rebalance")
+    cancelled = await broker.cancel_open_orders(account_id, cancel_timeout_seconds)
+    first = await read_account(broker, account_id, targets)
+    plan = plan_for(first, targets, settings)
+    bound.info("plan made", orders=len(plan.orders), sells=len(plan.sells()), cancelled=len(cancelled))
+    sells = await _place_and_wait(broker, account_id, plan.sells(), event_id, fill_timeout_seconds)
+    buy_plan = plan
+    if sells:
+        after_sells = await read_account(broker, account_id, targets, prices=first.prices)
+        buy_plan = plan_for(after_sells, targets, settings)
+    buys = await _place_and_wait(broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds)
+    orders = (*sells, *buys)
+    outcome = outcome_of(orders)
+    report = ExecutionReport(
+        command="rebalance",
+        account_id=account_id,
+        event_id=event_id,
+        outcome=outcome,
+        message=_describe(orders, outcome),
+        orders=orders,
+        plan=plan,
+        buy_plan=buy_plan if sells else None,
+        equity_info=plan.equity_info,
+        account_values=first.values,
+        positions=first.positions,
+        prices=first.prices,
+        cancelled_orders=tuple(cancelled),
+    )
+    bound.info("rebalance finished", outcome=outcome, message=report.message)
+    if not report.succeeded:
+        raise ExecutionFailed(report)
+    return report
+
+
+async def print_rebalance(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    targets: Mapping[str, float],
+    settings: RebalancingSettings,
+    event_id: str,
+) -> ExecutionReport:
+    """The plan a live run would start with (dry run); the open orders it would cancel first."""
+    view = _read_only(broker)
+    snapshot = await read_account(view, account_id, targets)
+    plan = plan_for(snapshot, targets, settings)
+    open_orders = tuple(await view.get_open_orders(account_id))
+    message = f"dry run: {len(plan.orders)} order(s) would be placed"
+    if open_orders:
+        message += f" after cancelling {len(open_orders)} open order(s)"
+    return ExecutionReport(
+        command="print-rebalance",
+        account_id=account_id,
+        event_id=event_id,
+        outcome="read_only",
+        message=message,
+        plan=plan,
+        equity_info=plan.equity_info,
+        account_values=snapshot.values,
+        positions=snapshot.positions,
+        prices=snapshot.prices,
+        open_orders=open_orders,
+    )
+
+
+async def print_positions(broker: ReadOnlyBroker, account_id: str, event_id: str) -> ExecutionReport:
+    positions = tuple(await _read_only(broker).get_positions(account_id))
+    return ExecutionReport(
+        command="print-positions",
+        account_id=account_id,
+        event_id=event_id,
+        outcome="read_only",
+        message=f"{len(positions)} position(s)",
+        positions=positions,
+    )
+
+
+async def print_equity(
+    broker: ReadOnlyBroker, account_id: str, settings: RebalancingSettings, event_id: str
+) -> ExecutionReport:
+    values = await _read_only(broker).get_account_values(account_id)
+    # The planner owns the reserve arithmetic; an empty plan gives its equity figures alone.
+    equity = plan_rebalance(
+        PlanInput({}, {}, {}, values.total_cash, values.net_liquidation, settings)
+    ).equity_info
+    return ExecutionReport(
+        command="print-equity",
+        account_id=account_id,
+        event_id=event_id,
+        outcome="read_only",
+        message=(
+            f"net liquidation {values.net_liquidation:,.2f}, available {equity.available_for_trading:,.2f}"
+        ),
+        equity_info=equity,
+        account_values=values,
+    )
+
+
+async def print_orders(broker: ReadOnlyBroker, account_id: str, event_id: str) -> ExecutionReport:
+    open_orders = tuple(await _read_only(broker).get_open_orders(account_id))
+    return ExecutionReport(
+        command="print-orders",
+        account_id=account_id,
+        event_id=event_id,
+        outcome="read_only",
+        message=f"{len(open_orders)} open order(s)",
+        open_orders=open_orders,
+    )
+
+
+async def cancel_orders(
+    broker: Broker,
+    account_id: str,
+    event_id: str,
+    *,
+    cancel_timeout_seconds: float = DEFAULT_CANCEL_TIMEOUT_SECONDS,
+) -> ExecutionReport:
+    """Cancel every open order of the account; `BrokerError` when a cancel is not confirmed in time."""
+    cancelled = tuple(await broker.cancel_open_orders(account_id, cancel_timeout_seconds))
+    return ExecutionReport(
+        command="cancel-orders",
+        account_id=account_id,
+        event_id=event_id,
+        outcome="cancelled",
+        message=f"{len(cancelled)} open order(s) cancelled",
+        cancelled_orders=cancelled,
+    )

@@ -1,0 +1,74 @@
+"""What a command did: `ExecutionReport`, and `ExecutionFailed` for a live run that did not finish."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from event_processor.brokers.models import AccountValues, BrokerPosition, OpenOrder, OrderResult
+from event_processor.planner import EquityInfo, Plan
+from rebalancer_shared.errors import RebalancerError
+
+# filled: a live run whose every order filled (or that needed none); partial: some shares traded but
+# not all; failed: orders were placed and none traded; read_only: a print-* command; cancelled: the
+# cancel-orders command confirmed every cancel.
+Outcome = Literal["filled", "partial", "failed", "read_only", "cancelled"]
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    """One command's result, in the same shape for live and read-only commands.
+
+    `plan` is the plan the run started with (a dry run's only plan); `buy_plan` the re-plan made
+    after the sells filled, whose buys were placed. `orders` holds every order placed, sells first.
+    """
+
+    command: str
+    account_id: str
+    event_id: str
+    outcome: Outcome
+    message: str
+    orders: tuple[OrderResult, ...] = ()
+    plan: Plan | None = None
+    buy_plan: Plan | None = None
+    equity_info: EquityInfo | None = None
+    account_values: AccountValues | None = None
+    positions: tuple[BrokerPosition, ...] = ()
+    prices: Mapping[str, float] = field(default_factory=dict)
+    open_orders: tuple[OpenOrder, ...] = ()
+    cancelled_orders: tuple[OpenOrder, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome not in ("partial", "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data for the run history and the CLI."""
+        return {
+            "command": self.command,
+            "account_id": self.account_id,
+            "event_id": self.event_id,
+            "outcome": self.outcome,
+            "message": self.message,
+            "orders": [order.to_dict() for order in self.orders],
+            "plan": self.plan.to_dict() if self.plan else None,
+            "buy_plan": self.buy_plan.to_dict() if self.buy_plan else None,
+            "equity_info": self.equity_info.to_dict() if self.equity_info else None,
+            "account_values": self.account_values.to_dict() if self.account_values else None,
+            "positions": [p.to_dict() for p in self.positions],
+            "prices": dict(self.prices),
+            "open_orders": [o.to_dict() for o in self.open_orders],
+            "cancelled_orders": [o.to_dict() for o in self.cancelled_orders],
+        }
+
+
+class ExecutionFailed(RebalancerError):
+    """A live run ended partial or failed; `report` says what was placed and what filled.
+
+    The event is retried: the retry cancels what is still open and re-plans from the new positions.
+    """
+
+    def __init__(self, report: ExecutionReport) -> None:
+        super().__init__(f"account {report.account_id}: rebalance {report.outcome}: {report.message}")
+        self.report = report

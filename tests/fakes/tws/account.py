@@ -1,0 +1,242 @@
+"""The fake gateway's world: accounts, quotes, the order book, what it received, and the test knobs.
+
+All of it is plain data, touched only from the server's event loop (threaded users go through
+`FakeTwsThread.call`). `to_json` / `from_json` give the state file and the control endpoint's view.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Action = Literal["BUY", "SELL"]
+
+
+def usable(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+@dataclass
+class FakeQuote:
+    """What a market data snapshot returns for one symbol; None sends no tick of that kind.
+
+    `data_type` is the most permissive market data type the fake needs before it answers:
+    1 live data is there, 2 only frozen data, 3 only delayed data (ticks 66/67/68/75).
+    """
+
+    last: float | None = None
+    bid: float | None = None
+    ask: float | None = None
+    close: float | None = None
+    last_timestamp: int | None = None
+    data_type: int = 1
+
+    def mark(self) -> float | None:
+        """The price the fake values a position at and fills a market order at."""
+        if usable(self.last):
+            return self.last
+        if usable(self.bid) and usable(self.ask):
+            return (self.bid or 0.0) / 2 + (self.ask or 0.0) / 2
+        return self.close if usable(self.close) else None
+
+    def fill_price(self, action: Action) -> float | None:
+        side = self.ask if action == "BUY" else self.bid
+        return side if usable(side) else self.mark()
+
+
+@dataclass
+class FakePosition:
+    symbol: str
+    quantity: float
+    sec_type: str = "STK"
+    avg_cost: float = 0.0
+    local_symbol: str = ""  # defaults to the symbol; an option's OCC code, say
+
+
+@dataclass
+class FakeAccount:
+    account_id: str
+    cash: float = 0.0
+    positions: dict[str, FakePosition] = field(default_factory=dict)
+
+
+@dataclass
+class FakeOrder:
+    """An order in the fake's book, as placed (or pre-loaded by a test)."""
+
+    client_id: int
+    order_id: int
+    perm_id: int
+    account: str
+    symbol: str
+    action: Action
+    quantity: float
+    order_type: str = "MKT"
+    limit_price: float | None = None
+    time_in_force: str = "DAY"
+    outside_rth: bool = False
+    order_ref: str = ""
+    status: str = "Submitted"
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+    last_fill_price: float = 0.0
+
+
+@dataclass
+class ReceivedOrder:
+    """One placeOrder as it arrived, with the raw wire fields for assertions on anything else."""
+
+    client_id: int
+    order_id: int
+    account: str
+    symbol: str
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    time_in_force: str
+    outside_rth: bool
+    order_ref: str
+    received_at: float
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FillRecord:
+    """One execution the fake made, in order."""
+
+    order_id: int
+    symbol: str
+    action: str
+    shares: float
+    price: float
+    filled_at: float
+
+
+@dataclass
+class ReceivedCancel:
+    client_id: int
+    order_id: int
+    received_at: float
+
+
+@dataclass
+class TwsState:
+    """Everything a test sets up and inspects."""
+
+    accounts: dict[str, FakeAccount] = field(default_factory=dict)
+    quotes: dict[str, FakeQuote] = field(default_factory=dict)
+    open_orders: list[FakeOrder] = field(default_factory=list)
+    received_orders: list[ReceivedOrder] = field(default_factory=list)
+    cancels: list[ReceivedCancel] = field(default_factory=list)
+    fills: list[FillRecord] = field(default_factory=list)
+    # Knobs.
+    latency_seconds: float = 0.0
+    fill_delay_seconds: float = 0.0
+    partial_fills: dict[str, float] = field(default_factory=dict)
+    rejections: dict[str, str] = field(default_factory=dict)
+    confirm_cancels: bool = True
+    drop_on_order: int | None = None
+    unknown_symbols: set[str] = field(default_factory=set)
+    commission_per_order: float = 0.0
+    master_client_id: int | None = None
+    next_order_id: int = 1
+    next_perm_id: int = 900_001
+    con_ids: dict[str, int] = field(default_factory=dict)
+
+    def add_account(self, account_id: str, cash: float, positions: dict[str, float] | None = None) -> None:
+        account = FakeAccount(account_id, cash)
+        for symbol, quantity in (positions or {}).items():
+            account.positions[symbol] = FakePosition(symbol, quantity)
+        self.accounts[account_id] = account
+
+    def set_price(self, symbol: str, price: float | None, spread: float = 0.0) -> None:
+        """A quote with last = price and, when `spread` > 0, bid/ask that far either side."""
+        quote = FakeQuote(last=price, close=price)
+        if spread > 0 and price is not None:
+            quote.bid, quote.ask = price - spread, price + spread
+        self.quotes[symbol] = quote
+
+    def con_id(self, symbol: str) -> int:
+        return self.con_ids.setdefault(symbol, 10_000 + len(self.con_ids))
+
+    def knows(self, symbol: str) -> bool:
+        return symbol not in self.unknown_symbols
+
+    def net_liquidation(self, account: FakeAccount) -> float:
+        value = account.cash
+        for held in account.positions.values():
+            quote = self.quotes.get(held.symbol) if held.sec_type == "STK" else None
+            mark = quote.mark() if quote is not None else None
+            value += held.quantity * (mark if mark is not None else held.avg_cost)
+        return value
+
+    def take_order_id(self) -> int:
+        self.next_order_id += 1
+        return self.next_order_id - 1
+
+    def take_perm_id(self) -> int:
+        self.next_perm_id += 1
+        return self.next_perm_id - 1
+
+    def apply_fill(self, order: FakeOrder, shares: float, price: float) -> None:
+        """Move shares and cash in the account; the order's filled/avg fields follow."""
+        account = self.accounts[order.account]
+        signed = shares if order.action == "BUY" else -shares
+        held = account.positions.setdefault(order.symbol, FakePosition(order.symbol, 0.0, avg_cost=price))
+        held.quantity += signed
+        if held.quantity == 0:
+            del account.positions[order.symbol]
+        account.cash -= signed * price + self.commission_per_order
+        self.fills.append(FillRecord(order.order_id, order.symbol, order.action, shares, price, now()))
+        total = order.filled + shares
+        order.avg_fill_price = (order.avg_fill_price * order.filled + price * shares) / total
+        order.filled = total
+        order.last_fill_price = price
+
+    def orders_for(self, client_id: int) -> list[FakeOrder]:
+        return [o for o in self.open_orders if o.client_id == client_id or client_id in self._masters()]
+
+    def _masters(self) -> set[int]:
+        return {0} if self.master_client_id is None else {0, self.master_client_id}
+
+    def find_cancellable(self, client_id: int, order_id: int) -> FakeOrder | None:
+        """An order this client may cancel: its own, or any for client 0 and the master client."""
+        for order in self.open_orders:
+            if order.order_id == order_id and (order.client_id == client_id or client_id in self._masters()):
+                return order
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unknown_symbols"] = sorted(self.unknown_symbols)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TwsState:
+        state = cls()
+        for key in ("latency_seconds", "fill_delay_seconds", "confirm_cancels", "drop_on_order"):
+            if key in data:
+                setattr(state, key, data[key])
+        state.partial_fills = dict(data.get("partial_fills", {}))
+        state.rejections = dict(data.get("rejections", {}))
+        state.unknown_symbols = set(data.get("unknown_symbols", []))
+        for account_id, raw in data.get("accounts", {}).items():
+            positions = raw.get("positions", {})
+            state.accounts[account_id] = FakeAccount(
+                account_id,
+                float(raw.get("cash", 0.0)),
+                {
+                    s: FakePosition(**p) if isinstance(p, dict) else FakePosition(s, p)
+                    for s, p in positions.items()
+                },
+            )
+        state.quotes = {s: FakeQuote(**q) for s, q in data.get("quotes", {}).items()}
+        state.open_orders = [FakeOrder(**o) for o in data.get("open_orders", [])]
+        return state
+
+
+def now() -> float:
+    return time.time()

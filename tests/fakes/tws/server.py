@@ -1,0 +1,400 @@
+"""A loopback IB Gateway: speaks the TWS socket protocol (server version 178) to the real ib_async.
+
+    fake = FakeTws(state)          # TwsState: accounts, quotes, order book, knobs
+    await fake.start()             # 127.0.0.1, port 0 -> an ephemeral port, see fake.port
+    ib = IB(); await ib.connectAsync("127.0.0.1", fake.port, clientId=7)
+    ...; fake.state.received_orders; await fake.stop()
+
+It answers what `IB.connectAsync` waits on (positions, open and completed orders, account updates,
+account updates multi, executions), contract details, market data snapshots, account summaries,
+placeOrder (open order, order status, execution, commission report; fills move shares and cash),
+cancelOrder, reqAllOpenOrders and reqGlobalCancel. The knobs on `TwsState` add latency, partial fills,
+rejections, cancels that never confirm and a connection dropped on the N-th order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+
+from tests.fakes.tws import messages as msg
+from tests.fakes.tws.account import FakeOrder, FakePosition, ReceivedCancel, ReceivedOrder, TwsState, now
+
+log = structlog.get_logger(__name__)
+
+_LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "close": 9, "last_timestamp": 45}
+_DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "close": 75, "last_timestamp": 88}
+_SIZES = {"bid": 100.0, "ask": 100.0, "last": 10.0, "close": 0.0}
+
+
+class FakeTws:
+    """The server: accepts ib_async connections and serves them from one shared `TwsState`."""
+
+    def __init__(
+        self,
+        state: TwsState | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_change: Callable[[TwsState], None] | None = None,
+    ) -> None:
+        self.state = state if state is not None else TwsState()
+        self.host = host
+        self._port = port
+        self._on_change = on_change
+        self._server: asyncio.Server | None = None
+        self._sessions: set[_Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session_tasks: set[asyncio.Task[object]] = set()
+        self.errors: list[str] = []
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connected_client_ids(self) -> list[int]:
+        return sorted(s.client_id for s in self._sessions if s.client_id is not None)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self._port)
+
+    async def stop(self) -> None:
+        self.drop_connections()
+        tasks = [*self._tasks, *self._session_tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def drop_connections(self) -> None:
+        """Close every client socket at once, as a gateway restart would."""
+        for session in list(self._sessions):
+            session.close()
+
+    def changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.state)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def sessions_for(self, client_id: int) -> list[_Session]:
+        """Sessions that see an order of `client_id`: its own and those of client 0 / the master."""
+        masters = {0} if self.state.master_client_id is None else {0, self.state.master_client_id}
+        return [s for s in self._sessions if s.client_id == client_id or s.client_id in masters]
+
+    def broadcast(self, data: bytes) -> None:
+        for session in list(self._sessions):
+            session.send(data)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _Session(self, reader, writer)
+        self._sessions.add(session)
+        current = asyncio.current_task()
+        if current is not None:
+            self._session_tasks.add(current)
+        try:
+            await session.run()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels the handlers; ending quietly keeps asyncio from logging the cancellation.
+            pass
+        except Exception as exc:
+            self.errors.append(repr(exc))
+            log.exception("fake tws session failed")
+        finally:
+            self._sessions.discard(session)
+            self._session_tasks.discard(current)
+            session.close()
+
+
+class _Session:
+    """One client connection: handshake, then one handler per request message id."""
+
+    def __init__(self, server: FakeTws, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.state = server.state
+        self.reader = reader
+        self.writer = writer
+        self.client_id: int | None = None
+        self.market_data_type = 1
+        self.handlers: dict[int, Callable[[list[str]], None]] = {
+            71: self._start_api,
+            61: self._positions,
+            5: self._open_orders,
+            16: self._all_open_orders,
+            99: lambda _: self.send(msg.completed_orders_end()),
+            6: self._account_updates,
+            76: self._account_updates_multi,
+            62: self._account_summary,
+            7: lambda f: self.send(msg.executions_end(int(f[2]))),
+            9: self._contract_details,
+            59: self._market_data_type,
+            1: self._market_data,
+            3: self._place_order,
+            4: self._cancel_order,
+            58: self._global_cancel,
+            8: lambda _: self.send(msg.next_valid_id(self.state.next_order_id)),
+            17: lambda _: self.send(msg.managed_accounts(list(self.state.accounts))),
+            49: lambda _: self.send(msg.frame([49, 1, int(now())])),
+        }
+
+    def send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    async def _read_frame(self) -> list[str]:
+        header = await self.reader.readexactly(4)
+        length = int.from_bytes(header, "big")
+        return msg.split_fields(await self.reader.readexactly(length))
+
+    async def run(self) -> None:
+        prefix = await self.reader.readexactly(4)
+        if prefix != b"API\0":
+            raise ConnectionError(f"not an API client: {prefix!r}")
+        await self._read_frame()  # "v157..178": we answer with the one version we speak
+        self.send(msg.handshake_reply())
+        while True:
+            fields = await self._read_frame()
+            if self.state.latency_seconds > 0:
+                await asyncio.sleep(self.state.latency_seconds)
+            handler = self.handlers.get(int(fields[0]))
+            if handler is not None:
+                handler(fields)
+            await self.writer.drain()
+
+    # --- connection and account -------------------------------------------------------------------
+
+    def _start_api(self, fields: list[str]) -> None:
+        self.client_id = int(fields[2])
+        self.send(msg.next_valid_id(self.state.next_order_id))
+        self.send(msg.managed_accounts(list(self.state.accounts)))
+
+    def _positions(self, _fields: list[str]) -> None:
+        for account in self.state.accounts.values():
+            for key, held in account.positions.items():
+                self.send(msg.position(account.account_id, self.state.con_id(key), held))
+        self.send(msg.position_end())
+
+    def _values(self, account_id: str) -> list[tuple[str, str]]:
+        account = self.state.accounts[account_id]
+        return [
+            ("NetLiquidation", repr(self.state.net_liquidation(account))),
+            ("TotalCashValue", repr(float(account.cash))),
+        ]
+
+    def _account_updates(self, fields: list[str]) -> None:
+        subscribe, account_id = fields[2], fields[3]
+        if subscribe != "1" or account_id not in self.state.accounts:
+            return
+        for tag, value in self._values(account_id):
+            self.send(msg.account_value(tag, value, "USD", account_id))
+        self.send(msg.account_time("09:30"))
+        self.send(msg.account_download_end(account_id))
+
+    def _account_updates_multi(self, fields: list[str]) -> None:
+        req_id, account_id = int(fields[2]), fields[3]
+        for known in self.state.accounts:
+            if account_id in ("", known):
+                for tag, value in self._values(known):
+                    self.send(msg.account_update_multi(req_id, known, tag, value, "USD"))
+        self.send(msg.account_update_multi_end(req_id))
+
+    def _account_summary(self, fields: list[str]) -> None:
+        req_id, tags = int(fields[2]), set(fields[4].split(","))
+        for account_id in self.state.accounts:
+            for tag, value in self._values(account_id):
+                if tag in tags:
+                    self.send(msg.account_summary(req_id, account_id, tag, value, "USD"))
+        self.send(msg.account_summary_end(req_id))
+
+    # --- contracts and market data ----------------------------------------------------------------
+
+    def _contract_details(self, fields: list[str]) -> None:
+        req_id, symbol = int(fields[2]), fields[4]
+        if not self.state.knows(symbol):
+            self.send(msg.error(req_id, 200, "No security definition has been found for the request"))
+            return
+        self.send(msg.contract_details(req_id, self.state.con_id(symbol), symbol))
+        self.send(msg.contract_details_end(req_id))
+
+    def _market_data_type(self, fields: list[str]) -> None:
+        self.market_data_type = int(fields[2])
+
+    def _market_data(self, fields: list[str]) -> None:
+        req_id, symbol = int(fields[2]), fields[4]
+        quote = self.state.quotes.get(symbol)
+        if quote is not None and quote.data_type > self.market_data_type:
+            self.send(msg.error(req_id, 354, "Requested market data is not subscribed."))
+            return
+        if quote is not None:
+            ticks = _DELAYED_TICKS if quote.data_type == 3 else _LIVE_TICKS
+            self.send(msg.market_data_type(req_id, quote.data_type))
+            for name in ("bid", "ask", "last", "close"):
+                price = getattr(quote, name)
+                if price is not None:
+                    self.send(msg.tick_price(req_id, ticks[name], price, _SIZES[name]))
+            if quote.last_timestamp is not None:
+                self.send(msg.tick_string(req_id, ticks["last_timestamp"], str(quote.last_timestamp)))
+        self.send(msg.tick_snapshot_end(req_id))
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    def _send_order(self, order: FakeOrder) -> None:
+        con_id = self.state.con_id(order.symbol)
+        for session in self.server.sessions_for(order.client_id):
+            session.send(msg.open_order(order, con_id))
+            session.send(msg.order_status(order))
+
+    def _open_orders(self, _fields: list[str]) -> None:
+        for order in self.state.orders_for(self.client_id or 0):
+            self.send(msg.open_order(order, self.state.con_id(order.symbol)))
+            self.send(msg.order_status(order))
+        self.send(msg.open_order_end())
+
+    def _all_open_orders(self, _fields: list[str]) -> None:
+        for order in self.state.open_orders:
+            self.send(msg.open_order(order, self.state.con_id(order.symbol)))
+            self.send(msg.order_status(order))
+        self.send(msg.open_order_end())
+
+    def _received(self, fields: list[str]) -> ReceivedOrder:
+        limit = float(fields[19]) if fields[19] else None
+        account = fields[23] or next(iter(self.state.accounts), "")
+        return ReceivedOrder(
+            client_id=self.client_id or 0,
+            order_id=int(fields[1]),
+            account=account,
+            symbol=fields[3],
+            action=fields[16],
+            quantity=float(fields[17]),
+            order_type=fields[18],
+            limit_price=limit,
+            time_in_force=fields[21],
+            outside_rth=fields[33] == "1",
+            order_ref=fields[26],
+            received_at=now(),
+            fields=fields,
+        )
+
+    def _place_order(self, fields: list[str]) -> None:
+        received = self._received(fields)
+        self.state.received_orders.append(received)
+        self.server.changed()
+        if self.state.drop_on_order == len(self.state.received_orders):
+            self.close()
+            return
+        reason = self.state.rejections.get(received.symbol)
+        if received.account not in self.state.accounts:
+            reason = f"account {received.account!r} is not managed by this login"
+        if reason is not None:
+            self.send(msg.error(received.order_id, 201, f"Order rejected - reason:{reason}"))
+            return
+        order = FakeOrder(
+            client_id=received.client_id,
+            order_id=received.order_id,
+            perm_id=self.state.take_perm_id(),
+            account=received.account,
+            symbol=received.symbol,
+            action="BUY" if received.action == "BUY" else "SELL",
+            quantity=received.quantity,
+            order_type=received.order_type,
+            limit_price=received.limit_price,
+            time_in_force=received.time_in_force,
+            outside_rth=received.outside_rth,
+            order_ref=received.order_ref,
+        )
+        self.state.next_order_id = max(self.state.next_order_id, order.order_id + 1)
+        self.state.open_orders.append(order)
+        self._send_order(order)
+        self.server.spawn(self._fill_later(order))
+
+    async def _fill_later(self, order: FakeOrder) -> None:
+        if self.state.fill_delay_seconds > 0:
+            await asyncio.sleep(self.state.fill_delay_seconds)
+        if order not in self.state.open_orders:
+            return
+        quote = self.state.quotes.get(order.symbol)
+        price = quote.fill_price(order.action) if quote is not None else None
+        if price is None or not _limit_allows(order, price):
+            return
+        shares = order.quantity * self.state.partial_fills.get(order.symbol, 1.0)
+        if float(order.quantity).is_integer():
+            shares = math.floor(shares)
+        if shares <= 0:
+            return
+        self._fill(order, shares, price)
+
+    def _fill(self, order: FakeOrder, shares: float, price: float) -> None:
+        self.state.apply_fill(order, shares, price)
+        if order.filled >= order.quantity:
+            order.status = "Filled"
+            self.state.open_orders.remove(order)
+        exec_id = f"0001f4e8.{order.perm_id}.{len(self.state.received_orders)}.01"
+        con_id = self.state.con_id(order.symbol)
+        for session in self.server.sessions_for(order.client_id):
+            session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
+            session.send(msg.order_status(order))
+            session.send(msg.commission_report(exec_id, self.state.commission_per_order))
+        account = self.state.accounts[order.account]
+        held = account.positions.get(order.symbol, FakePosition(order.symbol, 0.0))
+        self.server.broadcast(msg.position(order.account, con_id, held))
+        self.server.changed()
+
+    def _cancel_order(self, fields: list[str]) -> None:
+        order_id = int(fields[2])
+        self.state.cancels.append(ReceivedCancel(self.client_id or 0, order_id, now()))
+        self.server.changed()
+        order = self.state.find_cancellable(self.client_id or 0, order_id)
+        if order is None:
+            self.send(
+                msg.error(order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.")
+            )
+            return
+        self._confirm_cancel(order)
+
+    def _confirm_cancel(self, order: FakeOrder) -> None:
+        if not self.state.confirm_cancels:
+            return
+        self.state.open_orders.remove(order)
+        order.status = "Cancelled"
+        for session in self.server.sessions_for(order.client_id):
+            session.send(msg.order_status(order))
+        self.server.changed()
+
+    def _global_cancel(self, _fields: list[str]) -> None:
+        for order in list(self.state.open_orders):
+            self.state.cancels.append(ReceivedCancel(self.client_id or 0, order.order_id, now()))
+            self._confirm_cancel(order)
+
+
+def _limit_allows(order: FakeOrder, price: float) -> bool:
+    if order.order_type != "LMT" or order.limit_price is None:
+        return True
+    return price <= order.limit_price if order.action == "BUY" else price >= order.limit_price
+
+
+@contextlib.asynccontextmanager
+async def serve(state: TwsState | None = None) -> AsyncIterator[FakeTws]:
+    """A started fake on an ephemeral port, stopped on exit."""
+    fake = FakeTws(state)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

@@ -1,0 +1,127 @@
+"""SimulatedBroker: the in-memory account behind the demo and the benchmarks."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from event_processor.brokers import (
+    Broker,
+    BrokerError,
+    OrderRequest,
+    ReadOnlyBroker,
+    ReadOnlyBrokerView,
+    SimulatedBroker,
+)
+
+
+def _broker(**knobs: object) -> SimulatedBroker:
+    broker = SimulatedBroker({"AAA": 50.0, "BBB": 100.0}, **knobs)  # type: ignore[arg-type]
+    broker.add_account("SIM1", 1_000.0, {"AAA": 10.0}, other_positions={"BOND1": ("BOND", 3.0)})
+    return broker
+
+
+async def test_market_orders_fill_at_the_given_prices_and_move_shares_and_cash() -> None:
+    broker = _broker()
+
+    placed = await broker.place_orders(
+        "SIM1", [OrderRequest("AAA", "SELL", 4, 50.0), OrderRequest("BBB", "BUY", 5, 100.0)], order_ref="ev"
+    )
+    results = await broker.wait_for_fills("SIM1", [p.order_id for p in placed], timeout_seconds=1)
+
+    assert [(r.status, r.filled_quantity, r.avg_fill_price) for r in results] == [
+        ("Filled", 4.0, 50.0),
+        ("Filled", 5.0, 100.0),
+    ]
+    values = await broker.get_account_values("SIM1")
+    assert values.total_cash == 1_000.0 + 4 * 50 - 5 * 100
+    assert values.net_liquidation == values.total_cash + 6 * 50 + 5 * 100
+    stocks = {p.symbol: p.quantity for p in await broker.get_positions("SIM1") if p.sec_type == "STK"}
+    assert stocks == {"AAA": 6.0, "BBB": 5.0}
+
+
+async def test_every_order_placed_is_recorded_with_its_order_ref() -> None:
+    broker = _broker()
+
+    await broker.place_orders("SIM1", [OrderRequest("AAA", "SELL", 1, 50.0)], order_ref="ev-1")
+    await broker.place_orders("SIM1", [OrderRequest("BBB", "BUY", 1, 100.0)], order_ref="ev-2")
+
+    assert [(o.symbol, o.action, o.order_ref) for o in broker.placed_orders] == [
+        ("AAA", "SELL", "ev-1"),
+        ("BBB", "BUY", "ev-2"),
+    ]
+    assert len({o.order_id for o in broker.placed_orders}) == 2
+
+
+async def test_a_partial_fill_leaves_the_rest_open_until_it_is_cancelled() -> None:
+    broker = _broker(partial_fills={"BBB": 0.4})
+
+    [placed] = await broker.place_orders("SIM1", [OrderRequest("BBB", "BUY", 5, 100.0)], order_ref="ev")
+    [result] = await broker.wait_for_fills("SIM1", [placed.order_id], timeout_seconds=0.01)
+
+    assert (result.status, result.filled_quantity) == ("Submitted", 2.0)
+    assert [o.order_id for o in await broker.get_open_orders("SIM1")] == [placed.order_id]
+    cancelled = await broker.cancel_open_orders("SIM1", timeout_seconds=1)
+    assert [o.order_id for o in cancelled] == [placed.order_id]
+    assert await broker.get_open_orders("SIM1") == []
+    [after] = await broker.wait_for_fills("SIM1", [placed.order_id], timeout_seconds=0.01)
+    assert after.status == "Cancelled"
+
+
+async def test_a_rejected_symbol_fills_nothing_and_says_why() -> None:
+    broker = _broker(rejections={"BBB": "no permission"})
+
+    [placed] = await broker.place_orders("SIM1", [OrderRequest("BBB", "BUY", 5, 100.0)], order_ref="ev")
+
+    assert placed.filled_quantity == 0
+    assert placed.is_done
+    assert "no permission" in placed.message
+    assert (await broker.get_account_values("SIM1")).total_cash == 1_000.0
+
+
+async def test_prices_leave_out_zero_nan_negative_and_unknown_symbols() -> None:
+    broker = _broker()
+    broker.prices.update({"ZERO": 0.0, "NAN": math.nan, "NEG": -1.0})
+
+    prices = await broker.get_prices(["AAA", "ZERO", "NAN", "NEG", "NONE"])
+
+    assert prices == {"AAA": 50.0}
+
+
+async def test_every_call_waits_the_configured_latency() -> None:
+    broker = _broker(latency_seconds=0.05)
+
+    started = time.monotonic()
+    await broker.get_positions("SIM1")
+    await broker.get_prices(["AAA"])
+
+    assert time.monotonic() - started >= 0.1
+
+
+async def test_cancels_never_confirmed_raise_after_the_timeout() -> None:
+    broker = _broker(confirm_cancels=False)
+    broker.add_open_order("SIM1", "AAA", "SELL", 2)
+
+    with pytest.raises(BrokerError, match=r"1 open order\(s\) not cancelled within 0\.05 s"):
+        await broker.cancel_open_orders("SIM1", timeout_seconds=0.05)
+
+
+async def test_an_unknown_account_is_a_broker_error_naming_it() -> None:
+    with pytest.raises(BrokerError, match="NOPE"):
+        await _broker().get_positions("NOPE")
+
+
+async def test_the_read_only_view_reads_through_but_has_no_write_attributes() -> None:
+    broker = _broker()
+    view = ReadOnlyBrokerView(broker)
+
+    assert isinstance(broker, Broker)
+    assert isinstance(view, ReadOnlyBroker)
+    assert not isinstance(view, Broker)
+    assert await view.get_positions("SIM1") == await broker.get_positions("SIM1")
+    for write in ("place_orders", "cancel_open_orders", "wait_for_fills", "close"):
+        assert not hasattr(view, write)
+    with pytest.raises(AttributeError):
+        view.place_orders = broker.place_orders  # type: ignore[attr-defined]
