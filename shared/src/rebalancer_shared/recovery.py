@@ -23,6 +23,13 @@ from rebalancer_shared.queue import EnqueueOutcome, EventQueue
 from rebalancer_shared.store import EventStatus, EventStore, Transition
 
 MARKER_FACT = "redis_marker"
+
+
+def marker_fact(prefix: str) -> str:
+    """The deployment fact that records the marker of one key prefix."""
+    return f"{MARKER_FACT}:{prefix}"
+
+
 log = structlog.get_logger(__name__)
 
 
@@ -47,14 +54,15 @@ async def ensure_queue_state(
         log.info("another process is checking the queue state; waiting is not needed to proceed")
         return RecoveryReport(redis_was_wiped=False, restored=0, already_queued=0)
     try:
-        wiped = await store.get_fact(MARKER_FACT) is not None
+        fact = marker_fact(queue.keys.prefix)
+        wiped = await store.get_fact(fact) is not None
         restored = already = 0
         if wiped:
             log.warning("redis lost its data (marker missing): rebuilding the queue from PostgreSQL")
             restored, already = await _rebuild(queue, store)
         marker = datetime.now(UTC).isoformat()
         await redis.set(queue.keys.marker, marker)
-        await store.set_fact(MARKER_FACT, marker)
+        await store.set_fact(fact, marker)
         return RecoveryReport(redis_was_wiped=wiped, restored=restored, already_queued=already)
     finally:
         await redis.delete(queue.keys.recovery_lock)

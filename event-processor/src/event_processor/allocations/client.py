@@ -19,8 +19,8 @@ from rebalancer_shared.config import AllocationSettings
 log = structlog.get_logger(__name__)
 
 
-class _TransientError(AllocationError):
-    """A failure worth retrying at once (network, timeout, 5xx)."""
+class AllocationUnavailable(AllocationError):
+    """The API could not answer (network, timeout, HTTP 5xx or 429): worth retrying at once."""
 
 
 class AllocationClient:
@@ -45,7 +45,7 @@ class AllocationClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.attempts),
             wait=wait_fixed(self.settings.retry_delay_seconds),
-            retry=retry_if_exception(lambda exc: isinstance(exc, _TransientError)),
+            retry=retry_if_exception(lambda exc: isinstance(exc, AllocationUnavailable)),
             reraise=True,
         )
         async for attempt in retrying:
@@ -71,13 +71,13 @@ class AllocationClient:
         try:
             response = await self._http.get(url, headers=headers, timeout=self.settings.timeout_seconds)
         except httpx.TimeoutException as exc:
-            raise _TransientError(
+            raise AllocationUnavailable(
                 f"allocation API GET {url}: timed out after {self.settings.timeout_seconds}s"
             ) from exc
         except httpx.HTTPError as exc:
-            raise _TransientError(f"allocation API GET {url}: {type(exc).__name__}: {exc}") from exc
+            raise AllocationUnavailable(f"allocation API GET {url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise _TransientError(f"allocation API GET {url}: HTTP {response.status_code}")
+            raise AllocationUnavailable(f"allocation API GET {url}: HTTP {response.status_code}")
         if response.status_code != 200:
             raise AllocationError(f"allocation API GET {url}: HTTP {response.status_code}")
         try:

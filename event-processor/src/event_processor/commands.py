@@ -1,0 +1,94 @@
+"""The six commands: one entry each in a dispatch table, from an event to an `ExecutionReport`.
+
+Only `rebalance` and `cancel-orders` receive the full broker; the read-only commands receive a
+`ReadOnlyBrokerView`, so a dry run cannot place or cancel an order by construction. The commands
+that plan (`rebalance`, `print-rebalance`) fetch the strategy's targets from the allocation API
+first; an `AllocationError` there means nothing is traded and the event retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from event_processor import execution
+from event_processor.allocations import AllocationClient
+from event_processor.brokers import Broker, ReadOnlyBrokerView
+from event_processor.execution import ExecutionReport
+from rebalancer_shared.accounts import Account
+from rebalancer_shared.config import ProcessingSettings
+from rebalancer_shared.events import Command, Event
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a command may use."""
+
+    event: Event
+    account: Account
+    broker: Broker
+    allocations: AllocationClient
+    processing: ProcessingSettings
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event.event_id)
+
+    @property
+    def read_only(self) -> ReadOnlyBrokerView:
+        return ReadOnlyBrokerView(self.broker)
+
+    async def targets(self) -> Mapping[str, float]:
+        return (await self.allocations.fetch(self.account.channel)).weights
+
+
+async def _rebalance(ctx: CommandContext) -> ExecutionReport:
+    return await execution.rebalance(
+        ctx.broker,
+        ctx.account.account_id,
+        await ctx.targets(),
+        ctx.account.settings,
+        ctx.event_id,
+        cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
+        fill_timeout_seconds=ctx.processing.fill_timeout_seconds,
+    )
+
+
+async def _print_rebalance(ctx: CommandContext) -> ExecutionReport:
+    targets = await ctx.targets()
+    return await execution.print_rebalance(
+        ctx.read_only, ctx.account.account_id, targets, ctx.account.settings, ctx.event_id
+    )
+
+
+async def _print_positions(ctx: CommandContext) -> ExecutionReport:
+    return await execution.print_positions(ctx.read_only, ctx.account.account_id, ctx.event_id)
+
+
+async def _print_equity(ctx: CommandContext) -> ExecutionReport:
+    return await execution.print_equity(
+        ctx.read_only, ctx.account.account_id, ctx.account.settings, ctx.event_id
+    )
+
+
+async def _print_orders(ctx: CommandContext) -> ExecutionReport:
+    return await execution.print_orders(ctx.read_only, ctx.account.account_id, ctx.event_id)
+
+
+async def _cancel_orders(ctx: CommandContext) -> ExecutionReport:
+    return await execution.cancel_orders(
+        ctx.broker,
+        ctx.account.account_id,
+        ctx.event_id,
+        cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
+    )
+
+
+COMMANDS: dict[Command, Callable[[CommandContext], Awaitable[ExecutionReport]]] = {
+    Command.REBALANCE: _rebalance,
+    Command.PRINT_REBALANCE: _print_rebalance,
+    Command.PRINT_POSITIONS: _print_positions,
+    Command.PRINT_EQUITY: _print_equity,
+    Command.PRINT_ORDERS: _print_orders,
+    Command.CANCEL_ORDERS: _cancel_orders,
+}

@@ -1,0 +1,87 @@
+"""The result of a run in the product brief's shape, and the order rows the history keeps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from event_processor.brokers import OrderResult
+from event_processor.execution import ExecutionReport
+from rebalancer_shared.events import Command
+from rebalancer_shared.store import OrderRecord
+
+_STATUS = {"filled": "success", "read_only": "success", "cancelled": "success", "partial": "partial"}
+
+
+def execution_mode(command: Command) -> str:
+    """`live` for the commands that act on the account, `dry_run` for the ones that only read."""
+    return "live" if command.is_mutating else "dry_run"
+
+
+def _planned_orders(report: ExecutionReport) -> list[dict[str, Any]]:
+    if report.plan is None:
+        return []
+    return [
+        {
+            "symbol": o.symbol,
+            "quantity": o.quantity,
+            "action": o.action,
+            "market_value": round(o.est_value, 2),
+            "est_price": o.est_price,
+            "reason": o.reason,
+        }
+        for o in report.plan.orders
+    ]
+
+
+def _placed_orders(report: ExecutionReport) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": o.symbol,
+            "quantity": o.quantity,
+            "action": o.action,
+            "market_value": round(o.filled_quantity * o.avg_fill_price, 2),
+            "order_type": o.order_type,
+            "status": o.status,
+            "filled_quantity": o.filled_quantity,
+            "avg_fill_price": o.avg_fill_price,
+            "order_id": o.order_id,
+            "perm_id": o.perm_id,
+        }
+        for o in report.orders
+    ]
+
+
+def result_of(command: Command, report: ExecutionReport, at: datetime) -> dict[str, Any]:
+    """`account_id`, `execution_mode`, `equity_info`, `orders`, `status`, `message`, `timestamp`."""
+    live = command is Command.REBALANCE
+    return {
+        "account_id": report.account_id,
+        "execution_mode": execution_mode(command),
+        "equity_info": report.equity_info.to_dict() if report.equity_info else None,
+        "orders": _placed_orders(report) if live else _planned_orders(report),
+        "status": _STATUS.get(report.outcome, "failed"),
+        "message": report.message,
+        "timestamp": at.isoformat(),
+        "details": report.to_dict(),
+    }
+
+
+def order_records(orders: tuple[OrderResult, ...]) -> list[OrderRecord]:
+    """History rows for the orders a run placed."""
+    return [
+        OrderRecord(
+            symbol=o.symbol,
+            action=o.action,
+            quantity=o.quantity,
+            order_type=o.order_type,
+            order_ref=o.order_ref,
+            status=o.status,
+            filled_quantity=o.filled_quantity,
+            avg_fill_price=o.avg_fill_price or None,
+            limit_price=o.limit_price,
+            broker_order_id=o.order_id,
+            perm_id=o.perm_id,
+        )
+        for o in orders
+    ]

@@ -1,0 +1,81 @@
+"""The event-processor process: wires settings, Redis, PostgreSQL, the broker and the allocation API
+into a `Worker`, and stops it gracefully on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+
+import structlog
+from redis.asyncio import Redis
+
+from event_processor.allocations import AllocationClient
+from event_processor.brokers import Broker, IbkrBroker
+from event_processor.brokers.simulated_file import simulated_broker_from_file
+from event_processor.runner import EventRunner
+from event_processor.worker import Worker, WorkerSettings
+from rebalancer_shared.accounts import Account, load_accounts
+from rebalancer_shared.config import Settings
+from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.recovery import ensure_queue_state
+from rebalancer_shared.store import EventStore
+
+log = structlog.get_logger(__name__)
+
+
+def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
+    """`BROKER=ibkr` (default): IB Gateway through ib_async; `simulated`: an in-memory account."""
+    if settings.processing.broker == "simulated":
+        if settings.processing.simulated_broker_file is None:
+            raise ConfigError(
+                "BROKER=simulated needs SIMULATED_BROKER_FILE (processing.simulated_broker_file)"
+            )
+        return simulated_broker_from_file(settings.processing.simulated_broker_file, accounts)
+    if settings.ibkr.trading_mode == "live":
+        log.warning("TRADING_MODE=live: orders will trade real money", host=settings.ibkr.host)
+    return IbkrBroker(settings.ibkr, settings.orders)
+
+
+def worker_settings(settings: Settings) -> WorkerSettings:
+    """The loop's knobs from the `processing` section."""
+    p = settings.processing
+    return WorkerSettings(
+        max_concurrent_events=p.max_concurrent_events,
+        lease_seconds=p.lease_seconds,
+        heartbeat_seconds=p.heartbeat_seconds,
+        retry_delay_seconds=p.retry_delay_seconds,
+        reap_interval_seconds=p.reap_interval_seconds,
+        shutdown_grace_seconds=p.shutdown_grace_seconds,
+    )
+
+
+async def run_processor(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then drain (see `Worker.run`)."""
+    accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
+    broker = make_broker(settings, accounts)
+    redis = Redis.from_url(settings.redis.url)
+    store = EventStore.from_url(settings.database.url)
+    queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)
+    allocations = AllocationClient(settings.allocations)
+    try:
+        await ensure_queue_state(queue, store)
+        runner = EventRunner(accounts, broker, allocations, store, queue, settings.processing)
+        worker = Worker(queue, store, runner, worker_settings(settings))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        log.info(
+            "event processor started",
+            worker=worker.name,
+            broker=settings.processing.broker,
+            accounts=len(accounts),
+            max_concurrent_events=settings.processing.max_concurrent_events,
+        )
+        await worker.run()
+    finally:
+        await broker.close()
+        await allocations.aclose()
+        await store.close()
+        await redis.aclose()
