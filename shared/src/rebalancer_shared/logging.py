@@ -107,3 +107,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per HTTP request is noise at INFO; their warnings and errors still come through.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

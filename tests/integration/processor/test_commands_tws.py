@@ -1,0 +1,122 @@
+"""Each command end to end through the worker on the real ib_async against the loopback TWS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from event_processor.brokers import IbkrBroker
+from rebalancer_shared.config import OrderSettings
+from rebalancer_shared.events import Command
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.store import EventStore
+from tests.fakes.allocations import AllocationServer
+from tests.fakes.tws import FakeTws, serve
+from tests.fakes.tws.scenarios import ACCOUNT, TARGETS, drifted_state, ibkr_settings
+from tests.integration.processor.harness import accounts_on, running_processor
+
+
+@pytest.fixture
+def api() -> Iterator[AllocationServer]:
+    with AllocationServer() as server:
+        server.set_weights("chan", TARGETS)
+        yield server
+
+
+@pytest.fixture
+async def tws() -> AsyncIterator[FakeTws]:
+    state = drifted_state()
+    state.fill_delay_seconds = 0.02
+    async with serve(state) as fake:
+        yield fake
+
+
+@pytest.mark.parametrize(
+    ("command", "orders_sent", "mode"),
+    [
+        (Command.REBALANCE, True, "live"),
+        (Command.PRINT_REBALANCE, False, "dry_run"),
+        (Command.PRINT_POSITIONS, False, "dry_run"),
+        (Command.PRINT_EQUITY, False, "dry_run"),
+        (Command.PRINT_ORDERS, False, "dry_run"),
+        (Command.CANCEL_ORDERS, False, "live"),
+    ],
+)
+async def test_each_command_runs_and_the_store_holds_its_result(
+    queue: EventQueue,
+    store: EventStore,
+    api: AllocationServer,
+    tws: FakeTws,
+    command: Command,
+    orders_sent: bool,
+    mode: str,
+) -> None:
+    broker = IbkrBroker(ibkr_settings(tws.port), OrderSettings(), poll_interval_seconds=0.02)
+    try:
+        async with running_processor(queue, store, broker, api, accounts_on("chan", ACCOUNT)) as proc:
+            event = await proc.submit(ACCOUNT, command)
+            await proc.wait_until_idle()
+    finally:
+        await broker.close()
+    assert bool(tws.state.received_orders) is orders_sent
+    assert all(o.order_ref == str(event.event_id) for o in tws.state.received_orders)
+    history = await store.history(event.event_id)
+    assert history is not None
+    assert history["event"]["status"] == "completed"
+    [run] = history["runs"]
+    assert run["status"] == "success", run
+    result = run["result"]
+    assert result["account_id"] == ACCOUNT
+    assert result["execution_mode"] == mode
+    assert result["status"] == "success"
+    assert result["message"]
+    assert result["timestamp"]
+    if command in (Command.REBALANCE, Command.PRINT_REBALANCE, Command.PRINT_EQUITY):
+        assert result["equity_info"]["reserve_percentage"] == 1.0
+    if command is Command.REBALANCE:
+        assert {o["symbol"] for o in history["orders"]} == {o.symbol for o in tws.state.received_orders}
+        assert all(o["perm_id"] for o in history["orders"])
+    if command is Command.PRINT_POSITIONS:
+        assert {p["symbol"] for p in result["details"]["positions"]} >= {"AAA", "BBB", "DDD"}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"status": "error"}, "status is 'error'"),
+        (
+            {"status": "success", "data": {"allocations": [{"symbol": "AAA", "allocation": 0.9}]}},
+            "sum to 0.9000",
+        ),
+        (
+            {"status": "success", "data": {"allocations": [{"symbol": "AAA", "allocation": -0.5}]}},
+            "negative",
+        ),
+    ],
+)
+async def test_bad_allocations_send_no_order_to_the_gateway_and_name_the_problem(
+    queue: EventQueue, store: EventStore, api: AllocationServer, tws: FakeTws, body: object, problem: str
+) -> None:
+    api.set_json("chan", body)
+    broker = IbkrBroker(ibkr_settings(tws.port), OrderSettings(), poll_interval_seconds=0.02)
+    try:
+        async with running_processor(queue, store, broker, api, accounts_on("chan", ACCOUNT)) as proc:
+            event = await proc.submit(ACCOUNT, Command.REBALANCE)
+            for _ in range(200):
+                row = await store.get_event(event.event_id)
+                if row is not None and row.last_error:
+                    break
+                await asyncio.sleep(0.05)
+            assert tws.state.received_orders == []
+            assert tws.state.cancels == []
+            row = await store.get_event(event.event_id)
+            assert row is not None
+            assert row.last_error is not None
+            assert problem in row.last_error
+            api.set_weights("chan", TARGETS)
+            await proc.wait_until_idle()
+    finally:
+        await broker.close()
+    assert tws.state.received_orders, "once the API is fixed the retry trades"
