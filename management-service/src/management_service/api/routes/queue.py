@@ -1,0 +1,165 @@
+"""The queue: its counters and live events (reads), and removing or adding events (API key)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+
+from management_service.api.deps import (
+    AUTH_RESPONSES,
+    AccountsDep,
+    ApiKeyRequired,
+    QueueDep,
+    SettingsDep,
+    StoreDep,
+)
+from management_service.auth import live_guard_blocks
+from management_service.control import remove_event
+from management_service.models import (
+    EnqueueRequest,
+    EnqueueResponse,
+    ErrorResponse,
+    QueuedEventResponse,
+    QueueStatusResponse,
+    RemovedEventResponse,
+)
+from rebalancer_shared.intake import submit_event
+from rebalancer_shared.queue import EnqueueOutcome, EventNotQueuedError, EventProcessingError
+
+router = APIRouter(prefix="/queue", tags=["queue"])
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "Redis or PostgreSQL unavailable."}
+}
+# A coalesced trigger is accepted work (the running event runs once more), a duplicate is not.
+_ENQUEUE_STATUS = {
+    EnqueueOutcome.QUEUED: status.HTTP_201_CREATED,
+    EnqueueOutcome.COALESCED: status.HTTP_202_ACCEPTED,
+    EnqueueOutcome.DUPLICATE: status.HTTP_409_CONFLICT,
+}
+_ENQUEUE_MESSAGE = {
+    EnqueueOutcome.QUEUED: "event queued",
+    EnqueueOutcome.COALESCED: "the event for this account and command is processing: it will run once more",
+    EnqueueOutcome.DUPLICATE: "an event for this account and command is already queued: nothing was added",
+}
+
+
+@router.get("/status", response_model=QueueStatusResponse, responses=_UNAVAILABLE, summary="Queue counters")
+async def get_queue_status(queue: QueueDep) -> QueueStatusResponse:
+    """Queue length, live, processing and retrying events, retries and the oldest age (no scan)."""
+    stats = await queue.stats()
+    return QueueStatusResponse(
+        queue_length=stats.queue_length,
+        active_events_count=stats.active_events_count,
+        oldest_event_age_seconds=stats.oldest_event_age_seconds,
+        events_with_retries=stats.events_with_retries,
+        processing_count=stats.processing_count,
+        retrying_count=stats.retrying_count,
+    )
+
+
+@router.get(
+    "/events", response_model=list[QueuedEventResponse], responses=_UNAVAILABLE, summary="Live events"
+)
+async def list_queued_events(
+    queue: QueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[QueuedEventResponse]:
+    """Live events (queued, processing, retrying), oldest first, with retry counts and last errors."""
+    return [
+        QueuedEventResponse(
+            event_id=view.event.event_id,
+            account_id=view.event.account_id,
+            exec_command=view.event.exec_command,
+            times_queued=view.event.times_queued,
+            created_at=view.event.created_at,
+            data=view.event.data,
+            source=view.event.source,
+            state=view.state,
+            rerun=view.rerun,
+            last_error=view.last_error,
+        )
+        for view in await queue.list_events(limit)
+    ]
+
+
+@router.delete(
+    "/events/{event_id}",
+    response_model=RemovedEventResponse,
+    dependencies=[ApiKeyRequired],
+    summary="Remove a queued or retrying event",
+    responses={
+        **AUTH_RESPONSES,
+        404: {"model": ErrorResponse, "description": "The event is not in the queue."},
+        409: {"model": ErrorResponse, "description": "The event is being processed."},
+    },
+)
+async def delete_queued_event(event_id: uuid.UUID, queue: QueueDep, store: StoreDep) -> RemovedEventResponse:
+    """Remove the event and its dedup key in one step, and record the removal in its history."""
+    try:
+        event = await remove_event(queue, store, event_id)
+    except EventNotQueuedError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except EventProcessingError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return RemovedEventResponse(
+        event_id=event.event_id,
+        account_id=event.account_id,
+        exec_command=event.exec_command,
+        times_queued=event.times_queued,
+    )
+
+
+@router.post(
+    "/events",
+    response_model=EnqueueResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[ApiKeyRequired],
+    summary="Add an event by hand",
+    responses={
+        **AUTH_RESPONSES,
+        400: {"model": ErrorResponse, "description": "The body cannot be read (not UTF-8 text)."},
+        202: {"model": EnqueueResponse, "description": "Coalesced: the event is processing; runs once more."},
+        403: {"model": ErrorResponse, "description": "A live rebalance without `X-Allow-Live: true`."},
+        409: {"model": EnqueueResponse, "description": "Duplicate of a queued event (its `event_id`)."},
+    },
+)
+async def add_event(
+    body: EnqueueRequest,
+    queue: QueueDep,
+    store: StoreDep,
+    accounts: AccountsDep,
+    settings: SettingsDep,
+    response: Response,
+    x_allow_live: Annotated[
+        str | None, Header(alias="X-Allow-Live", description="`true` to allow a live `rebalance`.")
+    ] = None,
+) -> EnqueueResponse:
+    """Queue an event through the same atomic dedup as the broker (source `api`)."""
+    if body.account_id not in accounts:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _unknown_account(body.account_id))
+    if live_guard_blocks(body.exec_command, x_allow_live, settings.management.enforce_live_guard):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "a live rebalance places orders: send the header 'X-Allow-Live: true' to confirm",
+        )
+    result = await submit_event(queue, store, body.to_event())
+    response.status_code = _ENQUEUE_STATUS[result.outcome]
+    return EnqueueResponse(
+        event_id=uuid.UUID(result.event_id),
+        outcome=result.outcome,
+        message=_ENQUEUE_MESSAGE[result.outcome],
+    )
+
+
+def _unknown_account(account_id: str) -> list[dict[str, Any]]:
+    """The shape of FastAPI's own validation errors, so clients read one format for 422."""
+    return [
+        {
+            "type": "unknown_account",
+            "loc": ["body", "account_id"],
+            "msg": f"account {account_id!r} is not configured in the accounts file",
+            "input": account_id,
+        }
+    ]

@@ -1,0 +1,287 @@
+"""The request and response bodies of the management API (what /openapi.json describes).
+
+The product brief fixes the shapes of `/health`, `/queue/status` and `/queue/events`; fields beyond
+the brief's are additions, never renames, so clients written against the brief keep working.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
+
+from rebalancer_shared.accounts import RebalancingSettings
+from rebalancer_shared.events import Command, Event, EventSource
+from rebalancer_shared.queue import EnqueueOutcome, EventState
+
+ComponentStatus = Literal["ok", "down"]
+HeartbeatStatus = Literal["ok", "stale", "missing", "unknown"]
+HealthStatus = Literal["healthy", "unhealthy", "error"]
+
+
+class _OnlyMatchingKeys:
+    """JSON Schema of a dict with constrained keys: other keys are invalid (pydantic leaves them open)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+# What PostgreSQL's JSONB can store: no NUL in any text, no NaN or infinity.
+StorableText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "StorableText | int | FiniteNumber | bool | list[JsonValue] | JsonObject | None",
+)
+JsonObject = Annotated[dict[StorableText, JsonValue], _OnlyMatchingKeys()]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorResponse(_Body):
+    """The body of every error the API itself raises (validation errors keep FastAPI's shape)."""
+
+    detail: str
+
+
+class ComponentHealth(_Body):
+    """A server the service depends on: does it answer, how fast, and if not, why."""
+
+    status: ComponentStatus
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class InstanceHeartbeat(_Body):
+    """One process's last heartbeat."""
+
+    instance: str
+    state: str
+    age_seconds: float
+    stale: bool
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServiceHeartbeat(_Body):
+    """A service's liveness: ok when at least one instance beat within the stale limit."""
+
+    status: HeartbeatStatus
+    age_seconds: float | None = Field(default=None, description="Age of the freshest instance's heartbeat.")
+    state: str | None = Field(default=None, description="State reported by the freshest instance.")
+    instances: list[InstanceHeartbeat] = Field(default_factory=list)
+
+
+class HealthComponents(_Body):
+    redis: ComponentHealth
+    postgres: ComponentHealth
+    heartbeats: dict[str, ServiceHeartbeat] = Field(
+        description="Keyed by service name (event-broker, event-processor, and any other that beats)."
+    )
+    stale_after_seconds: float
+
+
+class HealthResponse(_Body):
+    """The brief's health shape plus the state of each component."""
+
+    status: HealthStatus
+    healthy: bool
+    events_with_retries: int | None = Field(description="Live events with times_queued > 1; null if unknown.")
+    message: str
+    components: HealthComponents
+
+
+class QueueStatusResponse(_Body):
+    """Queue counters (read without scanning the queue)."""
+
+    queue_length: int = Field(description="Events waiting to be claimed.")
+    active_events_count: int = Field(description="Live events: queued, processing or retrying.")
+    oldest_event_age_seconds: float | None = Field(description="Age of the oldest live event; null if none.")
+    events_with_retries: int = Field(description="Live events with times_queued > 1.")
+    processing_count: int
+    retrying_count: int = Field(description="Failed events waiting for their retry delay.")
+
+
+class QueuedEventResponse(_Body):
+    """A live event as the brief lists it, plus where it is and its last error."""
+
+    event_id: uuid.UUID
+    account_id: str
+    exec_command: Command
+    times_queued: int
+    created_at: datetime
+    data: dict[str, Any]
+    source: EventSource
+    state: EventState
+    rerun: bool = Field(description="A trigger arrived while it was processing: it runs once more.")
+    last_error: str | None
+
+
+class EnqueueRequest(_Body):
+    """An event added by hand. `account_id` must be a configured account."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    exec_command: Command
+    data: JsonObject = Field(
+        default_factory=dict, description="The trigger payload, kept as given (any JSON object)."
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _encodable(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if _has_lone_surrogate(data):
+            raise ValueError("contains an unpaired surrogate: text must be valid Unicode")
+        return data
+
+    def to_event(self) -> Event:
+        """The event this request asks for (source `api`)."""
+        return Event(
+            account_id=self.account_id,
+            exec_command=self.exec_command,
+            data=self.data,
+            source=EventSource.API,
+        )
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """True when a key or string is not encodable as UTF-8 (JSON allows "\\ud800" alone)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(map(_has_lone_surrogate, [*value.keys(), *value.values()]))
+    if isinstance(value, list):
+        return any(map(_has_lone_surrogate, value))
+    return False
+
+
+class EnqueueResponse(_Body):
+    """What happened to a posted event; `event_id` is the event that now stands for the key."""
+
+    event_id: uuid.UUID
+    outcome: EnqueueOutcome
+    message: str
+
+
+class RemovedEventResponse(_Body):
+    """An event an operator removed from the queue."""
+
+    event_id: uuid.UUID
+    account_id: str
+    exec_command: Command
+    times_queued: int
+    status: Literal["removed"] = "removed"
+
+
+class EventRecord(_Body):
+    """An event's row in the history."""
+
+    event_id: uuid.UUID
+    schema_version: int
+    account_id: str
+    exec_command: str
+    source: str
+    data: dict[str, Any]
+    ably_message_id: str | None
+    status: str
+    times_queued: int
+    last_error: str | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    finished_at: AwareDatetime | None
+
+
+class TransitionRecord(_Body):
+    """One change of an event's state (retrying carries the error in `detail`)."""
+
+    state: str
+    times_queued: int
+    detail: str | None
+    at: AwareDatetime
+
+
+class OrderRecordResponse(_Body):
+    """An order a run placed, as the broker last reported it."""
+
+    symbol: str
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    broker_order_id: int | None
+    perm_id: int | None
+    order_ref: str
+    status: str
+    filled_quantity: float
+    avg_fill_price: float | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class RunRecordResponse(_Body):
+    """One attempt of the event's command: result, error, equity, plan and orders."""
+
+    run_id: uuid.UUID
+    attempt: int
+    execution_mode: str
+    worker: str
+    status: str
+    message: str | None
+    error: str | None
+    equity_info: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    result: dict[str, Any] | None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None
+    orders: list[OrderRecordResponse]
+
+
+class EventHistoryResponse(_Body):
+    """An event's whole life from PostgreSQL."""
+
+    event: EventRecord
+    transitions: list[TransitionRecord]
+    runs: list[RunRecordResponse]
+
+
+class LastRun(_Body):
+    """The newest run of an account."""
+
+    status: str
+    exec_command: str
+    event_id: uuid.UUID
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None
+    message: str | None
+
+
+class AccountResponse(_Body):
+    """A configured account: the channel it follows, its settings and its last run."""
+
+    account_id: str
+    channel: str
+    settings: RebalancingSettings
+    last_run: LastRun | None

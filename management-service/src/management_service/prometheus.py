@@ -1,0 +1,72 @@
+"""Prometheus exposition of the queue and the counters, read from Redis at scrape time.
+
+The broker and processors count into one Redis hash (`rebalancer_shared.metrics`), so any replica of
+this service reports the same totals. Each scrape reads the queue counters and that hash, and a
+collector built on the snapshot renders them; nothing is cached between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rebalancer_shared.events import Command
+from rebalancer_shared.metrics import Counter, read_counters
+from rebalancer_shared.queue import EventQueue, QueueStats
+
+NAMESPACE = "rebalancer"
+
+_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("queue_length", "queue_length", "Events waiting to be claimed."),
+    ("queue_processing", "processing_count", "Events being processed under a lease."),
+    ("queue_retrying", "retrying_count", "Failed events waiting for their retry delay."),
+    ("queue_active_events", "active_events_count", "Live events: queued, processing or retrying."),
+    ("queue_events_with_retries", "events_with_retries", "Live events with times_queued > 1."),
+)
+_COUNTER_HELP: dict[Counter, str] = {
+    Counter.EVENTS_QUEUED: "Events accepted into the queue.",
+    Counter.EVENTS_DUPLICATE: "Triggers dropped because their event was already queued.",
+    Counter.EVENTS_COALESCED: "Triggers that marked a processing event to run once more.",
+    Counter.EVENTS_COMPLETED: "Events whose command finished.",
+    Counter.EVENTS_FAILED: "Runs that failed (the event retries).",
+    Counter.EVENTS_RETRIED: "Events sent back to the queue for another run.",
+    Counter.EVENTS_REMOVED: "Events removed by an operator.",
+    Counter.ORDERS_PLACED: "Orders placed with the broker.",
+}
+
+
+class QueueSnapshotCollector(Collector):
+    """Renders one snapshot of the queue counters and the per-command counters."""
+
+    def __init__(self, stats: QueueStats, counters: Mapping[Counter, Mapping[str, int]]) -> None:
+        self._stats = stats
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        for name, field, help_text in _GAUGES:
+            yield GaugeMetricFamily(f"{NAMESPACE}_{name}", help_text, value=getattr(self._stats, field))
+        oldest = self._stats.oldest_event_age_seconds
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_queue_oldest_event_age_seconds",
+            "Age of the oldest live event (0 when the queue is empty).",
+            value=oldest or 0.0,
+        )
+        for counter, help_text in _COUNTER_HELP.items():
+            family = CounterMetricFamily(f"{NAMESPACE}_{counter.value}", help_text, labels=["command"])
+            # Every command gets a series, so a rate() over a command that has not run yet is 0.
+            values = {command.value: 0 for command in Command} | dict(self._counters.get(counter, {}))
+            for command, value in sorted(values.items()):
+                family.add_metric([command], value)
+            yield family
+
+
+async def render_metrics(queue: EventQueue) -> bytes:
+    """The Prometheus text of the queue's current state (two Redis reads, no scan)."""
+    stats = await queue.stats()
+    counters = await read_counters(queue.redis, queue.keys.prefix)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueSnapshotCollector(stats, counters))
+    return generate_latest(registry)

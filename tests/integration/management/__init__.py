@@ -1,0 +1,1 @@
+"""The management service over HTTP, against the real Redis and PostgreSQL."""

@@ -1,0 +1,146 @@
+"""The curl examples of management-service/API.md, run with the real curl against a live server process.
+
+Each ```bash block is run in order (with `$MANAGEMENT_API_KEY` and `$EVENT_ID` set, and the address
+pointed at the server); the status named under it must be the one answered, and the response must
+have the shape of the ```json block that follows it (same keys, same list lengths) or, for the
+Prometheus ```text block, the same metric families.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.management.helpers import API_KEY
+from tests.integration.management.live_server import LiveServer, live_management_server, write_heartbeats
+from tests.support.servers import REDIS_URL, ROOT
+
+API_MD = ROOT / "management-service" / "API.md"
+DOC_ADDRESS = "http://localhost:8000"
+ACCOUNTS_YAML = """
+- account_id: "DU123456"
+  notification:
+    channel: "strategy-name-100"
+  rebalancing:
+    equity_reserve_percentage: 1.0
+- account_id: "DU789012"
+  notification:
+    channel: "strategy-name-200"
+  rebalancing:
+    equity_reserve_percentage: 2.5
+"""
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+HEARTBEATS: dict[str, dict[str, object]] = {
+    "event-broker:broker-1": {"state": "connected", "channels": 2},
+    "event-processor:worker-1": {"state": "running", "active": 0, "slots": 8},
+}
+STATUS = re.compile(r"`(\d{3}) [A-Za-z ]+`")
+
+
+@dataclass(frozen=True)
+class Example:
+    command: str
+    status: int
+    language: str
+    response: str
+
+
+def read_examples(path: Path = API_MD) -> list[Example]:
+    """Every ```bash block with the status under it and the response block that follows."""
+    blocks = list(FENCE.finditer(path.read_text(encoding="utf-8")))
+    examples = []
+    for block, following in itertools.pairwise(blocks):
+        if block.group(1) != "bash":
+            continue
+        status = STATUS.search(path.read_text(encoding="utf-8")[block.end() : following.start()])
+        assert status is not None, f"no status line after: {block.group(2)}"
+        assert following.group(1) in ("json", "text"), f"no response block after: {block.group(2)}"
+        examples.append(Example(block.group(2), int(status.group(1)), following.group(1), following.group(2)))
+    return examples
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, prefix: str, fresh_database_url: str) -> Iterator[LiveServer]:
+    with live_management_server(
+        tmp_path / "server",
+        ACCOUNTS_YAML,
+        REDIS_URL=REDIS_URL,
+        REDIS_KEY_PREFIX=prefix,
+        DATABASE_URL=fresh_database_url,
+        MANAGEMENT_API_KEY=API_KEY,
+        LOG_LEVEL="DEBUG",
+    ) as server:
+        yield server
+
+
+def assert_same_shape(example: Any, actual: Any, where: str = "$") -> None:
+    """Same keys in every object and same list lengths; scalars may differ (and be null)."""
+    if isinstance(example, dict):
+        assert isinstance(actual, dict), f"{where}: expected an object, got {actual!r}"
+        assert sorted(actual) == sorted(example), f"{where}: keys {sorted(actual)} != {sorted(example)}"
+        for key, value in example.items():
+            assert_same_shape(value, actual[key], f"{where}.{key}")
+    elif isinstance(example, list):
+        assert isinstance(actual, list), f"{where}: expected a list, got {actual!r}"
+        assert len(actual) == len(example), f"{where}: {len(actual)} items, the example has {len(example)}"
+        for index, (item, got) in enumerate(zip(example, actual, strict=True)):
+            assert_same_shape(item, got, f"{where}[{index}]")
+    elif example is not None and actual is not None:
+        assert isinstance(actual, str) == isinstance(example, str), f"{where}: {actual!r} vs {example!r}"
+
+
+def _metric_families(text: str) -> set[str]:
+    return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def run_example(example: Example, server: LiveServer, env: dict[str, str], out: Path) -> tuple[int, str]:
+    """Run the example's curl (as written, pointed at the server); return status and body."""
+    command = example.command.replace(DOC_ADDRESS, server.base_url)
+    assert command.startswith("curl "), command
+    command = f"curl -sS -o {out} -w '%{{http_code}}' " + command.removeprefix("curl ")
+    done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout), out.read_text(encoding="utf-8")
+
+
+def test_the_documented_examples_hold_and_the_key_stays_out_of_the_logs(
+    live_server: LiveServer, prefix: str, tmp_path: Path
+) -> None:
+    examples = read_examples()
+    assert len(examples) >= 12
+    write_heartbeats(REDIS_URL, prefix, HEARTBEATS)
+    env = {"PATH": os.environ["PATH"], "MANAGEMENT_API_KEY": API_KEY, "EVENT_ID": ""}
+    for number, example in enumerate(examples):
+        status, body = run_example(example, live_server, env, tmp_path / f"response-{number}")
+        assert status == example.status, f"{example.command}\nanswered {status}: {body}"
+        if example.language == "text":
+            assert _metric_families(example.response) <= _metric_families(body)
+            continue
+        answer = json.loads(body)
+        assert_same_shape(json.loads(example.response), answer)
+        if not env["EVENT_ID"] and isinstance(answer, dict) and answer.get("outcome") == "queued":
+            env["EVENT_ID"] = answer["event_id"]
+    assert env["EVENT_ID"]
+    _assert_the_key_stays_out_of_the_logs(live_server)
+
+
+def _assert_the_key_stays_out_of_the_logs(server: LiveServer) -> None:
+    """After right, wrong and malformed requests (the server logs at DEBUG), no line holds the key."""
+    right = {"Authorization": f"Bearer {API_KEY}"}
+    httpx.post(f"{server.base_url}/queue/events", json={"account_id": "DU123456"}, headers=right)
+    httpx.delete(f"{server.base_url}/queue/events/not-an-id", headers={"Authorization": "Bearer wrong"})
+    server.stop()
+    log = server.log.read_text(encoding="utf-8")
+    assert "Application shutdown complete" in log
+    assert "event removed by an operator" in log
+    assert API_KEY not in log
