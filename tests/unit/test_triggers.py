@@ -59,3 +59,13 @@ def test_dedup_key_is_account_and_command() -> None:
 def test_only_rebalance_and_cancel_orders_are_mutating() -> None:
     assert {c for c in Command if c.is_mutating} == {Command.REBALANCE, Command.CANCEL_ORDERS}
     assert {c for c in Command if c.is_live} == {Command.REBALANCE}
+
+
+def test_values_postgresql_cannot_store_are_replaced_and_noted() -> None:
+    decision = decide_trigger({"exec": "rebalance", "note": "a\x00b", "x": float("nan"), "k\x00": ["\ud800"]})
+    assert decision.command is Command.REBALANCE
+    assert decision.data == {"exec": "rebalance", "note": "a\ufffdb", "x": None, "k\ufffd": ["\ufffd"]}
+    assert decision.note is not None
+    assert "replaced" in decision.note
+    json_string = decide_trigger('{"exec": "rebalance", "v": NaN}')
+    assert json_string.data == {"exec": "rebalance", "v": None}

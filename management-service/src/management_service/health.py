@@ -57,7 +57,9 @@ class HealthPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:
         """Stale after three heartbeat intervals of the processors (default 3 x 10 s = 30 s)."""
-        return cls(stale_after_seconds=STALE_AFTER_BEATS * settings.processing.heartbeat_seconds)
+        configured = settings.management.heartbeat_stale_seconds
+        default = STALE_AFTER_BEATS * settings.processing.heartbeat_seconds
+        return cls(stale_after_seconds=configured if configured is not None else default)
 
 
 @dataclass(frozen=True)

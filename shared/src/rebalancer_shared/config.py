@@ -111,6 +111,8 @@ class ManagementSettings(_Section):
     api_key: SecretStr | None = None
     enforce_live_guard: bool = True
     protect_reads: bool = False
+    # A heartbeat older than this is stale (unset: 3 x processing.heartbeat_seconds).
+    heartbeat_stale_seconds: float | None = Field(default=None, gt=0)
 
 
 class LoggingSettings(_Section):
@@ -186,6 +188,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "MANAGEMENT_API_KEY": ("management", "api_key"),
     "ENFORCE_LIVE_GUARD": ("management", "enforce_live_guard"),
     "PROTECT_READS": ("management", "protect_reads"),
+    "HEARTBEAT_STALE_SECONDS": ("management", "heartbeat_stale_seconds"),
     "LOG_LEVEL": ("logging", "level"),
     "LOG_FORMAT": ("logging", "format"),
 }

@@ -9,6 +9,8 @@ object at all become `print-rebalance`, with a note saying why so the caller can
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +28,41 @@ class TriggerDecision:
     note: str | None
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> tuple[Any, bool]:
+    """The value with what PostgreSQL JSONB cannot hold replaced: NUL and lone surrogates in text
+    become U+FFFD, NaN and infinities become null. Returns (value, whether anything changed)."""
+    if isinstance(value, str):
+        clean = _UNSTORABLE.sub("\ufffd", value)
+        return clean, clean != value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if isinstance(value, dict):
+        pairs = [(_storable(str(k)), _storable(v)) for k, v in value.items()]
+        return {k: v for (k, _), (v, _) in pairs}, any(kc or vc for (_, kc), (_, vc) in pairs)
+    if isinstance(value, list | tuple):
+        items = [_storable(v) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    return value, False
+
+
+def storable_payload(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A payload object the history can store, with a note when something had to be replaced."""
+    clean, changed = _storable(data)
+    return clean, ("payload held NUL, lone surrogate or non-finite values: replaced" if changed else None)
+
+
 def normalize_payload(raw: object) -> tuple[dict[str, Any], str | None]:
     """Turn a received payload into a JSON object; anything else becomes `{}` with a note."""
+    data, note = _object_of(raw)
+    clean, clean_note = storable_payload(data)
+    notes = [n for n in (note, clean_note) if n]
+    return clean, "; ".join(notes) or None
+
+
+def _object_of(raw: object) -> tuple[dict[str, Any], str | None]:
     if isinstance(raw, dict):
         return {str(k): v for k, v in raw.items()}, None
     if raw is None or raw in ("", b""):

@@ -193,3 +193,12 @@ async def test_the_lifespan_opens_the_services_and_checks_the_queue_state(
         assert await redis_client.exists(f"{prefix}:marker")
     assert response.status_code == 200
     assert not hasattr(app.state, "services")
+
+
+def test_stale_limit_comes_from_heartbeat_stale_seconds_or_three_beats() -> None:
+    from management_service.health import HealthPolicy
+    from rebalancer_shared.config import load_settings
+
+    assert HealthPolicy.from_settings(load_settings(environ={})).stale_after_seconds == 30.0
+    configured = load_settings(environ={"HEARTBEAT_STALE_SECONDS": "12.5"})
+    assert HealthPolicy.from_settings(configured).stale_after_seconds == 12.5
