@@ -6,7 +6,8 @@ Each processor is `python -m event_processor` with BROKER=simulated, every broke
 `--latency` seconds (a live rebalance makes about ten calls), on a throwaway redis-server, a fresh
 PostgreSQL database and a real HTTP allocation server. The serial case (1 process, 1 slot) is timed
 on `--serial-sample` accounts and its rate used as the baseline (running all 200 serially would take
-minutes and tell nothing more); `--serial-sample 0` runs it on every account. Printed: wall time,
+minutes and tell nothing more), and 3 processes x 1 slot on three times as many; `--serial-sample 0`
+runs both on every account. Printed: wall time,
 events per second, and speed-up against the serial rate next to the ideal (the slot count).
 """
 
@@ -146,7 +147,10 @@ async def main(accounts: int, latency: float, serial_sample: int) -> None:
             serial_n = accounts if serial_sample <= 0 else min(serial_sample, accounts)
             cases = [("1 process x 1 slot", 1, 1, serial_n)]
             cases += [(f"1 process x {s} slots", s, 1, accounts) for s in (8, 32)]
-            cases += [(f"{p} processes x {s} slots", s, p, accounts) for p, s in ((3, 1), (3, 8))]
+            cases += [
+                ("3 processes x 1 slot", 1, 3, min(accounts, 3 * serial_n)),
+                ("3 processes x 8 slots", 8, 3, accounts),
+            ]
             rows = []
             for i, (label, slots, procs, n) in enumerate(cases):
                 elapsed = await run_case(env, f"fan{i}", db_url, n, slots, procs)
@@ -187,5 +191,8 @@ if __name__ == "__main__":
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--serial-sample", type=int, default=25)
+    parser.add_argument(
+        "--only-slots", type=int, default=0, help="run only the 1-process case with this many slots"
+    )
     args = parser.parse_args()
     asyncio.run(main(args.accounts, args.latency, args.serial_sample))

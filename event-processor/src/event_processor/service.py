@@ -56,7 +56,9 @@ async def run_processor(settings: Settings) -> None:
     accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
     broker = make_broker(settings, accounts)
     redis = Redis.from_url(settings.redis.url)
-    store = EventStore.from_url(settings.database.url)
+    store = EventStore.from_url(
+        settings.database.url, pool_size=settings.processing.max_concurrent_events + 2
+    )
     queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)
     allocations = AllocationClient(settings.allocations)
     try:

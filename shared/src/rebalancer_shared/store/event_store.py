@@ -138,9 +138,16 @@ class EventStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str) -> EventStore:
-        """A store on the database at `url` (pool pre-ping so a restarted database is survived)."""
-        return cls(create_async_engine(async_database_url(url), pool_pre_ping=True))
+    def from_url(cls, url: str, pool_size: int = 5) -> EventStore:
+        """A store on the database at `url` (pool pre-ping so a restarted database is survived).
+
+        `pool_size` connections are kept open; as many again may be opened under load. A processor
+        sizes it to its concurrency so that no run waits for a connection.
+        """
+        full = async_database_url(url)
+        if full.startswith("sqlite"):
+            return cls(create_async_engine(full))
+        return cls(create_async_engine(full, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size))
 
     async def create_schema(self) -> None:
         """Create the tables from the ORM models (SQLite and tests; PostgreSQL deploys init.sql)."""
