@@ -10,7 +10,7 @@ uv:
 	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv with pip"; python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv; }
 
 sync: uv
-	@$(UV) sync --quiet --all-packages --group dev
+	@$(UV) sync --quiet --all-packages --group dev --group bench
 
 lint: sync
 	$(UV) run --no-sync ruff check .
@@ -25,9 +25,12 @@ test: lint
 	@$(UV) run --no-sync python -m tests.preflight
 	$(UV) run --no-sync pytest
 
-bench: sync
+bench: uv
 	$(UV) sync --quiet --all-packages --group dev --group bench
 	$(UV) run --no-sync python bench/queue.py
+	$(UV) run --no-sync python bench/planner.py
+	$(UV) run --no-sync python bench/fanout.py
+	$(UV) run --no-sync python bench/api.py
 
 lock: uv
 	$(UV) lock --upgrade
