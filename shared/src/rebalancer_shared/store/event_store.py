@@ -316,8 +316,8 @@ class EventStore:
                 "status": r.status,
                 "exec_command": r.exec_command,
                 "event_id": str(r.event_id),
-                "started_at": r.started_at.isoformat(),
-                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                "started_at": _as_utc(r.started_at).isoformat(),
+                "finished_at": _as_utc(r.finished_at).isoformat() if r.finished_at else None,
                 "message": r.message,
             }
             for r in rows
