@@ -183,6 +183,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "ABLY_API_KEY": ("ably", "api_key"),
     "ABLY_ENDPOINT": ("ably", "endpoint"),
     "ABLY_TLS": ("ably", "tls"),
+    "ABLY_CATCH_UP_SECONDS": ("ably", "catch_up_seconds"),
     "MANAGEMENT_HOST": ("management", "host"),
     "MANAGEMENT_PORT": ("management", "port"),
     "MANAGEMENT_API_KEY": ("management", "api_key"),
