@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from rebalancer_cli.demo_command import demo
+from rebalancer_cli.operator_commands import queue_app, trigger
 from rebalancer_cli.plan_command import plan
 
 app = typer.Typer(
@@ -25,3 +27,6 @@ def main() -> None:
 
 
 app.command("plan")(plan)
+app.command("demo")(demo)
+app.command("trigger")(trigger)
+app.add_typer(queue_app, name="queue")

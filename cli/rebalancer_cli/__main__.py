@@ -1,0 +1,5 @@
+"""`python -m rebalancer_cli` is the `rebalancer` command."""
+
+from rebalancer_cli.app import app
+
+app()

@@ -1,0 +1,126 @@
+"""The demo's story: a dry-run trigger, then a live one, then the management API for curl."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+import uvicorn
+from pydantic import SecretStr
+from rich.console import Console
+
+from management_service.health import HealthPolicy
+from management_service.main import create_app
+from management_service.services import Services
+from rebalancer_cli.demo.render import (
+    at_targets,
+    picture,
+    show_fills,
+    show_plan,
+    show_trigger,
+    show_weights,
+)
+from rebalancer_cli.demo.world import DemoWorld, demo_world
+from rebalancer_shared.config import ManagementSettings, Settings
+from rebalancer_shared.logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+async def _results(world: DemoWorld, event_ids: list[str]) -> list[dict[str, Any]]:
+    import uuid
+
+    histories = []
+    for event_id in event_ids:
+        history = await world.store.history(uuid.UUID(event_id))
+        assert history is not None
+        histories.append(history)
+    return histories
+
+
+async def _story(world: DemoWorld, console: Console) -> bool:
+    console.rule("[bold]1. A dry-run trigger: {} (anything but exec=rebalance is a dry run)")
+    dry = await world.trigger({}, "demo-message-1:0")
+    await world.wait_finished(dry)
+    for history in await _results(world, dry):
+        show_trigger(
+            console, "trigger", {}, [(history["event"]["account_id"], history["event"]["exec_command"])]
+        )
+        show_plan(console, history["event"]["account_id"], history["runs"][-1]["result"])
+    console.print(f"  orders sent to the broker by the dry run: {len(world.broker.placed_orders)}")
+
+    console.rule("[bold]2. A live trigger: {'exec': 'rebalance'}")
+    before = {a: picture(world.broker, a) for a in world.accounts}
+    live = await world.trigger({"exec": "rebalance"}, "demo-message-2:0")
+    await world.wait_finished(live)
+    reached_all = True
+    for history in await _results(world, live):
+        account_id = history["event"]["account_id"]
+        account = world.accounts[account_id]
+        show_trigger(
+            console, "trigger", {"exec": "rebalance"}, [(account_id, history["event"]["exec_command"])]
+        )
+        show_fills(console, account_id, history["orders"])
+        after = picture(world.broker, account_id)
+        reached = at_targets(after, world.broker.prices, account, world.targets)
+        reached_all = reached_all and reached
+        show_weights(console, account, world.targets, before[account_id], after, reached)
+    return reached_all
+
+
+async def _serve_api(world: DemoWorld, console: Console, host: str, port: int) -> None:
+    key = secrets.token_urlsafe(16)
+    settings = Settings(management=ManagementSettings(host=host, port=port, api_key=SecretStr(key)))
+    services = Services(world.queue, world.store, world.accounts, HealthPolicy.from_settings(settings))
+    app = create_app(settings, services=services)
+    console.rule("[bold]3. The management API (Ctrl-C to stop)")
+    console.print(f"  curl http://{host}:{port}/health")
+    console.print(f"  curl http://{host}:{port}/queue/status")
+    console.print(f"  curl http://{host}:{port}/accounts")
+    console.print(f"  export MANAGEMENT_API_KEY={key}", soft_wrap=True)
+    console.print(
+        '  curl -H "Authorization: Bearer $MANAGEMENT_API_KEY" -H "Content-Type: application/json" '
+        '-d \'{"account_id": "DEMO-U1001", "exec_command": "print-positions", "data": {}}\' '
+        f"http://{host}:{port}/queue/events",
+        soft_wrap=True,
+    )
+    server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    await server.serve()
+    console.print("  stopped")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn that leaves signals to us: Ctrl-C stops the API, then the demo tears down cleanly."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop(self) -> None:
+        self.should_exit = True
+
+
+async def run_demo(console: Console, once: bool, host: str, port: int) -> bool:
+    """Run the story, then (unless `once`) serve the API until Ctrl-C.
+
+    Returns True when every account reached its targets.
+    """
+    configure_logging("WARNING", "console")
+    async with demo_world() as world:
+        reached = await _story(world, console)
+        if not once:
+            await _serve_api(world, console, host, port)
+    return reached
+
+
+def demo_main(once: bool, host: str, port: int) -> bool:
+    """Synchronous entry for the CLI."""
+    return asyncio.run(run_demo(Console(), once, host, port))

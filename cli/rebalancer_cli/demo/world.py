@@ -1,0 +1,136 @@
+"""The demo's embedded world: the production queue, store, relay, worker and engine on local stand-ins.
+
+Stand-ins, each behind the same interface production uses: an in-process Redis (fakeredis, running
+the queue's Lua scripts), SQLite through the same `EventStore`, a `SimulatedBroker` holding drifted
+demo accounts, and the allocations served from a local file by a real HTTP server on 127.0.0.1.
+Triggers enter through the event broker's `TriggerRelay`, as Ably messages do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+from pydantic import SecretStr
+
+from event_broker.intake import ReceivedMessage
+from event_broker.relay import TriggerRelay
+from event_processor.allocations import AllocationClient
+from event_processor.brokers import SimulatedBroker
+from event_processor.brokers.simulated_file import simulated_broker_from_file
+from event_processor.runner import EventRunner
+from event_processor.worker import Worker, WorkerSettings
+from rebalancer_cli.demo.allocation_server import FileAllocationServer
+from rebalancer_shared.accounts import Account, RebalancingSettings, accounts_by_channel
+from rebalancer_shared.config import AllocationSettings, ProcessingSettings
+from rebalancer_shared.heartbeats import beat
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.recovery import ensure_queue_state
+from rebalancer_shared.store import EventStore
+
+DATA = Path(__file__).parent
+CHANNEL = "demo-etf-blend"
+ACCOUNT_IDS = ("DEMO-U1001", "DEMO-U1002")
+PREFIX = "demo"
+WORKER_SETTINGS = WorkerSettings(
+    max_concurrent_events=4,
+    lease_seconds=30,
+    heartbeat_seconds=5,
+    retry_delay_seconds=5,
+    reap_interval_seconds=5,
+    shutdown_grace_seconds=10,
+    poll_seconds=0.05,
+)
+
+
+@dataclass
+class DemoWorld:
+    """Everything the demo runs, wired as production wires it."""
+
+    queue: EventQueue
+    store: EventStore
+    broker: SimulatedBroker
+    accounts: dict[str, Account]
+    relay: TriggerRelay
+    worker: Worker
+    allocations_url: str
+    targets: dict[str, float]
+
+    async def trigger(self, data: Any, message_id: str) -> list[str]:
+        """Publish a trigger on the demo channel (through the broker's relay); return its event ids."""
+        before = {str(v.event.event_id) for v in await self.queue.list_events(1000)}
+        await self.relay.handle(ReceivedMessage(CHANNEL, "rebalance", data, message_id))
+        views = await self.queue.list_events(1000)
+        return [str(v.event.event_id) for v in views if str(v.event.event_id) not in before]
+
+    async def wait_finished(self, event_ids: Sequence[str], within_seconds: float = 60) -> None:
+        """Wait until none of the events is live in the queue any more."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_seconds
+        while any([await self.queue.get(i) is not None for i in event_ids]):
+            if loop.time() > deadline:
+                raise TimeoutError("the demo events did not finish in time")
+            await asyncio.sleep(0.05)
+
+
+def demo_accounts() -> dict[str, Account]:
+    """Two accounts following one strategy channel (one trigger fans out to both)."""
+    settings = RebalancingSettings(equity_reserve_percentage=1.0)
+    return {a: Account(a, CHANNEL, settings) for a in ACCOUNT_IDS}
+
+
+def _targets(responses: dict[str, Any]) -> dict[str, float]:
+    rows = responses[CHANNEL]["data"]["allocations"]
+    return {row["symbol"]: float(row["allocation"]) for row in rows}
+
+
+async def _beat_as_broker(queue: EventQueue) -> None:
+    # The relay plays the event broker's part (triggers come from the CLI, not Ably).
+    while True:
+        await beat(queue.redis, PREFIX, "event-broker", "demo", "demo: triggers from the CLI, no Ably")
+        await asyncio.sleep(5)
+
+
+@contextlib.asynccontextmanager
+async def demo_world() -> AsyncIterator[DemoWorld]:
+    """Build the world, run its worker, and take it all down on exit."""
+    import json
+
+    responses = json.loads((DATA / "allocations.json").read_text())
+    server = FileAllocationServer(responses).start()
+    redis = fakeredis.FakeAsyncRedis()
+    with tempfile.TemporaryDirectory(prefix="rebalancer-demo-") as folder:
+        store = EventStore.from_url(f"sqlite:///{folder}/history.db")
+        await store.create_schema()
+        queue = EventQueue(redis, PREFIX, lease_seconds=WORKER_SETTINGS.lease_seconds)
+        await ensure_queue_state(queue, store)
+        accounts = demo_accounts()
+        broker = simulated_broker_from_file(DATA / "simulated_accounts.json", accounts)
+        allocations = AllocationClient(
+            AllocationSettings(base_url=server.base_url, api_key=SecretStr("demo-allocations-key"))
+        )
+        runner = EventRunner(
+            accounts, broker, allocations, store, queue, ProcessingSettings(broker="simulated")
+        )
+        worker = Worker(queue, store, runner, WORKER_SETTINGS, name="demo-processor")
+        relay = TriggerRelay(queue, store, accounts_by_channel(accounts), seen_ttl_seconds=3600)
+        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(_beat_as_broker(queue))]
+        try:
+            yield DemoWorld(
+                queue, store, broker, accounts, relay, worker, server.base_url, _targets(responses)
+            )
+        finally:
+            worker.stop()
+            await asyncio.wait_for(tasks[0], 30)
+            tasks[1].cancel()
+            await asyncio.gather(tasks[1], return_exceptions=True)
+            await allocations.aclose()
+            await store.close()
+            await redis.aclose()
+            server.stop()
