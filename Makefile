@@ -4,13 +4,16 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY_SOURCES := shared/src event-broker/src event-processor/src management-service/src cli tests bench
 
-.PHONY: uv sync lint format test lock bench
+.PHONY: uv sync demo lint format test lock bench
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv with pip"; python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv; }
 
 sync: uv
 	@$(UV) sync --quiet --all-packages --group dev --group bench
+
+demo: sync
+	$(UV) run --no-sync rebalancer demo
 
 lint: sync
 	$(UV) run --no-sync ruff check .
