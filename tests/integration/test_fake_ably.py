@@ -62,7 +62,7 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
     try:
         async with asyncio.timeout(WAIT_S):
             # Polling: the conditions read SDK state, and the SDK has no awaitable for "is already X".
-            while not condition():  # noqa: ASYNC110
+            while not condition():
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
