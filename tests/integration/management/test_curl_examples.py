@@ -55,14 +55,21 @@ class Example:
     response: str
 
 
-def read_examples(path: Path = API_MD) -> list[Example]:
+def readme_section() -> str:
+    """The README's management examples, between its curl-examples markers."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("<!-- curl-examples", 1)[1].split("<!-- /curl-examples -->", 1)[0]
+
+
+def read_examples(text: str | None = None) -> list[Example]:
     """Every ```bash block with the status under it and the response block that follows."""
-    blocks = list(FENCE.finditer(path.read_text(encoding="utf-8")))
+    text = API_MD.read_text(encoding="utf-8") if text is None else text
+    blocks = list(FENCE.finditer(text))
     examples = []
     for block, following in itertools.pairwise(blocks):
         if block.group(1) != "bash":
             continue
-        status = STATUS.search(path.read_text(encoding="utf-8")[block.end() : following.start()])
+        status = STATUS.search(text[block.end() : following.start()])
         assert status is not None, f"no status line after: {block.group(2)}"
         assert following.group(1) in ("json", "text"), f"no response block after: {block.group(2)}"
         examples.append(Example(block.group(2), int(status.group(1)), following.group(1), following.group(2)))
@@ -118,6 +125,17 @@ def test_the_documented_examples_hold_and_the_key_stays_out_of_the_logs(
 ) -> None:
     examples = read_examples()
     assert len(examples) >= 12
+    run_in_order(examples, live_server, prefix, tmp_path)
+    _assert_the_key_stays_out_of_the_logs(live_server)
+
+
+def test_the_readme_examples_hold(live_server: LiveServer, prefix: str, tmp_path: Path) -> None:
+    examples = read_examples(readme_section())
+    assert len(examples) >= 5
+    run_in_order(examples, live_server, prefix, tmp_path)
+
+
+def run_in_order(examples: list[Example], live_server: LiveServer, prefix: str, tmp_path: Path) -> None:
     write_heartbeats(REDIS_URL, prefix, HEARTBEATS)
     env = {"PATH": os.environ["PATH"], "MANAGEMENT_API_KEY": API_KEY, "EVENT_ID": ""}
     for number, example in enumerate(examples):
@@ -131,7 +149,6 @@ def test_the_documented_examples_hold_and_the_key_stays_out_of_the_logs(
         if not env["EVENT_ID"] and isinstance(answer, dict) and answer.get("outcome") == "queued":
             env["EVENT_ID"] = answer["event_id"]
     assert env["EVENT_ID"]
-    _assert_the_key_stays_out_of_the_logs(live_server)
 
 
 def _assert_the_key_stays_out_of_the_logs(server: LiveServer) -> None:
