@@ -173,3 +173,9 @@ def test_reserve_inside_the_range_is_kept(tmp_path: Path, value: str) -> None:
 def test_invalid_accounts_file_names_file_account_and_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(AccountsFileError, match=message):
         load_accounts(write(tmp_path, "accounts.yaml", text))
+
+
+def test_the_readme_documents_every_environment_variable() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in [*ENV_VARIABLES, "CONFIG_FILE"] if f"`{name}`" not in readme]
+    assert missing == []
