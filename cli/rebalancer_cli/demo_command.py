@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rebalancer_cli.demo.run import demo_main
+from rebalancer_cli.demo.run import demo_main, port_free
 
 
 def demo(
@@ -22,6 +22,11 @@ def demo(
     drifted accounts, and the strategy's allocations served by a local HTTP server. The code paths
     are production's: the broker's relay, the queue, the worker, the planner and the engine.
     """
+    if not once and not port_free(host, port):
+        typer.echo(
+            f"error: port {port} on {host} is in use: run `rebalancer demo --port <another>`", err=True
+        )
+        raise typer.Exit(2)
     reached = demo_main(once, host, port)
     if not reached:
         typer.echo("error: an account did not reach its targets", err=True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,16 @@ async def _story(world: DemoWorld, console: Console) -> bool:
         reached_all = reached_all and reached
         show_weights(console, account, world.targets, before[account_id], after, reached)
     return reached_all
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when the management API could listen there."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 async def _serve_api(world: DemoWorld, console: Console, host: str, port: int) -> None:
