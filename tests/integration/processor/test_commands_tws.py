@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -82,24 +83,54 @@ async def test_each_command_runs_and_the_store_holds_its_result(
         assert {p["symbol"] for p in result["details"]["positions"]} >= {"AAA", "BBB", "DDD"}
 
 
+def weights(*pairs: tuple[str, object]) -> bytes:
+    rows = [{"symbol": s, "allocation": w} for s, w in pairs]
+    return json.dumps({"status": "success", "data": {"allocations": rows}}).encode()
+
+
 @pytest.mark.parametrize(
-    ("body", "problem"),
+    ("raw", "status", "delay", "problem"),
     [
-        ({"status": "error"}, "status is 'error'"),
+        (b"{}", 500, 0.0, "HTTP 500"),
+        (weights(("AAA", 1.0)), 200, 3.0, "timed out"),
+        (b"{not json", 200, 0.0, "not valid JSON"),
+        (b'{"status": "error"}', 200, 0.0, "status is 'error'"),
+        (b'{"status": "success"}', 200, 0.0, "no 'data' object"),
+        (b'{"status": "success", "data": {"allocations": [{"symbol": "AAA"}]}}', 200, 0.0, "not a number"),
+        (weights(("AAA", 1.5), ("BBB", -0.5)), 200, 0.0, "negative"),
         (
-            {"status": "success", "data": {"allocations": [{"symbol": "AAA", "allocation": 0.9}]}},
-            "sum to 0.9000",
+            b'{"status": "success", "data": {"allocations": [{"symbol": "AAA", "allocation": NaN}]}}',
+            200,
+            0.0,
+            "finite",
         ),
-        (
-            {"status": "success", "data": {"allocations": [{"symbol": "AAA", "allocation": -0.5}]}},
-            "negative",
-        ),
+        (weights(("AAA", 0.5), ("AAA", 0.5)), 200, 0.0, "duplicate symbol 'AAA'"),
+        (weights(("AAA", 0.5), ("BBB", 0.4)), 200, 0.0, "sum to 0.9000"),
+    ],
+    ids=[
+        "http-500",
+        "timeout",
+        "invalid-json",
+        "status-error",
+        "missing-data",
+        "missing-weight",
+        "negative",
+        "nan",
+        "duplicate",
+        "sum-0.9",
     ],
 )
 async def test_bad_allocations_send_no_order_to_the_gateway_and_name_the_problem(
-    queue: EventQueue, store: EventStore, api: AllocationServer, tws: FakeTws, body: object, problem: str
+    queue: EventQueue,
+    store: EventStore,
+    api: AllocationServer,
+    tws: FakeTws,
+    raw: bytes,
+    status: int,
+    delay: float,
+    problem: str,
 ) -> None:
-    api.set_json("chan", body)
+    api.set_raw("chan", raw, status=status, delay=delay)
     broker = IbkrBroker(ibkr_settings(tws.port), OrderSettings(), poll_interval_seconds=0.02)
     try:
         async with running_processor(queue, store, broker, api, accounts_on("chan", ACCOUNT)) as proc:
