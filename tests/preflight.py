@@ -14,7 +14,9 @@ The test suite needs a real Redis and a real PostgreSQL (it creates its own data
 and never touches other data). Either
   - point it at yours:   export REDIS_URL=redis://HOST:6379/0  DATABASE_URL=postgresql://USER@HOST:5432/postgres
     (the PostgreSQL user must be allowed to CREATE DATABASE), or
-  - start both locally:  docker compose up -d redis postgres
+  - start both with Docker (published on 127.0.0.1 by the development override):
+        docker compose -f docker-compose.yml -f docker-compose.dev.yml up -d redis postgres
+        export DATABASE_URL=postgresql://rebalancer:$POSTGRES_PASSWORD@127.0.0.1:5432/postgres
 then run `make test` again.
 """
 

@@ -1,0 +1,18 @@
+"""`python -m event_broker.healthcheck`: the container's health check (see rebalancer_shared.healthcheck).
+
+The broker names its heartbeat `{hostname}-{pid}` (`event_broker.service.default_instance`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rebalancer_shared.healthcheck import OwnHeartbeatCheck
+
+CHECK = OwnHeartbeatCheck("event-broker", "-")
+MAX_AGE_SECONDS = CHECK.max_age_seconds
+heartbeat_problem = CHECK.heartbeat_problem
+main = CHECK.main
+
+if __name__ == "__main__":
+    sys.exit(main())
