@@ -125,3 +125,17 @@ async def test_the_read_only_view_reads_through_but_has_no_write_attributes() ->
         assert not hasattr(view, write)
     with pytest.raises(AttributeError):
         view.place_orders = broker.place_orders  # type: ignore[attr-defined]
+
+
+async def test_a_rejected_sell_means_no_buys_are_placed_so_cash_never_goes_below_the_reserve() -> None:
+    import pytest
+
+    from event_processor.execution import ExecutionFailed, rebalance
+    from rebalancer_shared.accounts import RebalancingSettings
+
+    broker = SimulatedBroker({"AAA": 100.0, "BBB": 100.0}, rejections={"AAA": "halted"})
+    broker.add_account("DU1", 1_000.0, {"AAA": 490})
+    with pytest.raises(ExecutionFailed):
+        await rebalance(broker, "DU1", {"AAA": 0.5, "BBB": 0.5}, RebalancingSettings(), "ev-1")
+    assert [o.action for o in broker.placed_orders] == ["SELL"]
+    assert broker.accounts["DU1"].cash == 1_000.0

@@ -253,6 +253,8 @@ class Worker:
                 log.error("lease lost during the run: stopping the command", error=str(exc))
                 run.cancel()
                 raise
+            except Exception as exc:  # a Redis blip must not end the renewals while the run goes on
+                log.warning("lease renewal failed; retrying at the next beat", error=str(exc))
 
     async def _complete(self, claim: Claim) -> Claim | None:
         event = claim.event

@@ -142,10 +142,14 @@ async def rebalance(
     bound.info("plan made", orders=len(plan.orders), sells=len(plan.sells()), cancelled=len(cancelled))
     sells = await _place_and_wait(broker, account_id, plan.sells(), event_id, fill_timeout_seconds)
     buy_plan = plan
-    if sells:
-        after_sells = await read_account(broker, account_id, targets, prices=first.prices)
-        buy_plan = plan_for(after_sells, targets, settings)
-    buys = await _place_and_wait(broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds)
+    buys: list[OrderResult] = []
+    # The buys are paid for by the sells: if any sell did not fill completely, buying would spend
+    # money the account does not have. Stop here; the retry cancels what is open and re-plans.
+    if all(o.is_filled for o in sells):
+        if sells:
+            after_sells = await read_account(broker, account_id, targets, prices=first.prices)
+            buy_plan = plan_for(after_sells, targets, settings)
+        buys = await _place_and_wait(broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds)
     orders = (*sells, *buys)
     outcome = outcome_of(orders)
     report = ExecutionReport(
