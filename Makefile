@@ -1,40 +1,56 @@
-# Bootstraps uv (via pip) when it is missing, then runs everything through it.
+# Everything runs from the checkout's own virtual environments, so only a Python 3.11+ is needed:
+#   .tools/  a private venv holding uv (PEP 668 forbids `pip install` into Debian's python3; a venv is
+#            allowed), created on first use and always called by its path;
+#   .venv/   the project's environment, built by uv from the exact pins in pyproject.toml.
+# Nothing is installed outside the checkout and nothing assumes `uv` is on the PATH.
 SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
 export UV_PYTHON_DOWNLOADS := never
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY_SOURCES := shared/src event-broker/src event-processor/src management-service/src cli tests bench
 
-.PHONY: uv sync demo lint format test lock bench
+.PHONY: setup sync demo demo-once lint format test test-only lock bench
 
-uv:
-	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv with pip"; python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv; }
+$(UV):
+	@bash scripts/bootstrap-uv "$(PYTHON)" "$(TOOLS)" "$(UV_VERSION)"
 
-sync: uv
-	@$(UV) sync --quiet --all-packages --group dev --group bench
+# The project's environment (dev and bench tools included): what `make test` and `./rebalancer` use.
+setup sync: $(UV)
+	@$(UV) sync --quiet --all-packages --group dev --group bench --python "$(PYTHON)"
 
 demo: sync
-	$(UV) run --no-sync rebalancer demo
+	$(BIN)/rebalancer demo --host $(HOST) --port $(PORT)
+
+demo-once: sync
+	$(BIN)/rebalancer demo --once
 
 lint: sync
-	$(UV) run --no-sync ruff check .
-	$(UV) run --no-sync ruff format --check .
-	$(UV) run --no-sync mypy $(PY_SOURCES)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PY_SOURCES)
 
 format: sync
-	$(UV) run --no-sync ruff format .
-	$(UV) run --no-sync ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
-test: lint
-	@$(UV) run --no-sync python -m tests.preflight
-	$(UV) run --no-sync pytest
+test: lint test-only
 
-bench: uv
-	$(UV) sync --quiet --all-packages --group dev --group bench
-	$(UV) run --no-sync python bench/queue.py
-	$(UV) run --no-sync python bench/planner.py
-	$(UV) run --no-sync python bench/fanout.py
-	$(UV) run --no-sync python bench/api.py
+test-only: sync
+	@$(BIN)/python -m tests.preflight
+	$(BIN)/pytest
 
-lock: uv
-	$(UV) lock --upgrade
-	$(UV) run --no-sync python scripts/refresh_pins.py
+bench: sync
+	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/planner.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/api.py
+
+lock: $(UV)
+	$(UV) lock --upgrade --python "$(PYTHON)"
+	$(BIN)/python scripts/refresh_pins.py "$(UV)"

@@ -16,10 +16,10 @@ PYPROJECT = ROOT / "pyproject.toml"
 BLOCK = re.compile(r"(constraint-dependencies = \[\n)(.*?)(^\])", re.DOTALL | re.MULTILINE)
 
 
-def exported_pins() -> list[str]:
+def exported_pins(uv: str) -> list[str]:
     out = subprocess.run(
         [
-            "uv",
+            uv,
             "export",
             "--no-hashes",
             "--all-packages",
@@ -39,7 +39,8 @@ def exported_pins() -> list[str]:
 
 
 def main() -> int:
-    pins = exported_pins()
+    # The Makefile passes its private uv (.tools/bin/uv); a bare `uv` from the PATH otherwise.
+    pins = exported_pins(sys.argv[1] if len(sys.argv) > 1 else "uv")
     if any("://" in pin for pin in pins):
         print("refusing to write a pin that names an address", file=sys.stderr)
         return 1
