@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from rebalancer_cli.db_commands import db_app
 from rebalancer_cli.demo_command import demo
 from rebalancer_cli.operator_commands import queue_app, trigger
 from rebalancer_cli.plan_command import plan
@@ -30,3 +31,4 @@ app.command("plan")(plan)
 app.command("demo")(demo)
 app.command("trigger")(trigger)
 app.add_typer(queue_app, name="queue")
+app.add_typer(db_app, name="db")

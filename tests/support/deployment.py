@@ -28,6 +28,7 @@ SERVICE_SECTIONS: dict[str, frozenset[str]] = {
             "accounts_file",
             "redis",
             "database",
+            "startup",
             "ably",
             "logging",
             # The broker's heartbeat interval and the queue's lease length.
@@ -36,13 +37,24 @@ SERVICE_SECTIONS: dict[str, frozenset[str]] = {
         }
     ),
     "event-processor": frozenset(
-        {"accounts_file", "redis", "database", "allocations", "ibkr", "orders", "processing", "logging"}
+        {
+            "accounts_file",
+            "redis",
+            "database",
+            "startup",
+            "allocations",
+            "ibkr",
+            "orders",
+            "processing",
+            "logging",
+        }
     ),
     "management-service": frozenset(
         {
             "accounts_file",
             "redis",
             "database",
+            "startup",
             "management",
             # Heartbeat staleness is judged in heartbeat intervals; the queue needs the lease length.
             "processing.heartbeat_seconds",

@@ -1,7 +1,8 @@
 """`python -m event_broker`: load the configuration and accounts, run the broker, map failures to exit codes.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT); 2 when the configuration or accounts.yaml is
-invalid (nothing was started); 3 when the Ably connection failed for good, e.g. a rejected key
+Exit codes (rebalancer_shared.startup): 0 after a clean stop (SIGTERM/SIGINT); 2 when the configuration
+or accounts.yaml is invalid (nothing was started); 3 when Redis or PostgreSQL cannot be reached at
+start (after STARTUP_WAIT_SECONDS), or the Ably connection failed for good, e.g. a rejected key
 (40101); 1 for anything unexpected. Each non-zero exit prints one line on stderr that says why.
 """
 
@@ -10,35 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Mapping
 
 import structlog
-from redis.asyncio import Redis
 
-from event_broker.errors import AblyConnectionFailedError
 from event_broker.service import BrokerService
 from event_broker.settings import SERVICE_NAME, BrokerSettings
 from event_broker.subscriber import AblySubscriber
-from rebalancer_shared.accounts import Account, AccountsFileError, load_accounts
-from rebalancer_shared.config import Settings, load_settings
-from rebalancer_shared.errors import ConfigError
-from rebalancer_shared.logging import configure_logging, register_settings_secrets
+from rebalancer_shared.accounts import Account, load_accounts
+from rebalancer_shared.config import Settings
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.redis_connection import open_redis
+from rebalancer_shared.startup import start_service, wait_for_servers
 from rebalancer_shared.store import EventStore
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_CONFIG = 2
-EXIT_ABLY_FAILED = 3
-
 log = structlog.get_logger(__name__)
-
-
-def _fail(message: str, code: int) -> int:
-    log.error(message, exit_code=code)
-    print(f"{SERVICE_NAME}: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 def _quiet_sdk_logs(level: str) -> None:
@@ -49,7 +36,7 @@ def _quiet_sdk_logs(level: str) -> None:
 
 async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mapping[str, Account]) -> None:
     """Open Redis and PostgreSQL, run the service until a signal stops it, and close everything."""
-    redis = Redis.from_url(settings.redis.url)
+    redis = open_redis(settings.redis.url)
     store = EventStore.from_url(settings.database.url)
     subscriber = AblySubscriber(
         broker.api_key,
@@ -72,27 +59,14 @@ async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mappi
         await redis.aclose()
 
 
+async def _start(settings: Settings) -> None:
+    _quiet_sdk_logs(settings.logging.level)
+    broker = BrokerSettings.from_settings(settings)
+    accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
+    await wait_for_servers(settings)
+    await run_broker(settings, broker, accounts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the broker; return the process exit code."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        return _fail(f"invalid configuration: {exc}", EXIT_CONFIG)
-    configure_logging(settings.logging.level, settings.logging.format)
-    _quiet_sdk_logs(settings.logging.level)
-    register_settings_secrets(settings)
-    try:
-        broker = BrokerSettings.from_settings(settings)
-        accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
-    except AccountsFileError as exc:
-        return _fail(f"invalid accounts file: {exc}", EXIT_CONFIG)
-    except ConfigError as exc:
-        return _fail(f"invalid configuration: {exc}", EXIT_CONFIG)
-    try:
-        asyncio.run(run_broker(settings, broker, accounts))
-    except AblyConnectionFailedError as exc:
-        return _fail(str(exc), EXIT_ABLY_FAILED)
-    except Exception as exc:
-        log.exception("event broker crashed")
-        return _fail(f"stopped by an unexpected error: {type(exc).__name__}: {exc}", EXIT_UNEXPECTED)
-    return EXIT_OK
+    return start_service(SERVICE_NAME, _start)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.errors import RebalancerError, ServerRefusedError
 
 
 class BrokerError(RebalancerError):
     """Base of the errors the event broker raises on purpose."""
 
 
-class AblyConnectionFailedError(BrokerError):
+class AblyConnectionFailedError(BrokerError, ServerRefusedError):
     """The Ably connection failed for good (FAILED state): a rejected key, or another fatal error.
 
     The SDK does not reconnect from FAILED, so the broker stops with a non-zero exit code; a restart

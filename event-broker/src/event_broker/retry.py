@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from event_broker.errors import BrokerError
+from rebalancer_shared.intake import TriggerNotAcceptedError
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     InterfaceError,
     OSError,
     TimeoutError,
+    TriggerNotAcceptedError,  # the history write failed and the enqueue was withdrawn: submit again
 )
 
 

@@ -8,7 +8,6 @@ import signal
 from collections.abc import Mapping
 
 import structlog
-from redis.asyncio import Redis
 
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker, IbkrBroker
@@ -20,9 +19,12 @@ from rebalancer_shared.config import Settings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.recovery import ensure_queue_state
+from rebalancer_shared.redis_connection import open_redis
+from rebalancer_shared.startup import wait_for_servers
 from rebalancer_shared.store import EventStore
 
 log = structlog.get_logger(__name__)
+SERVICE_NAME = "event-processor"
 
 
 def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
@@ -52,10 +54,12 @@ def worker_settings(settings: Settings) -> WorkerSettings:
 
 
 async def run_processor(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then drain (see `Worker.run`)."""
+    """Check the accounts, wait for Redis and PostgreSQL (start-up policy: rebalancer_shared.startup),
+    then run until SIGTERM/SIGINT and drain (see `Worker.run`)."""
     accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
     broker = make_broker(settings, accounts)
-    redis = Redis.from_url(settings.redis.url)
+    await wait_for_servers(settings)
+    redis = open_redis(settings.redis.url)
     store = EventStore.from_url(
         settings.database.url, pool_size=settings.processing.max_concurrent_events + 2
     )

@@ -1,4 +1,9 @@
-"""`python -m management_service`: serve the API with uvicorn on MANAGEMENT_HOST:MANAGEMENT_PORT."""
+"""`python -m management_service`: serve the API with uvicorn on MANAGEMENT_HOST:MANAGEMENT_PORT.
+
+Before it listens it checks accounts.yaml and waits for Redis and PostgreSQL like every service
+(rebalancer_shared.startup: exit codes 2 and 3, one line on stderr), so it never says "ready" while
+it cannot work. Without MANAGEMENT_API_KEY it starts, and warns that every change will be refused.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,33 @@ import structlog
 import uvicorn
 
 from management_service.main import create_app
-from rebalancer_shared.config import load_settings
-from rebalancer_shared.errors import ConfigError
-from rebalancer_shared.logging import configure_logging, register_settings_secrets
+from rebalancer_shared.accounts import load_accounts
+from rebalancer_shared.config import Settings
+from rebalancer_shared.startup import start_service, wait_for_servers
 
+SERVICE_NAME = "management-service"
 log = structlog.get_logger("management_service")
 
 
-def main() -> int:
-    """Load the settings, set up logging, and serve until SIGINT/SIGTERM."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        configure_logging()
-        log.error("cannot start: configuration error", error=str(exc))
-        return 2
-    register_settings_secrets(settings)
-    configure_logging(settings.logging.level, settings.logging.format)
+async def serve(settings: Settings) -> None:
+    """Check the accounts and the servers, then serve until SIGINT/SIGTERM."""
+    load_accounts(settings.accounts_file, settings.rebalancing_defaults)
+    await wait_for_servers(settings)
+    if settings.management.api_key is None:
+        log.warning(
+            "MANAGEMENT_API_KEY is not set: POST and DELETE answer 503 (nothing can be added or "
+            "removed) until it is; reads work"
+        )
     host, port = settings.management.host, settings.management.port
     log.info("starting management service", host=host, port=port)
     # log_config=None: uvicorn's loggers go through our redacting structlog chain.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, server_header=False)
-    return 0
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, server_header=False)
+    await uvicorn.Server(config).serve()
+
+
+def main() -> int:
+    """Serve; return the process exit code."""
+    return start_service(SERVICE_NAME, serve)
 
 
 if __name__ == "__main__":

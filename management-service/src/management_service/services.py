@@ -11,23 +11,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from management_service.health import HealthPolicy
 from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.recovery import ensure_queue_state
+from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
 
 log = structlog.get_logger(__name__)
-
-# Short timeouts and one immediate retry: a Redis that is down must make /health answer "error"
-# within a couple of seconds, not after redis-py's default of ten backed-off retries.
-REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
-REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,21 +33,12 @@ class Services:
     health_policy: HealthPolicy
 
 
-def redis_client(url: str) -> Redis:
-    """A Redis client that fails fast when the server is gone."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
-    )
-
-
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Read the accounts, connect, and make sure the queue survived (ensure_queue_state); close after."""
     accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
-    redis = redis_client(settings.redis.url)
+    # Fail fast: a Redis that is down must make /health answer "error" within a couple of seconds.
+    redis = open_redis(settings.redis.url, fail_fast=True)
     store = EventStore.from_url(settings.database.url)
     try:
         queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.yaml_text import describe_yaml_error
 
 DEFAULT_RESERVE_PERCENTAGE = 1.0
 MAX_RESERVE_PERCENTAGE = 10.0
@@ -169,7 +170,7 @@ def load_accounts(path: Path, defaults: RebalancingSettings | None = None) -> di
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise AccountsFileError(f"{path}: not valid YAML: {exc}") from exc
+        raise AccountsFileError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from exc
     return parse_accounts(raw, path, defaults)
 
 

@@ -7,6 +7,10 @@
 Each environment variable a service reads is listed in `ENV_VARIABLES` with the config path it
 overrides, so the table is the single place that names them: the README's reference, `.env.example`
 and the docker-compose check are all held against it. Secrets (`SecretStr`) never print.
+
+A `.env` file in the working directory is read too (outside Docker Compose as inside it): its
+variables count as if they were set in the environment, and a variable really set in the environment
+wins over the file's. An error names where the bad value came from (the variable, `.env`, or the file).
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_scheme_problem
+from rebalancer_shared.yaml_text import describe_yaml_error
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 DEFAULT_ACCOUNTS_FILE = "accounts.yaml"
+DOTENV_FILE = ".env"
 
 
 class _Section(BaseModel):
@@ -37,9 +45,36 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "rebalancer"
 
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        problem = url_scheme_problem(value, REDIS_SCHEMES, "redis://[:PASSWORD@]HOST:6379/0")
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class DatabaseSettings(_Section):
+    """The history database. Its schema is migrated at each service's start unless `migrate_on_start`
+    is off (then a database behind the code's schema stops the service with the command to run)."""
+
     url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/rebalancer"
+    migrate_on_start: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        problem = url_scheme_problem(
+            value, DATABASE_SCHEMES, "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE"
+        )
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class StartupSettings(_Section):
+    # How long a service waits for Redis and PostgreSQL at start before it exits (0: no waiting).
+    wait_seconds: float = Field(default=60.0, ge=0)
 
 
 class AllocationSettings(_Section):
@@ -136,6 +171,7 @@ class Settings(BaseSettings):
     ably: AblySettings = AblySettings()
     management: ManagementSettings = ManagementSettings()
     logging: LoggingSettings = LoggingSettings()
+    startup: StartupSettings = StartupSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -157,6 +193,8 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "REDIS_URL": ("redis", "url"),
     "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
     "DATABASE_URL": ("database", "url"),
+    "DATABASE_MIGRATE_ON_START": ("database", "migrate_on_start"),
+    "STARTUP_WAIT_SECONDS": ("startup", "wait_seconds"),
     "ALLOCATIONS_BASE_URL": ("allocations", "base_url"),
     "ALLOCATIONS_API_KEY": ("allocations", "api_key"),
     "ZEHNLABS_FINTECH_API_KEY": ("allocations", "api_key"),
@@ -234,7 +272,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -242,16 +280,43 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _describe(exc: ValidationError, path: Path | None, sources: Mapping[str, str]) -> str:
+def _describe(
+    exc: ValidationError, path: Path | None, sources: Mapping[str, str], from_dotenv: set[str]
+) -> str:
     first = exc.errors()[0]
     dotted = ".".join(str(p) for p in first["loc"])
-    where = f"environment variable {sources[dotted]}" if dotted in sources else f"{path or 'defaults'}"
-    return f"{where}: key {dotted!r}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if dotted in sources:
+        name = sources[dotted]
+        where = f"{DOTENV_FILE}: variable {name}" if name in from_dotenv else f"environment variable {name}"
+    else:
+        where = f"{path or 'defaults'}"
+    return f"{where}: key {dotted!r}: {message}"
+
+
+def _with_dotenv(environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
+    """The environment over ./.env's variables (the environment wins); which names came from the file."""
+    path = Path(DOTENV_FILE)
+    if not path.is_file():
+        return dict(environ), set()
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    from_file = {k: v for k, v in values.items() if v is not None and k not in environ}
+    return {**from_file, **environ}, set(from_file)
 
 
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Load config.yaml (CONFIG_FILE, else ./config.yaml when it exists), then apply the environment."""
-    env = os.environ if environ is None else environ
+    """Load config.yaml (CONFIG_FILE, else ./config.yaml when it exists), then apply the environment.
+
+    Without an explicit `environ`, the process environment is read over `./.env` (the environment wins).
+    """
+    from_dotenv: set[str] = set()
+    if environ is None:
+        env, from_dotenv = _with_dotenv(os.environ)
+    else:
+        env = dict(environ)
     path = config_file
     if path is None and env.get(CONFIG_FILE_VARIABLE):
         path = Path(env[CONFIG_FILE_VARIABLE])
@@ -262,6 +327,6 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, _set_variables(env))) from exc
+        raise ConfigError(_describe(exc, path, _set_variables(env), from_dotenv)) from exc
     finally:
         _environment.reset(token)

@@ -7,3 +7,16 @@ class RebalancerError(Exception):
 
 class ConfigError(RebalancerError):
     """A configuration file or environment variable cannot be used; the message says which and why."""
+
+
+class ServerUnavailableError(RebalancerError):
+    """A server the product needs (Redis, PostgreSQL, Ably) cannot be used; the message names it
+    (its URL without the password), says why, and what to do."""
+
+
+class ServerRefusedError(ServerUnavailableError):
+    """The server answers but refuses us (credentials, permissions): waiting will not help."""
+
+
+class SchemaError(RebalancerError):
+    """The history database's schema is not the one this release needs and cannot be made so here."""

@@ -11,11 +11,12 @@ from redis.asyncio import Redis
 
 from management_service.health import HealthPolicy, judge_heartbeats
 from management_service.main import create_app
-from management_service.services import Services, redis_client
+from management_service.services import Services
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings
 from rebalancer_shared.heartbeats import Heartbeat
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import beat_all, make_settings, old_beat, retrying_event
 from tests.integration.queue.helpers import make_event
@@ -125,7 +126,7 @@ async def test_a_killed_redis_is_reported_down_quickly(
     settings: Settings, store: EventStore, accounts: Mapping[str, Account]
 ) -> None:
     with throwaway_redis() as server:
-        redis = redis_client(server.url)
+        redis = open_redis(server.url, fail_fast=True)
         try:
             queue = EventQueue(redis, "health")
             await beat_all(redis, "health")

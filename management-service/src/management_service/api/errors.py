@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Match, Route
 
 from management_service.health import describe_error
+from rebalancer_shared.intake import TriggerNotAcceptedError
 
 log = structlog.get_logger(__name__)
 
@@ -57,8 +58,15 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def trigger_not_accepted(request: Request, exc: Exception) -> JSONResponse:
+    """503 saying that nothing was queued, so the client may simply send the event again."""
+    log.warning("event not accepted", path=request.url.path, error=str(exc))
+    return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)})
+
+
 def register_error_handlers(app: FastAPI) -> None:
     """Map unreachable-server errors to 503 on every route, and give 405 the full `Allow`."""
     for kind in _UNAVAILABLE:
         app.add_exception_handler(kind, server_unavailable)
+    app.add_exception_handler(TriggerNotAcceptedError, trigger_not_accepted)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, method_not_allowed)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the history schema (see `rebalancer_shared.store.schema`)."""

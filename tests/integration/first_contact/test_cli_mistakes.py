@@ -1,0 +1,159 @@
+"""Everyday mistakes answered by the `rebalancer` command in one line, with a documented exit code
+(2 configuration, 3 a server cannot be used), no traceback, and nothing half-accepted."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.first_contact.helpers import (
+    ACCOUNTS_YAML,
+    assert_one_line_error,
+    clean_environment,
+    prepare_folder,
+    rebalancer,
+)
+from tests.support.servers import REDIS_URL, create_database, database_url, drop_database, free_port
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return prepare_folder(tmp_path / "deployment")
+
+
+@pytest.fixture
+def env(folder: Path, prefix: str, fresh_database_url: str) -> dict[str, str]:
+    return clean_environment(
+        folder, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, DATABASE_URL=fresh_database_url
+    )
+
+
+def test_a_malformed_redis_url_names_the_variable_and_the_form(folder: Path, env: dict[str, str]) -> None:
+    result = rebalancer(folder, env | {"REDIS_URL": "localhost:6379"}, "queue", "status")
+    assert_one_line_error(result, 2, "environment variable REDIS_URL", "redis://", "'localhost:6379'")
+
+
+def test_a_malformed_database_url_names_the_variable(folder: Path, env: dict[str, str]) -> None:
+    result = rebalancer(
+        folder, env | {"DATABASE_URL": "mysql://x@h/db"}, "trigger", "DU123456", "print-equity"
+    )
+    assert_one_line_error(result, 2, "environment variable DATABASE_URL", "postgresql://")
+
+
+def test_an_unreachable_redis_is_named_without_its_password(folder: Path, env: dict[str, str]) -> None:
+    port = free_port()
+    url = f"redis://:s3cret-word@127.0.0.1:{port}/0"
+    result = rebalancer(folder, env | {"REDIS_URL": url}, "queue", "status")
+    line = assert_one_line_error(result, 3, f"Redis at redis://:***@127.0.0.1:{port}/0 does not answer")
+    assert "s3cret-word" not in result.stderr
+    assert "REDIS_URL" in line
+
+
+def test_an_unreachable_postgresql_is_named_and_nothing_is_queued(
+    folder: Path, env: dict[str, str], prefix: str
+) -> None:
+    port = free_port()
+    url = f"postgresql://postgres:pg-s3cret@127.0.0.1:{port}/rebalancer"
+    result = rebalancer(folder, env | {"DATABASE_URL": url}, "trigger", "DU123456", "print-positions")
+    assert_one_line_error(result, 3, f"PostgreSQL at postgresql://postgres:***@127.0.0.1:{port}/rebalancer")
+    assert "pg-s3cret" not in result.stderr
+    status = json.loads(rebalancer(folder, env, "queue", "status").stdout)
+    assert status["queue_length"] == 0
+
+
+def test_a_missing_database_is_created_on_first_use(folder: Path, env: dict[str, str]) -> None:
+    name = f"rebalancer_test_{uuid.uuid4().hex[:12]}"
+    try:
+        result = rebalancer(
+            folder, env | {"DATABASE_URL": database_url(name)}, "trigger", "DU123456", "print-equity"
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["outcome"] == "queued"
+    finally:
+        drop_database(name)
+
+
+def test_a_missing_schema_without_migrations_says_what_to_run(folder: Path, env: dict[str, str]) -> None:
+    name = create_database(apply_init_sql=False)
+    try:
+        variables = {"DATABASE_URL": database_url(name), "DATABASE_MIGRATE_ON_START": "false"}
+        result = rebalancer(folder, env | variables, "trigger", "DU123456", "print-equity")
+        assert_one_line_error(result, 2, "none (no tables)", "run `./rebalancer db upgrade`")
+        upgraded = rebalancer(folder, env | {"DATABASE_URL": database_url(name)}, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        again = rebalancer(folder, env | variables, "trigger", "DU123456", "print-equity")
+        assert json.loads(again.stdout)["outcome"] == "queued"
+    finally:
+        drop_database(name)
+
+
+@pytest.mark.parametrize(
+    ("accounts_yaml", "needles"),
+    [
+        (None, ["invalid accounts file", "accounts.yaml: cannot read accounts file: No such file"]),
+        ("- account_id: [unclosed\n", ["accounts.yaml: not valid YAML: line 2, column 1: expected ','"]),
+        (ACCOUNTS_YAML + ACCOUNTS_YAML, ["account 'DU123456': key 'account_id': duplicate account id"]),
+        (ACCOUNTS_YAML + "  colour: blue\n", ["account 'DU123456': key 'colour': unknown key"]),
+        ('- account_id: "DU123456"\n', ["key 'notification.channel': missing"]),
+    ],
+    ids=["missing", "not-yaml", "duplicate", "unknown-key", "no-channel"],
+)
+def test_every_accounts_file_mistake_is_one_line(
+    folder: Path, env: dict[str, str], accounts_yaml: str | None, needles: list[str]
+) -> None:
+    accounts = folder / "accounts.yaml"
+    if accounts_yaml is None:
+        accounts.unlink()
+    else:
+        accounts.write_text(accounts_yaml)
+    result = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
+    assert_one_line_error(result, 2, *needles)
+
+
+def test_a_config_file_mistake_names_the_file_and_key(folder: Path, env: dict[str, str]) -> None:
+    (folder / "config.yaml").write_text("processing:\n  max_concurent_events: 4\n")
+    result = rebalancer(folder, env, "queue", "status")
+    assert_one_line_error(result, 2, "config.yaml", "processing.max_concurent_events")
+
+
+def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(
+    folder: Path, env: dict[str, str]
+) -> None:
+    (folder / ".env").write_text("REDIS_URL=not-a-url\n")
+    without = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    result = rebalancer(folder, without, "queue", "status")
+    assert_one_line_error(result, 2, ".env: variable REDIS_URL", "'not-a-url'")
+    result = rebalancer(folder, env, "queue", "status")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["queue_length"] == 0
+
+
+@pytest.fixture
+def refusing_history(fresh_database_url: str) -> str:
+    """A history whose `events` table refuses inserts, until the test drops the trigger."""
+    conninfo = fresh_database_url.replace("+psycopg", "")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'history is read-only'; "
+            "END $$ LANGUAGE plpgsql"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()")
+    return conninfo
+
+
+def test_a_trigger_whose_history_write_fails_is_not_queued_and_a_retry_is_accepted(
+    folder: Path, env: dict[str, str], refusing_history: str
+) -> None:
+    result = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
+    assert_one_line_error(result, 3, "not accepted, nothing was queued", "history is read-only")
+    assert json.loads(rebalancer(folder, env, "queue", "status").stdout)["queue_length"] == 0
+
+    with psycopg.connect(refusing_history, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER refuse ON events")
+    again = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["outcome"] == "queued"
