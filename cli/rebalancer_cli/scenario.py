@@ -6,6 +6,10 @@
  "cash": 1000.0,
  "net_liquidation": 2115.0,                      # optional: cash + value of the positions
  "settings": {"equity_reserve_percentage": 1.0}} # optional: RebalancingSettings fields
+
+The targets obey the allocation API's rule (`validate_target_weights`): fractions >= 0 that sum to
+1 within `DEFAULT_SUM_TOLERANCE` (0.01); percentages such as {"AAA": 60, "BBB": 40} are refused with
+a message saying so, the same message the event processor gives for those weights.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from event_processor.allocations import TargetWeightsError, validate_target_weights
 from event_processor.planner import Holding, PlanInput
 from rebalancer_shared.accounts import RebalancingSettings
 
@@ -66,13 +71,15 @@ class Scenario(BaseModel):
             }
         return value
 
-    @field_validator("targets")
+    @field_validator("targets", mode="before")
     @classmethod
-    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
-        for symbol, weight in value.items():
-            if not (math.isfinite(weight) and weight >= 0):
-                raise ValueError(f"{symbol}: weight must be a finite number >= 0")
-        return value
+    def _weights(cls, value: Any) -> Any:
+        # Before pydantic's coercion, which would take true or "0.6" for a number. A bad set raises
+        # `TargetWeightsError`, not a ValueError, so pydantic lets it through untouched and
+        # `parse_scenario` reports the processor's message word for word.
+        if isinstance(value, dict):
+            return validate_target_weights(value)
+        return value  # not a mapping: pydantic names the type
 
     @field_validator("prices")
     @classmethod
@@ -113,6 +120,8 @@ def parse_scenario(raw: object, where: str) -> PlanInput:
         return Scenario.model_validate(raw).to_plan_input()
     except ValidationError as exc:
         raise _first_error(exc, where) from None
+    except TargetWeightsError as exc:
+        raise ScenarioError(f"{where}.targets", exc.message) from None
 
 
 def _first_error(exc: ValidationError, where: str) -> ScenarioError:

@@ -66,7 +66,10 @@ def test_net_liquidation_defaults_to_cash_plus_the_value_of_the_positions() -> N
             "scenario.prices.BBB: price must be a positive finite number",
         ),
         (VALID | {"prices": {"AAA": 101.5}}, "scenario.prices.BBB: no price for BBB, which must trade"),
-        (VALID | {"targets": {"AAA": -0.5}}, "scenario.targets.AAA: weight must be a finite number >= 0"),
+        (
+            VALID | {"targets": {"AAA": -0.5, "BBB": 1.5}},
+            "scenario.targets: weight of 'AAA' is negative: -0.5",
+        ),
         (VALID | {"cash": "lots"}, "scenario.cash: Input should be a valid number"),
         ({"prices": {}, "cash": 1.0}, "scenario.targets: Field required"),
         (VALID | {"positions": {"CCC": 1}}, "scenario.prices.CCC: needed to value the positions"),
@@ -96,6 +99,64 @@ def test_bad_scenario_in_a_list_is_named_by_its_index_and_nothing_is_printed() -
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == "error: scenario[2].prices.BBB: price must be a positive finite number\n"
+
+
+PERCENTAGES = "they look like percentages; give fractions that sum to 1 (60% -> 0.6)"
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ({"AAA": 0.5, "BBB": 0.4}, "weights sum to 0.9000, not 1 within 0.01"),
+        ({"AAA": 60, "BBB": 40}, f"weights sum to 100.0000: {PERCENTAGES}"),
+        ({"AAA": 1.5}, f"weights sum to 1.5000: {PERCENTAGES}"),
+        ({"AAA": float("nan"), "BBB": 0.4}, "weight of 'AAA' is not finite: nan"),
+        ({"AAA": float("inf")}, "weight of 'AAA' is not finite: inf"),
+        ({"AAA": 0.6, "BBB": -0.4}, "weight of 'BBB' is negative: -0.4"),
+        ({"AAA": True}, "weight of 'AAA' is not a number: True"),
+        ({"AAA": "0.6", "BBB": 0.4}, "weight of 'AAA' is not a number: '0.6'"),
+        ({"AAA": None}, "weight of 'AAA' is not a number: None"),
+        ({}, "no target weights: give at least one symbol and its weight"),
+        ({" AAA": 0.5, "AAA": 0.5}, "duplicate symbol 'AAA'"),
+        ({" ": 1.0}, "symbol ' ' is empty or not a string"),
+    ],
+    ids=[
+        "sum-0.9",
+        "percentages-60-40",
+        "weight-above-1",
+        "nan",
+        "infinite",
+        "negative",
+        "bool",
+        "text",
+        "null",
+        "empty",
+        "duplicate-after-strip",
+        "blank-symbol",
+    ],
+)
+def test_targets_that_are_not_fractions_summing_to_one_are_refused_at_scenario_targets(
+    targets: dict[str, Any], message: str
+) -> None:
+    result = run(json.dumps(VALID | {"targets": targets}))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: scenario.targets: {message}\n"
+
+
+@pytest.mark.parametrize("targets", [{"AAA": 0.6, "BBB": 0.395}, {"AAA": 0.6, "BBB": 0.41}, {"AAA": 1.005}])
+def test_targets_summing_to_one_within_the_tolerance_are_planned(targets: dict[str, float]) -> None:
+    result = run(json.dumps(VALID | {"targets": targets}))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["orders"]
+
+
+def test_bad_targets_in_a_list_are_named_by_the_scenario_index() -> None:
+    scenarios = [VALID, VALID, VALID | {"targets": {"AAA": 60, "BBB": 40}}]
+    result = run(json.dumps(scenarios))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: scenario[2].targets: weights sum to 100.0000: {PERCENTAGES}\n"
 
 
 def test_nan_price_is_refused() -> None:
@@ -133,3 +194,26 @@ def test_console_script_plans_from_stdin_in_a_real_process() -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: scenario[0]:")
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ('{"AAA": 0.5, "BBB": 0.4}', "weights sum to 0.9000, not 1 within 0.01"),
+        ('{"AAA": 60, "BBB": 40}', f"weights sum to 100.0000: {PERCENTAGES}"),
+        ('{"AAA": NaN, "BBB": 1}', "weight of 'AAA' is not finite: nan"),
+        ('{"AAA": 1.2, "BBB": -0.2}', "weight of 'BBB' is negative: -0.2"),
+    ],
+    ids=["sum-0.9", "percentages", "nan", "negative"],
+)
+def test_console_script_refuses_bad_targets_with_one_line_and_no_traceback(
+    targets: str, message: str
+) -> None:
+    script = Path(sys.executable).parent / "rebalancer"
+    scenario = f'{{"targets": {targets}, "prices": {{"AAA": 101.5, "BBB": 48.2}}, "cash": 10000}}'
+    done = subprocess.run(
+        [str(script), "plan", "-"], input=scenario, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"error: scenario.targets: {message}\n"

@@ -35,6 +35,9 @@ from rebalancer_shared.yaml_text import describe_yaml_error
 DEFAULT_CONFIG_FILE = "config.yaml"
 DEFAULT_ACCOUNTS_FILE = "accounts.yaml"
 DOTENV_FILE = ".env"
+# How far target weights may sum from 1: the default of `allocations.sum_tolerance`, and the
+# tolerance `rebalancer plan` applies (event_processor.allocations.weights), so both agree.
+DEFAULT_SUM_TOLERANCE = 0.01
 
 
 class _Section(BaseModel):
@@ -84,7 +87,7 @@ class AllocationSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
     attempts: int = Field(default=3, ge=1)
     retry_delay_seconds: float = Field(default=1.0, ge=0)
-    sum_tolerance: float = Field(default=0.01, ge=0, le=0.5)
+    sum_tolerance: float = Field(default=DEFAULT_SUM_TOLERANCE, ge=0, le=0.5)
 
 
 class IbkrSettings(_Section):

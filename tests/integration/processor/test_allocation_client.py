@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
 
 from event_processor.allocations import AllocationClient, AllocationError
+from rebalancer_cli.scenario import ScenarioError, parse_scenario
 from rebalancer_shared.config import AllocationSettings
 from tests.fakes.allocations import AllocationServer, allocation_body
 
@@ -71,12 +73,14 @@ def bad_weights(*pairs: tuple[str, object]) -> dict[str, object]:
             {"status": "success", "data": {"allocations": []}},
             "data.allocations is missing, not a list, or empty",
         ),
-        (bad_weights(("A", 0.5), ("B", -0.1), ("C", 0.6)), "allocation for 'B' is negative"),
-        (bad_weights(("A", 0.5), ("B", float("nan"))), "allocation for 'B' is not finite"),
+        (bad_weights(("A", 0.5), ("B", -0.1), ("C", 0.6)), "^weight of 'B' is negative: -0.1$"),
+        (bad_weights(("A", 0.5), ("B", float("nan"))), "^weight of 'B' is not finite: nan$"),
         (bad_weights(("A", 0.5), ("A", 0.5)), "duplicate symbol 'A'"),
-        (bad_weights(("A", 0.5), ("B", 0.4)), "sum to 0.9000"),
+        (bad_weights(("A", 0.5), ("B", 0.4)), "^weights sum to 0.9000, not 1 within 0.01$"),
+        (bad_weights(("A", 60), ("B", 40)), "^weights sum to 100.0000: they look like percentages"),
         (bad_weights(("A", 0.5), ("", 0.5)), r"data.allocations\[1\].symbol is missing"),
-        (bad_weights(("A", "0.5"), ("B", 0.5)), "allocation for 'A' is not a number"),
+        (bad_weights(("A", "0.5"), ("B", 0.5)), "^weight of 'A' is not a number: '0.5'$"),
+        (bad_weights(("A", True)), "^weight of 'A' is not a number: True$"),
         ([1, 2], "not a JSON object"),
     ],
 )
@@ -90,6 +94,33 @@ async def test_bad_response_is_an_error_that_names_the_problem(
             await client.fetch("c")
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"A": 0.5, "B": 0.4},
+        {"A": 60, "B": 40},
+        {"A": float("nan"), "B": 1.0},
+        {"A": 1.2, "B": -0.2},
+    ],
+    ids=["sum-0.9", "percentages", "nan", "negative"],
+)
+async def test_bad_weights_give_the_message_rebalancer_plan_gives(
+    api: AllocationServer, weights: dict[str, float]
+) -> None:
+    api.set_json("c", allocation_body(weights))
+    client = client_for(api)
+    try:
+        with pytest.raises(AllocationError) as info:
+            await client.fetch("c")
+    finally:
+        await client.aclose()
+    scenario = {"targets": weights, "prices": {"A": 10.0, "B": 20.0}, "cash": 1_000.0}
+    with pytest.raises(ScenarioError) as cli:
+        parse_scenario(json.loads(json.dumps(scenario)), "scenario")
+    assert cli.value.location == "scenario.targets"
+    assert str(info.value) == cli.value.message
 
 
 @pytest.mark.parametrize(

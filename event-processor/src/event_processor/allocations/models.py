@@ -1,15 +1,17 @@
 """The allocation API's response (the product brief's format) and its validation.
 
 Anything but a clean answer is an `AllocationError` naming what is wrong, because trading on a
-half-read allocation is worse than not trading: the event retries with nothing traded.
+half-read allocation is worse than not trading: the event retries with nothing traded. The shape
+(status, data, symbols) is checked here; the weights themselves by `validate_target_weights`, the
+rule `rebalancer plan` applies too, whose message is passed on word for word.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from event_processor.allocations.weights import TargetWeightsError, validate_target_weights
 from rebalancer_shared.errors import RebalancerError
 
 
@@ -29,32 +31,25 @@ class TargetAllocation:
     as_of: str | None = None
 
 
-def _weight(index: int, item: object) -> tuple[str, float]:
+def _entry(index: int, item: object) -> tuple[str, object]:
     where = f"data.allocations[{index}]"
     if not isinstance(item, dict):
         raise AllocationError(f"{where} is not an object")
     symbol = item.get("symbol")
     if not isinstance(symbol, str) or not symbol.strip():
         raise AllocationError(f"{where}.symbol is missing or empty")
-    value = item.get("allocation")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AllocationError(f"{where}.allocation for {symbol!r} is not a number: {value!r}")
-    weight = float(value)
-    if not math.isfinite(weight):
-        raise AllocationError(f"{where}.allocation for {symbol!r} is not finite: {value!r}")
-    if weight < 0:
-        raise AllocationError(f"{where}.allocation for {symbol!r} is negative: {weight}")
-    return symbol.strip(), weight
+    return symbol.strip(), item.get("allocation")
 
 
-def _weights(items: list[Any]) -> dict[str, float]:
-    weights: dict[str, float] = {}
+def _raw_weights(items: list[Any]) -> dict[str, object]:
+    """{symbol: the allocation as sent}; the numbers are judged by `validate_target_weights`."""
+    raw: dict[str, object] = {}
     for index, item in enumerate(items):
-        symbol, weight = _weight(index, item)
-        if symbol in weights:
+        symbol, value = _entry(index, item)
+        if symbol in raw:
             raise AllocationError(f"data.allocations[{index}]: duplicate symbol {symbol!r}")
-        weights[symbol] = weight
-    return weights
+        raw[symbol] = value
+    return raw
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
@@ -75,10 +70,10 @@ def parse_allocation_response(channel: str, body: object, sum_tolerance: float) 
     items = data.get("allocations")
     if not isinstance(items, list) or not items:
         raise AllocationError("data.allocations is missing, not a list, or empty")
-    weights = _weights(items)
-    total = math.fsum(weights.values())
-    if abs(total - 1.0) > sum_tolerance:
-        raise AllocationError(f"allocations sum to {total:.4f}, not 1 within {sum_tolerance}")
+    try:
+        weights = validate_target_weights(_raw_weights(items), sum_tolerance)
+    except TargetWeightsError as exc:
+        raise AllocationError(exc.message) from exc
     return TargetAllocation(
         channel=channel,
         weights=weights,
