@@ -1,7 +1,9 @@
 """Errors of the servers behind the API become 503 with a reason, never a bare 500.
 
 A Redis or PostgreSQL that cannot be reached is a condition of the deployment, not a bug: the client
-may retry later. Anything else unexpected stays a 500 (and is logged by the server).
+may retry later. Anything else unexpected stays a 500 (and is logged by the server). A path that
+ends in '/' answers 404 naming the endpoint meant, since an empty shell variable in a URL
+(`/queue/events/$EVENT_ID`) is the usual cause.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from management_service.health import describe_error
@@ -57,8 +60,46 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     return response
 
 
+def _best_match(request: Request, **changes: str) -> Match:
+    """How well any route serves the request with `changes` to its scope (path, method)."""
+    scope = {**request.scope, **changes}
+    matches = {route.matches(scope)[0] for route in request.app.router.routes}
+    return next((m for m in (Match.FULL, Match.PARTIAL) if m in matches), Match.NONE)
+
+
+def _endpoint_meant(request: Request) -> str | None:
+    """What a path ending in '/' was meant to reach, in words; None when nothing fits."""
+    path, method = request.scope["path"], request.method
+    trimmed = path.rstrip("/")
+    if not trimmed or trimmed == path:
+        return None
+    # An endpoint whose last segment is a parameter: the parameter is what the URL left out.
+    for template, operations in request.app.openapi()["paths"].items():
+        head, _, last = template.rpartition("/")
+        if head == trimmed and last.startswith("{") and method.lower() in operations:
+            missing = last.strip("{}").replace("_", " ")
+            endpoint = f"{method} {template}"
+            return f"the {missing} is missing from the path: {endpoint} (an empty variable in the URL?)"
+    if _best_match(request, path=trimmed) is Match.FULL:
+        return f"no endpoint at {method} {path}: drop the trailing slash ({method} {trimmed})"
+    return None
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """404; when no route matched a path ending in '/', the detail names the endpoint meant.
+
+    Slashes are not redirected (`redirect_slashes=False`): a 307 with an empty body tells a curl user
+    nothing, and `DELETE /queue/events/` is never a request for `/queue/events`.
+    """
+    meant = None if _best_match(request) is not Match.NONE else _endpoint_meant(request)
+    if meant is None and isinstance(exc, StarletteHTTPException):
+        return await http_exception_handler(request, exc)  # a route's own 404 keeps its detail
+    return await http_exception_handler(request, HTTPException(status.HTTP_404_NOT_FOUND, meant))
+
+
 def register_error_handlers(app: FastAPI) -> None:
-    """Map unreachable-server errors to 503 on every route, and give 405 the full `Allow`."""
+    """Map unreachable-server errors to 503 on every route, give 405 the full `Allow` and 404 a hint."""
     for kind in _UNAVAILABLE:
         app.add_exception_handler(kind, server_unavailable)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, method_not_allowed)
+    app.add_exception_handler(status.HTTP_404_NOT_FOUND, not_found)
