@@ -1,4 +1,4 @@
-"""Answers no route gives: a path ending in '/' (an empty `$EVENT_ID` in a URL) is a 404 that says why."""
+"""Answers no route gives: a path ending in '/' (an empty `$EVENT_ID` in a URL), a method not served."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ async def test_an_unknown_path_is_a_plain_404(client: httpx.AsyncClient) -> None
     for path in ("/nothing", "/nothing/"):
         response = await client.get(path)
         assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+async def test_a_method_not_served_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    response = await client.put("/queue/events")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST")
+    response = await client.patch("/queue/events/8b6f1b9e-0d7e-4c53-9a3c-3f1c2b0e6a10")
+    assert (response.status_code, response.headers["allow"]) == (405, "DELETE")
 
 
 def test_the_openapi_document_has_no_path_for_the_hints(app: FastAPI) -> None:

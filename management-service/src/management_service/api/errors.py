@@ -15,7 +15,7 @@ from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from management_service.health import describe_error
 
@@ -27,6 +27,9 @@ _UNAVAILABLE: dict[type[Exception], str] = {
     sqlalchemy.exc.OperationalError: "PostgreSQL",
     sqlalchemy.exc.InterfaceError: "PostgreSQL",
 }
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _server_of(exc: Exception) -> str:
@@ -48,15 +51,12 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     """405 whose `Allow` lists the methods of every route on the path, not only the first one's.
 
     Starlette answers from the first route whose path matches, so `PUT /queue/events` would say
-    `Allow: GET` although POST is served there too.
+    `Allow: GET` although POST is served there too. Each method is tried against the routes, since
+    FastAPI keeps included routers as branches whose routes the app's route list does not show.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": ""})
-        if match is not Match.NONE and isinstance(route, Route) and route.methods:
-            methods |= route.methods
+    methods = [m for m in _METHODS if _best_match(request, method=m) is Match.FULL]
     response = await http_exception_handler(request, HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED))
-    response.headers["Allow"] = ", ".join(sorted(methods))
+    response.headers["Allow"] = ", ".join(methods)
     return response
 
 
