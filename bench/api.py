@@ -1,6 +1,6 @@
 """Management API benchmark: /queue/status and /health with 100 and with 100,000 events queued.
 
-Run: `uv run --no-sync python bench/api.py [--requests N] [--rounds N] [--concurrency N]`.
+Run: `make bench` or `.venv/bin/python bench/api.py [--requests N] [--rounds N] [--concurrency N]`.
 
 Two live `python -m management_service` processes (uvicorn) share one throwaway redis-server and a
 fresh database; one serves a key prefix holding 100 live events, the other 100,000. Measurements

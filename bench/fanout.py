@@ -1,6 +1,6 @@
 """Fan-out benchmark: one trigger to N accounts on one channel, processed by real processor processes.
 
-Run: `uv run --no-sync python bench/fanout.py [--accounts 200] [--latency 0.2] [--serial-sample 25]`.
+Run: `make bench` or `.venv/bin/python bench/fanout.py [--accounts 200] [--latency 0.2] [--serial-sample 25]`.
 
 Each processor is `python -m event_processor` with BROKER=simulated, every broker call sleeping
 `--latency` seconds (a live rebalance makes about ten calls), on a throwaway redis-server, a fresh

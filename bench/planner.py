@@ -1,6 +1,6 @@
 """Planner quality and speed against the exact integer optimum and three simpler rounding rules.
 
-Run: uv run --no-sync python bench/planner.py [--trials 1000] [--optimum-trials N] [--seed 7]
+Run: make bench, or .venv/bin/python bench/planner.py [--trials 1000] [--optimum-trials N] [--seed 7]
 
 Every scenario is drawn from a fixed seed; each method plans the same accounts. Figures:
 L1 weight error and largest single gap in basis points (target weights scaled by available / total

@@ -1,9 +1,9 @@
 """Queue benchmark: EventQueue against raw Redis, arq and RQ, all on one throwaway redis-server.
 
-Run: `make bench` or `uv run --no-sync python bench/queue.py [--events N] [--peer-jobs N]`.
+Run: `make bench` or `.venv/bin/python bench/queue.py [--events N] [--peer-jobs N]`.
 Everything is measured side by side in one run on one machine, and printed as ratios, because
 absolute figures on a shared machine mean little. arq and RQ run in their own environments
-(`uv run --isolated --with ...`) since their pins clash with ours.
+(`.tools/bin/uv run --isolated --with ...`, the checkout's own uv) since their pins clash with ours.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from rebalancer_shared.queue import EventQueue
 from tests.support.servers import throwaway_redis
 
 ROOT = Path(__file__).resolve().parents[1]
+# The private uv of `make setup` (scripts/bootstrap-uv), so no `uv` on the PATH is needed.
+UV = ROOT / ".tools" / "bin" / "uv"
 COMMANDS = list(Command)
 
 
@@ -120,7 +122,7 @@ async def fill(queue: EventQueue, start: int, count: int) -> None:
 
 def peer(tool: str, script: str, port: int, jobs: int) -> dict[str, float] | str:
     cmd = [
-        "uv",
+        str(UV),
         "run",
         "--quiet",
         "--isolated",

@@ -1,5 +1,6 @@
-"""arq doing N no-op jobs on a given Redis; prints JSON timings. Runs in its own environment:
-uv run --isolated --no-project --with arq python bench/peers/arq_noop.py REDIS_PORT N
+"""arq doing N no-op jobs on a given Redis; prints JSON timings. Runs in its own environment, which
+bench/queue.py makes with the checkout's uv:
+  .tools/bin/uv run --isolated --no-project --with arq python bench/peers/arq_noop.py REDIS_PORT N
 """
 
 import asyncio

@@ -1,5 +1,6 @@
 """RQ doing N no-op jobs on a given Redis with its in-process SimpleWorker; prints JSON timings.
-uv run --isolated --no-project --with rq python bench/peers/rq_noop.py REDIS_PORT N
+Runs in its own environment, which bench/queue.py makes with the checkout's uv:
+  .tools/bin/uv run --isolated --no-project --with rq python bench/peers/rq_noop.py REDIS_PORT N
 """
 
 import json

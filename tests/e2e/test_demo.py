@@ -25,3 +25,7 @@ def test_demo_once_shows_the_dry_run_placing_nothing_and_the_live_run_reaching_t
     assert "Filled" in out
     assert out.count("is at its targets (planning again gives no orders)") == 2
     assert "NOT at its targets" not in out
+    # The README's accounts; the broken strategy's account is for the API act, not the story.
+    assert "DU123456 is at its targets" in out
+    assert "DU789012 is at its targets" in out
+    assert "DU000000" not in out

@@ -1,4 +1,7 @@
-"""The demo's story: a dry-run trigger, then a live one, then the management API for curl."""
+"""The demo's story: a dry-run trigger, then a live one, then the management API for curl.
+
+The API serves the README's accounts, so its curl examples run against `make demo` as printed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ import contextlib
 import secrets
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -26,7 +30,7 @@ from rebalancer_cli.demo.render import (
     show_trigger,
     show_weights,
 )
-from rebalancer_cli.demo.world import DemoWorld, demo_world
+from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, WORKER_SETTINGS, DemoWorld, demo_world
 from rebalancer_shared.config import ManagementSettings, Settings
 from rebalancer_shared.logging import configure_logging
 
@@ -84,22 +88,59 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-async def _serve_api(world: DemoWorld, console: Console, host: str, port: int) -> None:
-    key = secrets.token_urlsafe(16)
-    settings = Settings(management=ManagementSettings(host=host, port=port, api_key=SecretStr(key)))
+def free_port_near(host: str, port: int, tries: int = 20) -> int:
+    """The first free port after `port` (within `tries`), else one the system picks."""
+    nearby = (p for p in range(port + 1, min(port + 1 + tries, 65536)) if port_free(host, p))
+    found = next(nearby, None)
+    if found is not None:
+        return found
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class DemoApiKey:
+    """The management API key of the demo: `MANAGEMENT_API_KEY` when the user set one, else a new one."""
+
+    value: str
+    generated: bool
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> DemoApiKey:
+        given = environ.get("MANAGEMENT_API_KEY", "").strip()
+        return cls(given, False) if given else cls(secrets.token_urlsafe(16), True)
+
+    def announcement(self) -> str:
+        """The line that tells the user which key to send (the key itself only if we made it)."""
+        if self.generated:
+            return f"export MANAGEMENT_API_KEY={self.value}"
+        return "MANAGEMENT_API_KEY is set in your environment: the API uses that key"
+
+
+async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, key: DemoApiKey) -> None:
+    management = ManagementSettings(host=host, port=port, api_key=SecretStr(key.value))
+    settings = Settings(management=management)
     services = Services(world.queue, world.store, world.accounts, HealthPolicy.from_settings(settings))
     app = create_app(settings, services=services)
     console.rule("[bold]3. The management API (Ctrl-C to stop)")
     console.print(f"  curl http://{host}:{port}/health")
     console.print(f"  curl http://{host}:{port}/queue/status")
     console.print(f"  curl http://{host}:{port}/accounts")
-    console.print(f"  export MANAGEMENT_API_KEY={key}", soft_wrap=True)
+    console.print(f"  {key.announcement()}", soft_wrap=True)
     console.print(
         '  curl -H "Authorization: Bearer $MANAGEMENT_API_KEY" -H "Content-Type: application/json" '
-        '-d \'{"account_id": "DEMO-U1001", "exec_command": "print-positions", "data": {}}\' '
+        '-d \'{"account_id": "DU123456", "exec_command": "print-positions", "data": {}}\' '
         f"http://{host}:{port}/queue/events",
         soft_wrap=True,
     )
+    console.print(
+        f"  {BROKEN_ACCOUNT_ID} follows a strategy whose allocation API is broken: its events fail and "
+        f"retry (every {WORKER_SETTINGS.retry_delay_seconds:g} s); see them with /queue/events and "
+        "remove them with DELETE"
+    )
+    where = "" if port == 8000 else f", with localhost:8000 changed to {host}:{port}"
+    console.print(f"  The README's curl examples (Management API) run against this demo as printed{where}.")
     server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,19 +160,19 @@ class _QuietServer(uvicorn.Server):
         self.should_exit = True
 
 
-async def run_demo(console: Console, once: bool, host: str, port: int) -> bool:
+async def run_demo(console: Console, once: bool, host: str, port: int, key: DemoApiKey) -> bool:
     """Run the story, then (unless `once`) serve the API until Ctrl-C.
 
-    Returns True when every account reached its targets.
+    Returns True when every account of the story reached its targets.
     """
     configure_logging("WARNING", "console")
     async with demo_world() as world:
         reached = await _story(world, console)
         if not once:
-            await _serve_api(world, console, host, port)
+            await _serve_api(world, console, host, port, key)
     return reached
 
 
-def demo_main(once: bool, host: str, port: int) -> bool:
+def demo_main(once: bool, host: str, port: int, key: DemoApiKey) -> bool:
     """Synchronous entry for the CLI."""
-    return asyncio.run(run_demo(Console(), once, host, port))
+    return asyncio.run(run_demo(Console(), once, host, port, key))

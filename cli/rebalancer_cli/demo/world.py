@@ -4,6 +4,11 @@ Stand-ins, each behind the same interface production uses: an in-process Redis (
 the queue's Lua scripts), SQLite through the same `EventStore`, a `SimulatedBroker` holding drifted
 demo accounts, and the allocations served from a local file by a real HTTP server on 127.0.0.1.
 Triggers enter through the event broker's `TriggerRelay`, as Ably messages do.
+
+The accounts are those of the repository's accounts.yaml and README (DU123456 and DU789012, both
+following the story's channel), so the README's curl examples run against the demo as printed; a
+third, DU000000, follows a strategy whose allocation API answers weights summing to 0.9, so that an
+operator can watch an event fail, retry, and remove it.
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ from rebalancer_shared.store import EventStore
 
 DATA = Path(__file__).parent
 CHANNEL = "demo-etf-blend"
-ACCOUNT_IDS = ("DEMO-U1001", "DEMO-U1002")
+ACCOUNT_IDS = ("DU123456", "DU789012")
+BROKEN_CHANNEL = "demo-broken-weights"  # allocations.json: its weights sum to 0.9
+BROKEN_ACCOUNT_ID = "DU000000"
 PREFIX = "demo"
 WORKER_SETTINGS = WorkerSettings(
     max_concurrent_events=4,
     lease_seconds=30,
     heartbeat_seconds=5,
-    retry_delay_seconds=5,
+    retry_delay_seconds=30,  # time for an operator to list a failed event and remove it
     reap_interval_seconds=5,
     shutdown_grace_seconds=10,
     poll_seconds=0.05,
@@ -80,9 +87,11 @@ class DemoWorld:
 
 
 def demo_accounts() -> dict[str, Account]:
-    """Two accounts following one strategy channel (one trigger fans out to both)."""
+    """Two accounts following one strategy channel (one trigger fans out to both), and the broken one."""
     settings = RebalancingSettings(equity_reserve_percentage=1.0)
-    return {a: Account(a, CHANNEL, settings) for a in ACCOUNT_IDS}
+    accounts = {a: Account(a, CHANNEL, settings) for a in ACCOUNT_IDS}
+    accounts[BROKEN_ACCOUNT_ID] = Account(BROKEN_ACCOUNT_ID, BROKEN_CHANNEL, settings)
+    return accounts
 
 
 def _targets(responses: dict[str, Any]) -> dict[str, float]:

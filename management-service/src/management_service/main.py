@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=_lifespan(settings, services),
+        redirect_slashes=False,  # a path ending in '/' gets a 404 that says why (api/errors.py)
     )
     app.state.settings = settings
     if services is not None:

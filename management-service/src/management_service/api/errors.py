@@ -1,7 +1,9 @@
 """Errors of the servers behind the API become 503 with a reason, never a bare 500.
 
 A Redis or PostgreSQL that cannot be reached is a condition of the deployment, not a bug: the client
-may retry later. Anything else unexpected stays a 500 (and is logged by the server).
+may retry later. Anything else unexpected stays a 500 (and is logged by the server). A path that
+ends in '/' answers 404 naming the endpoint meant, since an empty shell variable in a URL
+(`/queue/events/$EVENT_ID`) is the usual cause.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from starlette.routing import Match, Route
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from management_service.health import describe_error
 from rebalancer_shared.intake import TriggerNotAcceptedError
@@ -25,6 +28,9 @@ _UNAVAILABLE: dict[type[Exception], str] = {
     sqlalchemy.exc.OperationalError: "PostgreSQL",
     sqlalchemy.exc.InterfaceError: "PostgreSQL",
 }
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _server_of(exc: Exception) -> str:
@@ -46,15 +52,12 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     """405 whose `Allow` lists the methods of every route on the path, not only the first one's.
 
     Starlette answers from the first route whose path matches, so `PUT /queue/events` would say
-    `Allow: GET` although POST is served there too.
+    `Allow: GET` although POST is served there too. Each method is tried against the routes, since
+    FastAPI keeps included routers as branches whose routes the app's route list does not show.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": ""})
-        if match is not Match.NONE and isinstance(route, Route) and route.methods:
-            methods |= route.methods
+    methods = [m for m in _METHODS if _best_match(request, method=m) is Match.FULL]
     response = await http_exception_handler(request, HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED))
-    response.headers["Allow"] = ", ".join(sorted(methods))
+    response.headers["Allow"] = ", ".join(methods)
     return response
 
 
@@ -64,9 +67,47 @@ async def trigger_not_accepted(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)})
 
 
+def _best_match(request: Request, **changes: str) -> Match:
+    """How well any route serves the request with `changes` to its scope (path, method)."""
+    scope = {**request.scope, **changes}
+    matches = {route.matches(scope)[0] for route in request.app.router.routes}
+    return next((m for m in (Match.FULL, Match.PARTIAL) if m in matches), Match.NONE)
+
+
+def _endpoint_meant(request: Request) -> str | None:
+    """What a path ending in '/' was meant to reach, in words; None when nothing fits."""
+    path, method = request.scope["path"], request.method
+    trimmed = path.rstrip("/")
+    if not trimmed or trimmed == path:
+        return None
+    # An endpoint whose last segment is a parameter: the parameter is what the URL left out.
+    for template, operations in request.app.openapi()["paths"].items():
+        head, _, last = template.rpartition("/")
+        if head == trimmed and last.startswith("{") and method.lower() in operations:
+            missing = last.strip("{}").replace("_", " ")
+            endpoint = f"{method} {template}"
+            return f"the {missing} is missing from the path: {endpoint} (an empty variable in the URL?)"
+    if _best_match(request, path=trimmed) is Match.FULL:
+        return f"no endpoint at {method} {path}: drop the trailing slash ({method} {trimmed})"
+    return None
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """404; when no route matched a path ending in '/', the detail names the endpoint meant.
+
+    Slashes are not redirected (`redirect_slashes=False`): a 307 with an empty body tells a curl user
+    nothing, and `DELETE /queue/events/` is never a request for `/queue/events`.
+    """
+    meant = None if _best_match(request) is not Match.NONE else _endpoint_meant(request)
+    if meant is None and isinstance(exc, StarletteHTTPException):
+        return await http_exception_handler(request, exc)  # a route's own 404 keeps its detail
+    return await http_exception_handler(request, HTTPException(status.HTTP_404_NOT_FOUND, meant))
+
+
 def register_error_handlers(app: FastAPI) -> None:
-    """Map unreachable-server errors to 503 on every route, and give 405 the full `Allow`."""
+    """Map unreachable-server errors to 503 on every route, give 405 the full `Allow` and 404 a hint."""
     for kind in _UNAVAILABLE:
         app.add_exception_handler(kind, server_unavailable)
     app.add_exception_handler(TriggerNotAcceptedError, trigger_not_accepted)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, method_not_allowed)
+    app.add_exception_handler(status.HTTP_404_NOT_FOUND, not_found)
