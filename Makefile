@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 export UV_PYTHON_DOWNLOADS := never
+# uv's own root certificates do not know a proxy's or a company's root; the system's store does.
+export UV_SYSTEM_CERTS ?= 1
 PY_SOURCES := shared/src event-broker/src event-processor/src management-service/src cli tests bench
 
 .PHONY: setup sync demo demo-once lint format test test-only lock bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,23 @@ def readme_examples() -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- cli-examples", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     lines = [line.split("#", 1)[0].strip() for line in block.strip().splitlines()]
-    return [shlex.split(line)[1:] for line in lines if line.startswith("rebalancer ")]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("./rebalancer ")]
 
 
-def test_readme_cli_examples_run_in_order(
-    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
+def run_as_printed(env: dict[str, str], folder: Path, *args: str) -> tuple[int, str, str]:
+    """The checkout's `./rebalancer` entry script as a process, as a user types it (in `folder`)."""
+    done = subprocess.run(
+        [str(ROOT / "rebalancer"), *args],
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_readme_cli_examples_run_as_printed_in_order(env: dict[str, str], tmp_path: Path) -> None:
     examples = readme_examples()
     assert [e[0] for e in examples] == [
         "trigger",
@@ -57,21 +68,21 @@ def test_readme_cli_examples_run_in_order(
         "plan",
         "demo",
     ]
-    code, out, _ = run(env, *examples[0])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[0])
     first = json.loads(out)
     assert (code, first["outcome"]) == (0, "queued")
-    code, out, _ = run(env, *examples[1])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[1])
     assert json.loads(out) == {"event_id": first["event_id"], "outcome": "duplicate"}
-    code, out, _ = run(env, *examples[2])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[2])
     assert json.loads(out)["outcome"] == "queued"
-    code, out, _ = run(env, *examples[3])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[3])
     assert json.loads(out)["queue_length"] == 2
-    code, out, _ = run(env, *examples[4])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[4])
     assert [e["exec_command"] for e in json.loads(out)] == ["print-positions", "rebalance"]
     remove = [first["event_id"] if a == "$EVENT_ID" else a for a in examples[5]]
-    code, out, _ = run(env, *remove)
+    code, out, _ = run_as_printed(env, tmp_path, *remove)
     assert (code, json.loads(out)["status"]) == (0, "removed")
-    code, out, _ = run(env, *examples[6])
+    code, out, _ = run_as_printed(env, tmp_path, *examples[6])
     assert (code, json.loads(out)["orders"][0]["symbol"]) == (0, "AAA")
     assert examples[7] == ["demo", "--once"]  # run by tests/e2e/test_demo.py
 

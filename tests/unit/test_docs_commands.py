@@ -7,6 +7,7 @@ The checkout's uv lives in `.tools/` (`make setup`); a user runs `make ...`, `./
 from __future__ import annotations
 
 import re
+import subprocess
 
 from tests.support.servers import ROOT
 
@@ -24,3 +25,14 @@ def test_no_doc_or_program_text_tells_the_user_to_type_a_bare_uv_command() -> No
         if BARE_UV.search(line)
     ]
     assert found == []
+
+
+def test_make_demo_passes_port_and_host_to_the_demo() -> None:
+    printed = subprocess.run(
+        ["make", "-n", "demo", "PORT=8011", "HOST=0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert ".venv/bin/rebalancer demo --host 0.0.0.0 --port 8011" in printed
