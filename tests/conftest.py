@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import psycopg
 import pytest
 import redis
 from redis.asyncio import Redis
@@ -13,6 +14,7 @@ from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.support.servers import (
     REDIS_URL,
+    _admin_url,
     create_database,
     database_url,
     delete_prefix,
@@ -72,3 +74,14 @@ async def fresh_store(fresh_database_url: str) -> AsyncIterator[EventStore]:
     event_store = EventStore.from_url(fresh_database_url)
     yield event_store
     await event_store.close()
+
+
+@pytest.fixture
+def role_without_createdb() -> Iterator[str]:
+    """A PostgreSQL login role that may not create databases (dropped afterwards)."""
+    role = f"rebalancer_test_role_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_admin_url(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
+    yield role
+    with psycopg.connect(_admin_url(), autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")

@@ -9,27 +9,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.integration.first_contact.helpers import (
     ACCOUNTS_YAML,
     assert_one_line_error,
-    clean_environment,
-    prepare_folder,
     rebalancer,
 )
-from tests.support.servers import REDIS_URL, create_database, database_url, drop_database, free_port
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return prepare_folder(tmp_path / "deployment")
-
-
-@pytest.fixture
-def env(folder: Path, prefix: str, fresh_database_url: str) -> dict[str, str]:
-    return clean_environment(
-        folder, REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix, DATABASE_URL=fresh_database_url
-    )
+from tests.support.servers import (
+    create_database,
+    database_url,
+    drop_database,
+    free_port,
+)
 
 
 def test_a_malformed_redis_url_names_the_variable_and_the_form(folder: Path, env: dict[str, str]) -> None:
@@ -133,6 +125,11 @@ def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(
 
 
 @pytest.fixture
+def env(deployment_env: dict[str, str]) -> dict[str, str]:
+    return deployment_env
+
+
+@pytest.fixture
 def refusing_history(fresh_database_url: str) -> str:
     """A history whose `events` table refuses inserts, until the test drops the trigger."""
     conninfo = fresh_database_url.replace("+psycopg", "")
@@ -157,3 +154,19 @@ def test_a_trigger_whose_history_write_fails_is_not_queued_and_a_retry_is_accept
     again = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["outcome"] == "queued"
+
+
+def test_a_missing_database_the_user_may_not_create_names_the_createdb_to_run(
+    folder: Path, env: dict[str, str], role_without_createdb: str
+) -> None:
+    name = f"rebalancer_test_{uuid.uuid4().hex[:12]}"
+    url = make_url(database_url(name)).set(username=role_without_createdb, password=None)
+    result = rebalancer(
+        folder,
+        env | {"DATABASE_URL": url.render_as_string(hide_password=False)},
+        "trigger",
+        "DU123456",
+        "print-equity",
+    )
+    assert_one_line_error(result, 3, f'database "{name}" does not exist', "may not create it", "createdb")
+    assert json.loads(rebalancer(folder, env, "queue", "status").stdout)["queue_length"] == 0

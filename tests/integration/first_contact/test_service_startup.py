@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.first_contact.helpers import clean_environment, plain_lines, prepare_folder
-from tests.support.servers import REDIS_URL, database_url, drop_database, free_port
+from tests.integration.first_contact.helpers import plain_lines
+from tests.support.servers import database_url, drop_database, free_port
 
 SERVICES = {
     "event-processor": "event_processor",
@@ -38,20 +38,9 @@ def run_service(
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return prepare_folder(tmp_path / "deployment")
-
-
-@pytest.fixture
-def env(folder: Path, prefix: str, fresh_database_url: str) -> dict[str, str]:
-    return clean_environment(
-        folder,
-        REDIS_URL=REDIS_URL,
-        REDIS_KEY_PREFIX=prefix,
-        DATABASE_URL=fresh_database_url,
-        ABLY_API_KEY="app.key:secret",
-        STARTUP_WAIT_SECONDS="2",
-    )
+def env(deployment_env: dict[str, str]) -> dict[str, str]:
+    # Every service is started here: the broker needs a key, and nobody should wait a minute.
+    return deployment_env | {"ABLY_API_KEY": "app.key:secret", "STARTUP_WAIT_SECONDS": "2"}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

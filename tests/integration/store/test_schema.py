@@ -21,7 +21,7 @@ from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.store import EventStore, OrderRecord, RunRecord, Transition
 from rebalancer_shared.store.schema import head_revision, prepare_database, schema_sql
 from rebalancer_shared.store.tables import Base
-from tests.support.servers import INIT_SQL, ROOT, _admin_url, create_database, database_url, drop_database
+from tests.support.servers import INIT_SQL, ROOT, create_database, database_url, drop_database
 
 FIRST_RELEASE_SQL = ROOT / "tests" / "fixtures" / "init_sql_first_release.sql"
 HISTORY_TABLES = {"events", "event_transitions", "runs", "orders", "deployment_facts"}
@@ -212,16 +212,6 @@ def test_a_database_with_only_some_history_tables_is_refused(empty_database: str
     run_sql(empty_database, "CREATE TABLE events (event_id UUID PRIMARY KEY)")
     with pytest.raises(SchemaError, match="has some of the history tables but not deployment_facts"):
         prepare_database(empty_database)
-
-
-@pytest.fixture
-def role_without_createdb() -> Iterator[str]:
-    role = f"rebalancer_test_role_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
-    yield role
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_a_user_who_may_not_create_the_missing_database_is_told_what_to_run(
