@@ -104,4 +104,20 @@ CREATE TABLE deployment_facts (
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
+-- Running upgrade 0001 -> 0002
+
+ALTER TABLE event_transitions ADD COLUMN seq BIGINT;
+
+CREATE UNIQUE INDEX ux_event_transitions_seq ON event_transitions (seq);
+
+ALTER TABLE events ADD COLUMN history_seq BIGINT;
+
+ALTER TABLE orders ADD COLUMN seq INTEGER;
+
+CREATE UNIQUE INDEX ux_orders_run_seq ON orders (run_id, seq);
+
+CREATE INDEX ix_runs_status ON runs (status);
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
 COMMIT;

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.heartbeats import read_heartbeats
-from rebalancer_shared.intake import submit_event
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.logging import configure_logging
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
@@ -91,7 +91,7 @@ async def run_case(
             data={"exec": "rebalance"},
             source=EventSource.ABLY,
         )
-        await submit_event(queue, store, event)
+        await EventLifecycle(queue, store).submit(event)
     try:
         while (await queue.stats()).active_events_count:
             await asyncio.sleep(0.05)

@@ -91,7 +91,7 @@ async def ours_worker_loop(queue: EventQueue, n: int, workers: int) -> float:
     async def worker() -> None:
         claim = await queue.claim("bench")
         while claim is not None:
-            _, claim = await queue.complete_and_claim(claim, "bench")
+            claim = (await queue.complete_and_claim(claim, "bench")).next_claim
 
     async def run() -> None:
         await asyncio.gather(*(worker() for _ in range(workers)))

@@ -10,6 +10,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.support.servers import (
@@ -44,6 +45,12 @@ async def redis_client() -> AsyncIterator[Redis]:
 @pytest.fixture
 async def queue(redis_client: Redis, prefix: str) -> EventQueue:
     return EventQueue(redis_client, prefix, lease_seconds=30.0)
+
+
+@pytest.fixture
+def lifecycle(queue: EventQueue, store: EventStore) -> EventLifecycle:
+    """The transitions of this test's queue, with the history in the session's database."""
+    return EventLifecycle(queue, store)
 
 
 @pytest.fixture(scope="session")

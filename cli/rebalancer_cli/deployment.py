@@ -10,27 +10,26 @@ database is created and migrated when needed, as a service would at start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn, TypeVar
 
 import typer
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings, load_settings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.logging import configure_logging, register_settings_secrets
-from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.redis_connection import check_redis, open_redis, redis_unavailable
+from rebalancer_shared.redis_connection import check_redis, redis_unavailable
+from rebalancer_shared.resources import Resources, open_resources
 from rebalancer_shared.startup import EXIT_CONFIG, failure_of
-from rebalancer_shared.store import EventStore
 from rebalancer_shared.store.schema import prepare_database_async, sync_url, unavailable
 
 T = TypeVar("T")
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
-Work = Callable[[EventQueue, EventStore | None, Settings], Awaitable[T]]
+Work = Callable[[Resources], Awaitable[T]]
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -51,21 +50,10 @@ def cli_settings() -> Settings:
     return settings
 
 
-@contextlib.asynccontextmanager
-async def _connected(
-    settings: Settings, history: bool
-) -> AsyncIterator[tuple[EventQueue, EventStore | None]]:
+async def _ready(settings: Settings, history: bool) -> None:
     await check_redis(settings.redis.url)
     if history:
         await prepare_database_async(settings.database.url, migrate=settings.database.migrate_on_start)
-    redis = open_redis(settings.redis.url, fail_fast=True)
-    store = EventStore.from_url(settings.database.url) if history else None
-    try:
-        yield EventQueue(redis, settings.redis.key_prefix), store
-    finally:
-        if store is not None:
-            await store.close()
-        await redis.aclose()
 
 
 def _explain(exc: Exception, settings: Settings) -> tuple[int, str] | None:
@@ -76,13 +64,21 @@ def _explain(exc: Exception, settings: Settings) -> tuple[int, str] | None:
     return failure_of(exc)
 
 
-def run_on_deployment(work: Work[T], settings: Settings | None = None, *, history: bool = True) -> T:
-    """Run `work` on the deployment's queue (and history store, unless `history` is False)."""
+def run_on_deployment(
+    work: Work[T],
+    settings: Settings | None = None,
+    *,
+    history: bool = True,
+    accounts: Mapping[str, Account] | None = None,
+) -> T:
+    """Run `work` on the deployment (the history database is checked and migrated unless `history`
+    is False: reading the queue needs Redis alone)."""
     settings = settings or cli_settings()
 
     async def go() -> T:
-        async with _connected(settings, history) as (queue, store):
-            return await work(queue, store, settings)
+        await _ready(settings, history)
+        async with open_resources(settings, accounts=accounts or {}, fail_fast=True) as resources:
+            return await work(resources)
 
     try:
         return asyncio.run(go())

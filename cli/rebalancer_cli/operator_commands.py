@@ -1,8 +1,8 @@
 """`rebalancer trigger` and `rebalancer queue ...`: an operator's hands on a deployed queue.
 
-They read the same configuration as the services (config.yaml, then the environment: REDIS_URL,
-DATABASE_URL, ACCOUNTS_FILE, ...) and use the same code: `submit_event` to add, `EventQueue` to read
-and remove, with the history written to PostgreSQL as the services write it.
+They read the same configuration as the services (config.yaml, .env, the environment: REDIS_URL,
+DATABASE_URL, ACCOUNTS_FILE, ...) and use the same code: `EventLifecycle` to add and remove events
+(queue step, history, counter and log line, as the services do), `EventQueue` to read the queue.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from rebalancer_cli.deployment import cli_settings, fail, run_on_deployment
 from rebalancer_shared.accounts import Account, AccountsFileError, load_accounts
 from rebalancer_shared.config import Settings
 from rebalancer_shared.events import Command, Event, EventSource
-from rebalancer_shared.intake import submit_event
-from rebalancer_shared.metrics import Counter, count
-from rebalancer_shared.queue import EventNotQueuedError, EventProcessingError, EventQueue
+from rebalancer_shared.queue import EventNotQueuedError, EventProcessingError
+from rebalancer_shared.resources import Resources
 from rebalancer_shared.startup import EXIT_CONFIG, EXIT_FAILURE
-from rebalancer_shared.store import EventStore, Transition
 
 queue_app = typer.Typer(help="Look at and steer the live queue.", no_args_is_help=True)
 
@@ -50,25 +48,24 @@ def trigger(
     if command is Command.REBALANCE and not allow_live:
         fail("rebalance trades: add --allow-live to queue a live rebalance", EXIT_CONFIG)
 
-    async def work(queue: EventQueue, store: EventStore | None, settings: Settings) -> None:
-        assert store is not None
+    async def work(res: Resources) -> None:
         event = Event(
             account_id=account_id, exec_command=command, data={"exec": command.value}, source=EventSource.CLI
         )
-        result = await submit_event(queue, store, event)
+        result = await res.lifecycle.submit(event)
         typer.echo(json.dumps({"event_id": result.event_id, "outcome": result.outcome.value}))
 
     settings = cli_settings()
-    _account(settings, account_id)
-    run_on_deployment(work, settings)
+    account = _account(settings, account_id)
+    run_on_deployment(work, settings, accounts={account_id: account})
 
 
 @queue_app.command("status")
 def status() -> None:
     """Print the queue's counters as JSON (queue length, processing, retrying, oldest age, ...)."""
 
-    async def work(queue: EventQueue, _store: EventStore | None, _settings: Settings) -> dict[str, Any]:
-        return (await queue.stats()).__dict__
+    async def work(res: Resources) -> dict[str, Any]:
+        return (await res.queue.stats()).__dict__
 
     typer.echo(json.dumps(run_on_deployment(work, history=False), indent=2))
 
@@ -77,7 +74,7 @@ def status() -> None:
 def events(limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, oldest first")] = 100) -> None:
     """Print the live events, oldest first, with their state, retry count and last error."""
 
-    async def work(queue: EventQueue, _store: EventStore | None, _settings: Settings) -> list[dict[str, Any]]:
+    async def work(res: Resources) -> list[dict[str, Any]]:
         return [
             {
                 **json.loads(view.event.to_json()),
@@ -85,7 +82,7 @@ def events(limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, o
                 "rerun": view.rerun,
                 "last_error": view.last_error,
             }
-            for view in await queue.list_events(limit)
+            for view in await res.queue.list_events(limit)
         ]
 
     typer.echo(json.dumps(run_on_deployment(work, history=False), indent=2))
@@ -99,14 +96,11 @@ def remove(event_id: Annotated[str, typer.Argument(help="the event's id (see `qu
     except ValueError:
         fail(f"{event_id!r} is not an event id (see `rebalancer queue events`)", EXIT_CONFIG)
 
-    async def work(queue: EventQueue, store: EventStore | None, _settings: Settings) -> str:
-        assert store is not None
+    async def work(res: Resources) -> str:
         try:
-            event = await queue.remove(event_id)
+            event = await res.lifecycle.remove(event_id, "removed by an operator (CLI)")
         except (EventNotQueuedError, EventProcessingError) as exc:
             fail(str(exc), EXIT_FAILURE)
-        await store.record(event, Transition.REMOVED, detail="removed by an operator (CLI)")
-        await count(queue.redis, queue.keys.prefix, Counter.EVENTS_REMOVED, event.exec_command)
         return json.dumps({"event_id": event_id, "status": "removed", "times_queued": event.times_queued})
 
     typer.echo(run_on_deployment(work))

@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
 import pytest
 
@@ -42,7 +42,14 @@ from tests.fakes.tws.scenarios import (
 )
 
 SETTINGS = RebalancingSettings()
-FAST = {"cancel_timeout_seconds": 2.0, "fill_timeout_seconds": 2.0}
+
+
+class Timeouts(TypedDict):
+    cancel_timeout_seconds: float
+    fill_timeout_seconds: float
+
+
+FAST = Timeouts(cancel_timeout_seconds=2.0, fill_timeout_seconds=2.0)
 
 
 @dataclass(frozen=True)

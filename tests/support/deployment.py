@@ -31,9 +31,10 @@ SERVICE_SECTIONS: dict[str, frozenset[str]] = {
             "startup",
             "ably",
             "logging",
-            # The broker's heartbeat interval and the queue's lease length.
+            # The broker's heartbeat interval, the queue's lease length and the reconciliation's interval.
             "processing.heartbeat_seconds",
             "processing.lease_seconds",
+            "processing.reconcile_interval_seconds",
         }
     ),
     "event-processor": frozenset(

@@ -18,7 +18,7 @@ from rebalancer_cli.demo.world import (
     BROKEN_CHANNEL,
     CHANNEL,
     DATA,
-    WORKER_SETTINGS,
+    PROCESSING,
     demo_accounts,
 )
 from rebalancer_cli.demo_command import busy_port_message
@@ -48,7 +48,7 @@ def test_the_broken_strategy_sums_to_0_9_and_waits_long_enough_to_be_removed() -
     responses = json.loads((DATA / "allocations.json").read_text(encoding="utf-8"))
     weights = [row["allocation"] for row in responses[BROKEN_CHANNEL]["data"]["allocations"]]
     assert sum(weights) == pytest.approx(0.9)
-    assert WORKER_SETTINGS.retry_delay_seconds >= 30
+    assert PROCESSING.retry_delay_seconds >= 30
 
 
 def test_without_a_key_in_the_environment_the_demo_makes_one_and_prints_its_export_line() -> None:

@@ -30,7 +30,7 @@ from rebalancer_cli.demo.render import (
     show_trigger,
     show_weights,
 )
-from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, WORKER_SETTINGS, DemoWorld, demo_world
+from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, PROCESSING, DemoWorld, demo_world
 from rebalancer_shared.config import ManagementSettings, Settings
 from rebalancer_shared.logging import configure_logging
 
@@ -121,7 +121,7 @@ class DemoApiKey:
 async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, key: DemoApiKey) -> None:
     management = ManagementSettings(host=host, port=port, api_key=SecretStr(key.value))
     settings = Settings(management=management)
-    services = Services(world.queue, world.store, world.accounts, HealthPolicy.from_settings(settings))
+    services = Services(world.worker.lifecycle, world.accounts, HealthPolicy.from_settings(settings))
     app = create_app(settings, services=services)
     console.rule("[bold]3. The management API (Ctrl-C to stop)")
     console.print(f"  curl http://{host}:{port}/health")
@@ -136,7 +136,7 @@ async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, k
     )
     console.print(
         f"  {BROKEN_ACCOUNT_ID} follows a strategy whose allocation API is broken: its events fail and "
-        f"retry (every {WORKER_SETTINGS.retry_delay_seconds:g} s); see them with /queue/events and "
+        f"retry (every {PROCESSING.retry_delay_seconds:g} s); see them with /queue/events and "
         "remove them with DELETE"
     )
     where = "" if port == 8000 else f", with localhost:8000 changed to {host}:{port}"

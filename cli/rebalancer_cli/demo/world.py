@@ -30,13 +30,14 @@ from event_processor.allocations import AllocationClient
 from event_processor.brokers import SimulatedBroker
 from event_processor.brokers.simulated_file import simulated_broker_from_file
 from event_processor.runner import EventRunner
-from event_processor.worker import Worker, WorkerSettings
+from event_processor.worker import Worker
 from rebalancer_cli.demo.allocation_server import FileAllocationServer
 from rebalancer_shared.accounts import Account, RebalancingSettings, accounts_by_channel
 from rebalancer_shared.config import AllocationSettings, ProcessingSettings
 from rebalancer_shared.heartbeats import beat
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.recovery import ensure_queue_state
+from rebalancer_shared.recovery import reconcile_queue
 from rebalancer_shared.store import EventStore
 
 DATA = Path(__file__).parent
@@ -45,14 +46,15 @@ ACCOUNT_IDS = ("DU123456", "DU789012")
 BROKEN_CHANNEL = "demo-broken-weights"  # allocations.json: its weights sum to 0.9
 BROKEN_ACCOUNT_ID = "DU000000"
 PREFIX = "demo"
-WORKER_SETTINGS = WorkerSettings(
+PROCESSING = ProcessingSettings(
+    broker="simulated",
     max_concurrent_events=4,
     lease_seconds=30,
     heartbeat_seconds=5,
     retry_delay_seconds=30,  # time for an operator to list a failed event and remove it
     reap_interval_seconds=5,
     shutdown_grace_seconds=10,
-    poll_seconds=0.05,
+    claim_poll_seconds=0.05,
 )
 
 
@@ -117,18 +119,17 @@ async def demo_world() -> AsyncIterator[DemoWorld]:
     with tempfile.TemporaryDirectory(prefix="rebalancer-demo-") as folder:
         store = EventStore.from_url(f"sqlite:///{folder}/history.db")
         await store.create_schema()
-        queue = EventQueue(redis, PREFIX, lease_seconds=WORKER_SETTINGS.lease_seconds)
-        await ensure_queue_state(queue, store)
+        queue = EventQueue(redis, PREFIX, lease_seconds=PROCESSING.lease_seconds)
+        lifecycle = EventLifecycle(queue, store)
+        await reconcile_queue(lifecycle, PROCESSING.lease_seconds)
         accounts = demo_accounts()
         broker = simulated_broker_from_file(DATA / "simulated_accounts.json", accounts)
         allocations = AllocationClient(
             AllocationSettings(base_url=server.base_url, api_key=SecretStr("demo-allocations-key"))
         )
-        runner = EventRunner(
-            accounts, broker, allocations, store, queue, ProcessingSettings(broker="simulated")
-        )
-        worker = Worker(queue, store, runner, WORKER_SETTINGS, name="demo-processor")
-        relay = TriggerRelay(queue, store, accounts_by_channel(accounts), seen_ttl_seconds=3600)
+        runner = EventRunner(accounts, broker, allocations, store, queue, PROCESSING)
+        worker = Worker(lifecycle, runner, PROCESSING, name="demo-processor")
+        relay = TriggerRelay(lifecycle, accounts_by_channel(accounts), seen_ttl_seconds=3600)
         tasks = [asyncio.create_task(worker.run()), asyncio.create_task(_beat_as_broker(queue))]
         try:
             yield DemoWorld(

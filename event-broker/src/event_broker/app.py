@@ -20,10 +20,8 @@ from event_broker.settings import SERVICE_NAME, BrokerSettings
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
-from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.redis_connection import open_redis
+from rebalancer_shared.resources import Resources, open_resources
 from rebalancer_shared.startup import start_service, wait_for_servers
-from rebalancer_shared.store import EventStore
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +34,11 @@ def _quiet_sdk_logs(level: str) -> None:
 
 async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mapping[str, Account]) -> None:
     """Open Redis and PostgreSQL, run the service until a signal stops it, and close everything."""
-    redis = open_redis(settings.redis.url)
-    store = EventStore.from_url(settings.database.url)
+    async with open_resources(settings, accounts=accounts) as res:
+        await _serve(broker, res)
+
+
+async def _serve(broker: BrokerSettings, res: Resources) -> None:
     subscriber = AblySubscriber(
         broker.api_key,
         broker.client_options,
@@ -45,8 +46,7 @@ async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mappi
         attach_timeout_seconds=broker.attach_timeout_seconds,
         close_timeout_seconds=broker.close_timeout_seconds,
     )
-    queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)
-    service = BrokerService(broker, accounts, queue, store, subscriber)
+    service = BrokerService(broker, res.accounts, res.lifecycle, subscriber)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, service.request_stop)
@@ -55,8 +55,6 @@ async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mappi
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await store.close()
-        await redis.aclose()
 
 
 async def _start(settings: Settings) -> None:

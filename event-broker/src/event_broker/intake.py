@@ -4,10 +4,14 @@ No I/O and no logging: the relay logs what this returns. The payload decides the
 `rebalancer_shared.triggers.decide_trigger` (only `{"exec": "rebalance"}` trades; everything else it
 cannot read becomes a dry run with a note). Every account that follows the message's channel gets
 one event carrying the Ably message id; an account that follows another channel gets none.
+
+An event's id is derived from the Ably message id and the account (`event_id_for`), so the same
+message delivered or submitted twice makes the same events, which the queue recognises.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +56,15 @@ class MessageIntake:
         return bool(self.events or self.rejected)
 
 
+# The namespace of event ids derived from Ably message ids (uuid5): fixed forever.
+ABLY_EVENT_NAMESPACE = uuid.UUID("5b0e4c8e-3f64-4b5e-9d3a-0c6f4d1e2a77")
+
+
+def event_id_for(message_id: str, account_id: str) -> uuid.UUID:
+    """The id of the event one Ably message makes for one account: the same every time."""
+    return uuid.uuid5(ABLY_EVENT_NAMESPACE, f"{message_id}\n{account_id}")
+
+
 def _event_for(
     account: Account, message: ReceivedMessage, decision: TriggerDecision, created_at: datetime | None
 ) -> Event:
@@ -64,6 +77,8 @@ def _event_for(
     }
     if created_at is not None:
         fields["created_at"] = created_at
+    if message.message_id is not None:
+        fields["event_id"] = event_id_for(message.message_id, account.account_id)
     return Event.model_validate(fields)
 
 

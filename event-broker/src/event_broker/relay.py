@@ -1,15 +1,15 @@
 """Turning each received Ably message into queued events, once.
 
 For one message: skip it if its Ably id was already turned into events (`P:ably:seen:{id}`); map it
-to one event per account on its channel (`intake.events_for_message`); submit each event with
-`submit_event` (queue with dedup, history, counters, outcome logged with event_id, account_id and
-command); only then remember the id, with a TTL longer than any catch-up window.
+to one event per account on its channel (`intake.events_for_message`); submit each event through
+`EventLifecycle.submit` (queue with dedup, history, counters, outcome logged with event_id,
+account_id and command); only then remember the id, with a TTL longer than any catch-up window.
 
 Why remember the id *after* submitting: a broker killed between the two re-reads the message on its
-next catch-up (rewind) and submits it again. While its events are live the queue's dedup drops the
-copies (or marks a processing one to run once more); if they already finished, the trigger runs once
-more, which for a rebalance plans no orders (the planner converges). The other order, remembering
-first, would lose the trigger in that window. At-least-once is the safe side for a trigger.
+next catch-up (rewind) and submits it again. The events of a message have ids derived from the
+message id and the account (`intake.event_id_for`), so the copies are the same events: the queue
+recognises them, live or finished within a day, and nothing runs twice (`ALREADY_ACCEPTED`). The
+other order, remembering first, would lose the trigger in that window.
 
 Redis and PostgreSQL writes go through `Retrier`: an outage holds the message in memory and keeps
 retrying, loudly, instead of dropping it.
@@ -27,9 +27,8 @@ from event_broker.intake import MessageIntake, ReceivedMessage, events_for_messa
 from event_broker.retry import Retrier
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.events import Event
-from rebalancer_shared.intake import submit_event
-from rebalancer_shared.queue import EnqueueResult, EventQueue
-from rebalancer_shared.store import EventStore
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.queue import EnqueueResult
 
 log = structlog.get_logger(__name__)
 
@@ -47,15 +46,14 @@ class TriggerRelay:
 
     def __init__(
         self,
-        queue: EventQueue,
-        store: EventStore,
+        lifecycle: EventLifecycle,
         accounts_by_channel: Mapping[str, Sequence[Account]],
         *,
         seen_ttl_seconds: int,
         retrier: Retrier | None = None,
     ) -> None:
-        self._queue = queue
-        self._store = store
+        self._lifecycle = lifecycle
+        self._queue = lifecycle.queue
         self._accounts = accounts_by_channel
         self._seen_ttl_seconds = seen_ttl_seconds
         self.retrier = retrier or Retrier()
@@ -88,10 +86,8 @@ class TriggerRelay:
         return bool(await self.retrier.run("check ably message id", lambda: self._redis.exists(key)))
 
     async def _submit(self, event: Event) -> EnqueueResult:
-        # Re-submitting the same event after a failure is safe: the queue's dedup recognises it.
-        return await self.retrier.run(
-            f"submit event {event.event_id}", lambda: submit_event(self._queue, self._store, event)
-        )
+        # Re-submitting the same event after a failure is safe: the queue recognises its id.
+        return await self.retrier.run(f"submit event {event.event_id}", lambda: self._lifecycle.submit(event))
 
     async def _remember(self, message_id: str) -> None:
         key = self._queue.keys.ably_seen(message_id)

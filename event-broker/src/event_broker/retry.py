@@ -23,7 +23,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from event_broker.errors import BrokerError
-from rebalancer_shared.intake import TriggerNotAcceptedError
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +36,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     InterfaceError,
     OSError,
     TimeoutError,
-    TriggerNotAcceptedError,  # the history write failed and the enqueue was withdrawn: submit again
 )
 
 

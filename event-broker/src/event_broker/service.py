@@ -1,6 +1,7 @@
 """The broker's lifecycle: start, subscribe, relay messages, write heartbeats, stop cleanly.
 
-Start: `ensure_queue_state` (rebuild the queue if Redis lost its data), connect to Ably (a rejected
+Start: `reconcile_queue` (restore what Redis lost from PostgreSQL; repeated every
+`reconcile_interval_seconds` while running, beside the outbox drainer), connect to Ably (a rejected
 key ends the run with `AblyConnectionFailedError`), subscribe once per channel that some account
 follows. Messages go from the SDK's listener into an in-memory inbox and are relayed one at a time,
 in arrival order, by one consumer task, so a slow write never blocks the SDK and an error in one
@@ -33,9 +34,8 @@ from event_broker.settings import SERVICE_NAME, BrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
 from rebalancer_shared.heartbeats import beat, forget
-from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.recovery import ensure_queue_state
-from rebalancer_shared.store import EventStore
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.recovery import keep_reconciling, reconcile_queue
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +69,7 @@ class BrokerService:
         self,
         settings: BrokerSettings,
         accounts: Mapping[str, Account],
-        queue: EventQueue,
-        store: EventStore,
+        lifecycle: EventLifecycle,
         subscriber: Subscriber,
         *,
         instance: str | None = None,
@@ -78,12 +77,11 @@ class BrokerService:
         self.settings = settings
         self.instance = instance or default_instance()
         self._channels = accounts_by_channel(accounts)
-        self._queue = queue
-        self._store = store
+        self._lifecycle = lifecycle
+        self._queue = lifecycle.queue
         self._subscriber = subscriber
         self.relay = TriggerRelay(
-            queue,
-            store,
+            lifecycle,
             self._channels,
             seen_ttl_seconds=settings.seen_ttl_seconds,
             retrier=Retrier(settings.retry),
@@ -116,6 +114,15 @@ class BrokerService:
         """Run until stopped; raise `AblyConnectionFailedError` if the Ably connection fails for good."""
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat")
         consumer = asyncio.create_task(self._consume(), name="broker-consumer")
+        history = [
+            asyncio.create_task(self._lifecycle.outbox.run_drainer(), name="outbox-drainer"),
+            asyncio.create_task(
+                keep_reconciling(
+                    self._lifecycle, self.settings.lease_seconds, self.settings.reconcile_interval_seconds
+                ),
+                name="reconciler",
+            ),
+        ]
         try:
             await self._unless_stopped(self._start())
             if self._stopping.is_set():
@@ -126,11 +133,14 @@ class BrokerService:
             if failure is not None:
                 raise failure
         finally:
+            for task in history:
+                task.cancel()
+            await asyncio.gather(*history, return_exceptions=True)
             await self._shutdown(consumer, heartbeat)
 
     async def _start(self) -> None:
         report = await self.relay.retrier.run(
-            "check queue state", lambda: ensure_queue_state(self._queue, self._store)
+            "check queue state", lambda: reconcile_queue(self._lifecycle, self.settings.lease_seconds)
         )
         if report.redis_was_wiped:
             log.warning("queue rebuilt at start", restored=report.restored, already=report.already_queued)

@@ -37,6 +37,9 @@ class BrokerSettings:
     close_timeout_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The queue's lease length (a restored processing event waits one) and the reconcile interval.
+    lease_seconds: float = 30.0
+    reconcile_interval_seconds: float = 30.0
 
     @property
     def seen_ttl_seconds(self) -> int:
@@ -69,4 +72,6 @@ class BrokerSettings:
             catch_up_seconds=settings.ably.catch_up_seconds,
             # The management service judges staleness in units of the shared heartbeat interval.
             heartbeat_seconds=min(DEFAULT_HEARTBEAT_SECONDS, settings.processing.heartbeat_seconds),
+            lease_seconds=settings.processing.lease_seconds,
+            reconcile_interval_seconds=settings.processing.reconcile_interval_seconds,
         )

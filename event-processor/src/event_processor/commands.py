@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from event_processor import execution
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker, ReadOnlyBrokerView
-from event_processor.execution import ExecutionReport
+from event_processor.execution import UNGUARDED, ExecutionReport, OrderGuard
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Command, Event
@@ -29,6 +29,8 @@ class CommandContext:
     broker: Broker
     allocations: AllocationClient
     processing: ProcessingSettings
+    # Records the live commands' orders as they are placed and stops them when the lease may be gone.
+    guard: OrderGuard = UNGUARDED
 
     @property
     def event_id(self) -> str:
@@ -51,6 +53,7 @@ async def _rebalance(ctx: CommandContext) -> ExecutionReport:
         ctx.event_id,
         cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
         fill_timeout_seconds=ctx.processing.fill_timeout_seconds,
+        guard=ctx.guard,
     )
 
 
@@ -81,6 +84,7 @@ async def _cancel_orders(ctx: CommandContext) -> ExecutionReport:
         ctx.account.account_id,
         ctx.event_id,
         cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
+        guard=ctx.guard,
     )
 
 

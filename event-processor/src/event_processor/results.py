@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from event_processor.brokers import OrderResult
 from event_processor.execution import ExecutionReport
 from rebalancer_shared.events import Command
-from rebalancer_shared.store import OrderRecord
 
 _STATUS = {"filled": "success", "read_only": "success", "cancelled": "success", "partial": "partial"}
 
@@ -65,23 +63,3 @@ def result_of(command: Command, report: ExecutionReport, at: datetime) -> dict[s
         "timestamp": at.isoformat(),
         "details": report.to_dict(),
     }
-
-
-def order_records(orders: tuple[OrderResult, ...]) -> list[OrderRecord]:
-    """History rows for the orders a run placed."""
-    return [
-        OrderRecord(
-            symbol=o.symbol,
-            action=o.action,
-            quantity=o.quantity,
-            order_type=o.order_type,
-            order_ref=o.order_ref,
-            status=o.status,
-            filled_quantity=o.filled_quantity,
-            avg_fill_price=o.avg_fill_price or None,
-            limit_price=o.limit_price,
-            broker_order_id=o.order_id,
-            perm_id=o.perm_id,
-        )
-        for o in orders
-    ]

@@ -1,33 +1,41 @@
 """`EventRunner`: the worker's handler. Runs an event's command and records the run and its orders.
 
-A run row is written when the command starts and again when it ends (success, partial or failed,
-with its result, plan and equity information), so a processor killed mid-run leaves a run marked
-`running` that the retry's own run row follows.
+A run row is written when the command starts (or the run does not start: nothing trades without a
+record) and again when it ends. Orders are recorded as they are placed (`RecordedOrders`). A run
+that does not end by itself still ends in the history: stopped by a lost lease or a shutdown it is
+saved `interrupted` (or `unknown` when an order's outcome was never read); killed outright, it is
+closed by the history when its event moves on (store/history_writes.py). The final save is retried
+while it fails; if it cannot be written the run raises, so the event is not completed without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker
 from event_processor.commands import COMMANDS, CommandContext
 from event_processor.execution import ExecutionFailed, ExecutionReport
-from event_processor.results import execution_mode, order_records, result_of
+from event_processor.order_journal import RecordedOrders
+from event_processor.results import execution_mode, result_of
+from event_processor.worker import RunTicket
 from rebalancer_shared.accounts import Account
-from rebalancer_shared.config import ProcessingSettings
+from rebalancer_shared.config import OrderSettings, ProcessingSettings
 from rebalancer_shared.errors import RebalancerError
-from rebalancer_shared.events import Event
 from rebalancer_shared.metrics import Counter, count
-from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.store import EventStore, RunRecord
+from rebalancer_shared.queue import EventQueue, LeaseExpiredError
+from rebalancer_shared.store import EventStore, RunRecord, RunStatus
 
 log = structlog.get_logger(__name__)
+# How long the final save of a run is retried before the run gives up (and its event retries).
+FINAL_SAVE_SECONDS = 10.0
 
 
 class UnknownAccountError(RebalancerError):
@@ -49,6 +57,7 @@ class EventRunner:
         store: EventStore,
         queue: EventQueue,
         processing: ProcessingSettings,
+        orders: OrderSettings | None = None,
     ) -> None:
         self.accounts = accounts
         self.broker = broker
@@ -56,9 +65,11 @@ class EventRunner:
         self.store = store
         self.queue = queue
         self.processing = processing
+        self.order_type = (orders or OrderSettings()).order_type
 
-    async def handle(self, event: Event, attempt: int, worker: str) -> None:
+    async def handle(self, ticket: RunTicket) -> None:
         """Run the event's command once; raise when it did not succeed (the event then retries)."""
+        event = ticket.event
         account = self.accounts.get(event.account_id)
         if account is None:
             raise UnknownAccountError(
@@ -66,43 +77,44 @@ class EventRunner:
             )
         run = RunRecord(
             event_id=event.event_id,
-            attempt=attempt,
+            attempt=ticket.attempt,
             account_id=event.account_id,
             exec_command=event.exec_command.value,
             execution_mode=execution_mode(event.exec_command),
-            worker=worker,
-            status="running",
+            worker=ticket.worker,
+            status=RunStatus.RUNNING,
             started_at=_now(),
             run_id=uuid.uuid4(),
         )
         await self.store.save_run(run)
-        context = CommandContext(event, account, self.broker, self.allocations, self.processing)
+        journal = RecordedOrders(self.store, run.run_id, event.event_id, ticket.fence, self.order_type)
+        context = CommandContext(event, account, self.broker, self.allocations, self.processing, journal)
+        await self._run(run, context, journal)
+
+    async def _run(self, run: RunRecord, context: CommandContext, journal: RecordedOrders) -> None:
         try:
-            report = await COMMANDS[event.exec_command](context)
+            report = await COMMANDS[context.event.exec_command](context)
         except ExecutionFailed as exc:
-            await self._finish(run, exc.report, error=str(exc))
+            await self._finish(run, journal, exc.report, error=str(exc))
+            raise
+        except (asyncio.CancelledError, LeaseExpiredError) as exc:
+            error = str(exc) or "stopped: its lease was lost, or the processor shut down"
+            status = RunStatus.UNKNOWN if journal.unsettled else RunStatus.INTERRUPTED
+            await asyncio.shield(self._save_or_log(run, status=status, error=error))
             raise
         except Exception as exc:
-            await self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
+            await self._save_or_log(run, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        await self._finish(run, report)
+        await self._finish(run, journal, report)
 
-    async def _finish(self, run: RunRecord, report: ExecutionReport, error: str | None = None) -> None:
+    async def _finish(
+        self, run: RunRecord, journal: RecordedOrders, report: ExecutionReport, error: str | None = None
+    ) -> None:
         finished = _now()
-        command = COMMANDS_BY_NAME[run.exec_command]
-        result = result_of(command, report, finished)
-        await self._save(
-            run,
-            status=result["status"] if error is None else report.outcome,
-            error=error,
-            message=report.message,
-            equity_info=result["equity_info"],
-            plan=report.plan.to_dict() if report.plan else None,
-            result=result,
-            finished_at=finished,
-        )
+        result = result_of(COMMANDS_BY_NAME[run.exec_command], report, finished)
+        status = RunStatus(result["status"])
         if report.orders:
-            await self.store.save_orders(run.run_id, run.event_id, order_records(report.orders))
+            await journal.record_all(report.orders)
             await count(
                 self.queue.redis,
                 self.queue.keys.prefix,
@@ -110,11 +122,37 @@ class EventRunner:
                 run.exec_command,
                 len(report.orders),
             )
+        await self._save(
+            run,
+            status=status,
+            error=error,
+            message=report.message,
+            equity_info=result["equity_info"],
+            plan=report.plan.to_dict() if report.plan else None,
+            result=result,
+            finished_at=finished,
+        )
         log.info("run finished", outcome=report.outcome, message=report.message, orders=len(report.orders))
 
     async def _save(self, run: RunRecord, **changes: Any) -> None:
         changes.setdefault("finished_at", _now())
-        await self.store.save_run(RunRecord(**{**run.__dict__, **changes}))
+        record = RunRecord(**{**run.__dict__, **changes})
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(FINAL_SAVE_SECONDS),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type(Exception),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.store.save_run(record)
+
+    async def _save_or_log(self, run: RunRecord, **changes: Any) -> None:
+        """Save how a run ended without hiding why it ended (the history closes it otherwise)."""
+        try:
+            await self._save(run, **changes)
+        except Exception as exc:
+            log.error("the run's end could not be recorded", error=str(exc).splitlines()[0], **changes)
 
 
 COMMANDS_BY_NAME = {command.value: command for command in COMMANDS}

@@ -13,15 +13,13 @@ from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker, IbkrBroker
 from event_processor.brokers.simulated_file import simulated_broker_from_file
 from event_processor.runner import EventRunner
-from event_processor.worker import Worker, WorkerSettings
+from event_processor.worker import Worker
 from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
 from rebalancer_shared.errors import ConfigError
-from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.recovery import ensure_queue_state
-from rebalancer_shared.redis_connection import open_redis
+from rebalancer_shared.recovery import reconcile_queue
+from rebalancer_shared.resources import open_resources
 from rebalancer_shared.startup import wait_for_servers
-from rebalancer_shared.store import EventStore
 
 log = structlog.get_logger(__name__)
 SERVICE_NAME = "event-processor"
@@ -40,48 +38,32 @@ def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
     return IbkrBroker(settings.ibkr, settings.orders)
 
 
-def worker_settings(settings: Settings) -> WorkerSettings:
-    """The loop's knobs from the `processing` section."""
-    p = settings.processing
-    return WorkerSettings(
-        max_concurrent_events=p.max_concurrent_events,
-        lease_seconds=p.lease_seconds,
-        heartbeat_seconds=p.heartbeat_seconds,
-        retry_delay_seconds=p.retry_delay_seconds,
-        reap_interval_seconds=p.reap_interval_seconds,
-        shutdown_grace_seconds=p.shutdown_grace_seconds,
-    )
-
-
 async def run_processor(settings: Settings) -> None:
     """Check the accounts, wait for Redis and PostgreSQL (start-up policy: rebalancer_shared.startup),
-    then run until SIGTERM/SIGINT and drain (see `Worker.run`)."""
+    reconcile the queue with the history, then run until SIGTERM/SIGINT and drain (see `Worker.run`)."""
     accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
     broker = make_broker(settings, accounts)
     await wait_for_servers(settings)
-    redis = open_redis(settings.redis.url)
-    store = EventStore.from_url(
-        settings.database.url, pool_size=settings.processing.max_concurrent_events + 2
-    )
-    queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)
     allocations = AllocationClient(settings.allocations)
+    pool = settings.processing.max_concurrent_events + 2
     try:
-        await ensure_queue_state(queue, store)
-        runner = EventRunner(accounts, broker, allocations, store, queue, settings.processing)
-        worker = Worker(queue, store, runner, worker_settings(settings))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stop)
-        log.info(
-            "event processor started",
-            worker=worker.name,
-            broker=settings.processing.broker,
-            accounts=len(accounts),
-            max_concurrent_events=settings.processing.max_concurrent_events,
-        )
-        await worker.run()
+        async with open_resources(settings, accounts=accounts, store_pool_size=pool) as res:
+            await reconcile_queue(res.lifecycle, settings.processing.lease_seconds)
+            runner = EventRunner(
+                accounts, broker, allocations, res.store, res.queue, settings.processing, settings.orders
+            )
+            worker = Worker(res.lifecycle, runner, settings.processing)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.stop)
+            log.info(
+                "event processor started",
+                worker=worker.name,
+                broker=settings.processing.broker,
+                accounts=len(accounts),
+                max_concurrent_events=settings.processing.max_concurrent_events,
+            )
+            await worker.run()
     finally:
         await broker.close()
         await allocations.aclose()
-        await store.close()
-        await redis.aclose()

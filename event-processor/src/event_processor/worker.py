@@ -3,9 +3,18 @@
 `max_concurrent_events` slots each loop: claim (polling), run the event's command while a guard task
 renews the lease (and, for mutating commands, the account lock) every `heartbeat_seconds`, then
 complete it and claim the next in one round trip, or fail it to the back of the queue with the
-retry delay. Retries never stop by themselves. A reaper returns events whose worker died.
+retry delay. Retries never stop by themselves. Every transition goes through `EventLifecycle`
+(queue step, history, counter and log line together); logs carry event_id, account_id and command.
 
-Every state change goes to the `EventStore`; logs carry event_id, account_id and command.
+Background tasks of every worker: the reaper (returns events whose worker died), the outbox drainer
+(history PostgreSQL has not got yet), the reconciliation (events Redis lost, restored from
+PostgreSQL) and the heartbeat.
+
+Self-fencing: each run carries a `LeaseFence`. Renewals that Redis confirms move it on; when none was
+confirmed in time (Redis down, the connection silently cut) the fence closes before the lease can
+have expired in Redis, the run is stopped and places nothing more, and the event is left for whoever
+reaps it. A run is never stopped half-way through placing a batch: the engine checks the fence
+before each batch.
 
 Shutdown (SIGTERM): stop claiming, give running events `shutdown_grace_seconds` to finish, then
 cancel the rest and release them to the front of the queue: nothing is lost either way.
@@ -17,39 +26,40 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
+from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
 from rebalancer_shared.heartbeats import beat, forget
-from rebalancer_shared.metrics import Counter, count
-from rebalancer_shared.queue import AccountLock, Claim, CompleteOutcome, EventQueue, LeaseLostError
-from rebalancer_shared.store import EventStore, Transition
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.queue import AccountLock, Claim, LeaseFence, LeaseLostError
+from rebalancer_shared.recovery import keep_reconciling
 
 log = structlog.get_logger(__name__)
+SERVICE = "event-processor"
+
+
+@dataclass(frozen=True)
+class RunTicket:
+    """What a run gets: its event, the attempt number, the worker's name and the lease fence."""
+
+    event: Event
+    attempt: int
+    worker: str
+    fence: LeaseFence
 
 
 class EventHandler(Protocol):
     """Runs one event's command; raising means the run failed and the event retries."""
 
-    async def handle(self, event: Event, attempt: int, worker: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """The knobs of the loop (from the `processing` section of config.yaml)."""
-
-    max_concurrent_events: int = 8
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
-    retry_delay_seconds: float = 30.0
-    reap_interval_seconds: float = 5.0
-    shutdown_grace_seconds: float = 30.0
-    poll_seconds: float = 0.2
+    async def handle(self, ticket: RunTicket) -> None: ...
 
 
 def worker_name() -> str:
@@ -58,7 +68,13 @@ def worker_name() -> str:
 
 
 class LostLeaseDuringRun(Exception):
-    """The lease (or account lock) could not be renewed; the run was stopped."""
+    """The lease (or account lock) could not be renewed in time; the run was stopped."""
+
+
+@dataclass
+class _Active:
+    claim: Claim
+    fence: LeaseFence
 
 
 class Worker:
@@ -66,14 +82,13 @@ class Worker:
 
     def __init__(
         self,
-        queue: EventQueue,
-        store: EventStore,
+        lifecycle: EventLifecycle,
         handler: EventHandler,
-        settings: WorkerSettings,
+        settings: ProcessingSettings,
         name: str | None = None,
     ) -> None:
-        self.queue = queue
-        self.store = store
+        self.lifecycle = lifecycle
+        self.queue = lifecycle.queue
         self.handler = handler
         self.settings = settings
         self.name = name or worker_name()
@@ -93,7 +108,16 @@ class Worker:
         """Run until `stop()`; then drain within the grace period and release what is left."""
         await self.reap_once()
         slots = [asyncio.create_task(self._slot(i)) for i in range(self.settings.max_concurrent_events)]
-        background = [asyncio.create_task(self._reaper()), asyncio.create_task(self._heartbeat())]
+        background = [
+            asyncio.create_task(self._reaper()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self.lifecycle.outbox.run_drainer()),
+            asyncio.create_task(
+                keep_reconciling(
+                    self.lifecycle, self.settings.lease_seconds, self.settings.reconcile_interval_seconds
+                )
+            ),
+        ]
         await self._stopping.wait()
         log.info(
             "stopping: no new claims", running=self.active, grace_seconds=self.settings.shutdown_grace_seconds
@@ -105,24 +129,14 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await forget(self.queue.redis, self.queue.keys.prefix, "event-processor", self.name)
+        with contextlib.suppress(Exception):
+            await self.lifecycle.outbox.drain()
+            await forget(self.queue.redis, self.queue.keys.prefix, SERVICE, self.name)
         log.info("stopped")
 
     async def reap_once(self) -> None:
-        """Return expired leases to the queue and record it."""
-        for event_id, times in await self.queue.reap():
-            view = await self.queue.get(event_id)
-            log.warning("lease expired: event returned to the queue", event_id=event_id, times_queued=times)
-            if view is not None:
-                await self.store.record(
-                    view.event,
-                    Transition.REQUEUED,
-                    times_queued=times,
-                    detail="lease expired: its worker stopped",
-                )
-                await count(
-                    self.queue.redis, self.queue.keys.prefix, Counter.EVENTS_RETRIED, view.event.exec_command
-                )
+        """Return expired leases to the queue (recorded by the lifecycle)."""
+        await self.lifecycle.reap()
 
     async def _reaper(self) -> None:
         while True:
@@ -138,7 +152,7 @@ class Worker:
                 await beat(
                     self.queue.redis,
                     self.queue.keys.prefix,
-                    "event-processor",
+                    SERVICE,
                     self.name,
                     "running",
                     active=self.active,
@@ -148,24 +162,32 @@ class Worker:
                 log.exception("heartbeat failed; will try again")
             await asyncio.sleep(min(self.settings.heartbeat_seconds, 5.0))
 
+    def _fence(self, sent_at: float) -> LeaseFence:
+        return LeaseFence(self.settings.lease_seconds, sent_at)
+
+    async def _claim(self) -> _Active | None:
+        sent_at = time.monotonic()
+        claim = await self.lifecycle.claim(self.name, wait_seconds=self.settings.claim_poll_seconds)
+        return None if claim is None else _Active(claim, self._fence(sent_at))
+
     async def _slot(self, index: int) -> None:
-        claim: Claim | None = None
-        while not self._stopping.is_set() or claim is not None:
+        active: _Active | None = None
+        while not self._stopping.is_set() or active is not None:
             try:
-                if claim is None:
-                    claim = await self.queue.claim_wait(self.name, wait_seconds=self.settings.poll_seconds)
+                if active is None:
+                    active = await self._claim()
                     continue
-                claim = await self._process(claim)
+                active = await self._process(active)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("worker slot error; continuing", slot=index)
-                claim = None
-                await asyncio.sleep(self.settings.poll_seconds)
+                active = None
+                await asyncio.sleep(self.settings.claim_poll_seconds)
 
-    async def _process(self, claim: Claim) -> Claim | None:
+    async def _process(self, active: _Active) -> _Active | None:
         """Run one claimed event; return the next claim when completing could take one at once."""
-        event = claim.event
+        event = active.claim.event
         bound = structlog.contextvars.bound_contextvars(
             event_id=str(event.event_id), account_id=event.account_id, command=event.exec_command.value
         )
@@ -174,31 +196,31 @@ class Worker:
             assert task is not None
             self._running[str(event.event_id)] = task
             try:
-                error = await self._run_guarded(claim)
+                error = await self._run_guarded(active)
             except asyncio.CancelledError:
-                await self._release(claim)
+                await self._release(active.claim)
                 raise
             finally:
                 self._running.pop(str(event.event_id), None)
             if error is not None:
-                await self._fail(claim, error)
+                await self._fail(active.claim, error)
                 return None
-            return await self._complete(claim)
+            return await self._complete(active.claim)
 
-    async def _run_guarded(self, claim: Claim) -> str | None:
+    async def _run_guarded(self, active: _Active) -> str | None:
         """Run the handler under the lease (and account lock); return an error text or None."""
-        event = claim.event
-        await self.store.record(event, Transition.PROCESSING, detail=f"worker {self.name}")
+        event = active.claim.event
         lock = None
         if event.exec_command.is_mutating:
             lock = AccountLock(
                 self.queue.redis, self.queue.keys.prefix, event.account_id, self.settings.lease_seconds
             )
-            lock_error = await self._wait_for_lock(claim, lock)
+            lock_error = await self._wait_for_lock(active, lock)
             if lock_error:
                 return lock_error
+        ticket = RunTicket(event, event.times_queued, self.name, active.fence)
         try:
-            await self._with_renewal(claim, lock, self.handler.handle(event, event.times_queued, self.name))
+            await self._with_renewal(active, lock, self.handler.handle(ticket))
             return None
         except LostLeaseDuringRun as exc:
             return str(exc)
@@ -207,9 +229,18 @@ class Worker:
             return f"{type(exc).__name__}: {exc}"
         finally:
             if lock is not None:
-                await lock.release()
+                with contextlib.suppress(RedisError, OSError):
+                    await lock.release()
 
-    async def _wait_for_lock(self, claim: Claim, lock: AccountLock) -> str | None:
+    async def _renew(self, active: _Active, lock: AccountLock | None) -> None:
+        """One renewal of the lease (and lock); the fence moves only when Redis confirmed both."""
+        sent_at = active.fence.now()
+        await self.queue.renew(active.claim)
+        if lock is not None and not await lock.renew():
+            raise LeaseLostError("the account lock expired while the command ran")
+        active.fence.confirm(sent_at)
+
+    async def _wait_for_lock(self, active: _Active, lock: AccountLock) -> str | None:
         """Wait for the account's mutating-command lock, renewing our lease meanwhile."""
         waited = False
         while not await lock.try_acquire():
@@ -217,17 +248,17 @@ class Worker:
                 log.info("waiting for the account's running mutating command to finish")
                 waited = True
             try:
-                await self.queue.renew(claim)
+                await self._renew(active, None)
             except LeaseLostError as exc:
                 return str(exc)
             await asyncio.sleep(min(1.0, self.settings.heartbeat_seconds))
         return None
 
     async def _with_renewal(
-        self, claim: Claim, lock: AccountLock | None, work: Coroutine[Any, Any, None]
+        self, active: _Active, lock: AccountLock | None, work: Coroutine[Any, Any, None]
     ) -> None:
         run = asyncio.ensure_future(work)
-        guard = asyncio.create_task(self._renew_until_done(claim, lock, run))
+        guard = asyncio.create_task(self._renew_until_done(active, lock, run))
         try:
             await run
         except asyncio.CancelledError:
@@ -237,59 +268,61 @@ class Worker:
         finally:
             if not guard.done():
                 guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LeaseLostError):
+            with contextlib.suppress(asyncio.CancelledError, LeaseLostError, LostLeaseDuringRun):
                 await guard
 
     async def _renew_until_done(
-        self, claim: Claim, lock: AccountLock | None, run: asyncio.Future[None]
+        self, active: _Active, lock: AccountLock | None, run: asyncio.Future[None]
     ) -> None:
+        fence = active.fence
         while not run.done():
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+            await asyncio.sleep(max(0.0, min(self.settings.heartbeat_seconds, fence.remaining())))
+            if fence.remaining() <= 0:
+                log.error("no lease renewal confirmed in time: stopping the run before the lease can expire")
+                run.cancel()
+                raise LostLeaseDuringRun("the lease could not be renewed in time: the run stopped itself")
             try:
-                await self.queue.renew(claim)
-                if lock is not None and not await lock.renew():
-                    raise LeaseLostError("the account lock expired while the command ran")
+                await asyncio.wait_for(self._renew(active, lock), timeout=max(0.05, fence.remaining()))
             except LeaseLostError as exc:
                 log.error("lease lost during the run: stopping the command", error=str(exc))
                 run.cancel()
                 raise
             except Exception as exc:  # a Redis blip must not end the renewals while the run goes on
-                log.warning("lease renewal failed; retrying at the next beat", error=str(exc))
+                log.warning(
+                    "lease renewal failed; retrying at the next beat",
+                    error=str(exc) or type(exc).__name__,
+                    fence_remaining_seconds=round(fence.remaining(), 1),
+                )
 
-    async def _complete(self, claim: Claim) -> Claim | None:
-        event = claim.event
-        redis, prefix = self.queue.redis, self.queue.keys.prefix
-        if self._stopping.is_set():
-            outcome, next_claim = await self.queue.complete(claim), None
-        else:
-            outcome, next_claim = await self.queue.complete_and_claim(claim, self.name)
-        if outcome is CompleteOutcome.RERUN:
-            await self.store.record(event, Transition.RERUN, detail="a trigger arrived during the run")
-            log.info("event completed; running once more for a trigger that arrived meanwhile")
-        else:
-            await self.store.record(event, Transition.COMPLETED)
-            log.info("event completed", times_queued=event.times_queued)
-        await count(redis, prefix, Counter.EVENTS_COMPLETED, event.exec_command)
-        return next_claim
+    async def _complete(self, claim: Claim) -> _Active | None:
+        next_for = None if self._stopping.is_set() else self.name
+        sent_at = time.monotonic()
+        try:
+            result = await self.lifecycle.complete(claim, claim_next_for=next_for)
+        except LeaseLostError:
+            log.error("the lease was lost before the run could complete; the event runs again")
+            return None
+        except (RedisError, OSError) as exc:
+            log.error("could not complete the event: it runs again once its lease expires", error=str(exc))
+            return None
+        if result.next_claim is None:
+            return None
+        return _Active(result.next_claim, self._fence(sent_at))
 
     async def _fail(self, claim: Claim, error: str) -> None:
-        event = claim.event
-        redis, prefix = self.queue.redis, self.queue.keys.prefix
-        times = await self.queue.fail(claim, error, self.settings.retry_delay_seconds)
-        await self.store.record(event, Transition.RETRYING, times_queued=times, detail=error)
-        await count(redis, prefix, Counter.EVENTS_FAILED, event.exec_command)
-        await count(redis, prefix, Counter.EVENTS_RETRIED, event.exec_command)
-        log.warning(
-            "event failed: back of the queue",
-            error=error,
-            times_queued=times,
-            retry_in_seconds=self.settings.retry_delay_seconds,
-        )
+        try:
+            await self.lifecycle.fail(claim, error, self.settings.retry_delay_seconds)
+        except LeaseLostError:
+            log.error(
+                "the lease was lost before the failure could be recorded; the event runs again", error=error
+            )
+        except (RedisError, OSError) as exc:
+            log.error(
+                "could not record the failure: the event runs again once its lease expires",
+                error=error,
+                redis_error=str(exc),
+            )
 
     async def _release(self, claim: Claim) -> None:
-        with contextlib.suppress(LeaseLostError):
-            await asyncio.shield(self.queue.release(claim))
-            await asyncio.shield(
-                self.store.record(claim.event, Transition.REQUEUED, detail="released at shutdown; runs again")
-            )
-            log.warning("shutdown: event returned to the front of the queue")
+        with contextlib.suppress(LeaseLostError, RedisError, OSError):
+            await asyncio.shield(self.lifecycle.release(claim))

@@ -129,6 +129,10 @@ class ProcessingSettings(_Section):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     retry_delay_seconds: float = Field(default=30.0, ge=0)
     reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often Redis is checked against PostgreSQL (events Redis lost are restored; see recovery.py).
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    # How often an idle worker slot asks for a claimable event.
+    claim_poll_seconds: float = Field(default=0.2, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     cancel_timeout_seconds: float = Field(default=60.0, gt=0)
     fill_timeout_seconds: float = Field(default=300.0, gt=0)
@@ -218,6 +222,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "LEASE_SECONDS": ("processing", "lease_seconds"),
     "HEARTBEAT_SECONDS": ("processing", "heartbeat_seconds"),
     "SHUTDOWN_GRACE_SECONDS": ("processing", "shutdown_grace_seconds"),
+    "RECONCILE_INTERVAL_SECONDS": ("processing", "reconcile_interval_seconds"),
     "CANCEL_TIMEOUT_SECONDS": ("processing", "cancel_timeout_seconds"),
     "FILL_TIMEOUT_SECONDS": ("processing", "fill_timeout_seconds"),
     "SIMULATED_BROKER_FILE": ("processing", "simulated_broker_file"),

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from pydantic import BaseModel, SecretStr
@@ -31,16 +32,27 @@ def register_secret(value: str | SecretStr | None) -> None:
 
 
 def register_settings_secrets(settings: BaseModel) -> None:
-    """Register every `SecretStr` found anywhere in a settings model."""
+    """Register every `SecretStr` of a settings model, and the password of every URL in it (the
+    database's, Redis's): none may reach a log line, a stored error or an API answer."""
     for value in _walk(settings):
         register_secret(value)
 
 
-def _walk(model: BaseModel) -> Iterable[SecretStr]:
+def _url_password(value: str) -> str | None:
+    try:
+        return urlsplit(value).password if "://" in value else None
+    except ValueError:
+        return None
+
+
+def _walk(model: BaseModel) -> Iterable[SecretStr | str]:
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, SecretStr):
             yield value
+        elif isinstance(value, str) and (password := _url_password(value)):
+            yield password
+            yield unquote(password)  # the URL may carry it percent-encoded; errors show it decoded
         elif isinstance(value, BaseModel):
             yield from _walk(value)
 
@@ -58,6 +70,12 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return REDACTED
     return value
+
+
+def redact_text(text: str) -> str:
+    """The text with every registered secret replaced by `***`: for anything stored or served."""
+    scrubbed: str = _scrub(text)
+    return scrubbed
 
 
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

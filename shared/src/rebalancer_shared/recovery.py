@@ -1,16 +1,30 @@
-"""Surviving a Redis that lost its data: rebuild the unfinished events from PostgreSQL.
+"""Redis loss healed while running: PostgreSQL says what is unfinished, Redis is made to hold it.
 
-At first start a marker key is written to Redis and the fact that it was written is recorded in
-PostgreSQL. Later, a Redis without the marker while PostgreSQL says it was written means Redis
-restarted empty (no AOF, a new volume, a failover to a blank replica). Then every event PostgreSQL
-records as queued, processing or retrying is enqueued again, oldest first, through the same atomic
-dedup as any enqueue, so events Redis still holds and concurrent rebuilds by other processes give no
-duplicates. A single-flight lock keeps two processes from rebuilding at the same time, and the
-marker is written only after a complete rebuild, so a rebuild that dies half-way is simply redone.
+`reconcile_queue` runs at every start and then every `reconcile_interval_seconds` in each processor
+and in the event broker, one process at a time (`P:recovery-lock`):
+
+1. The marker: written to Redis at first start and recorded in PostgreSQL. A Redis without it while
+   PostgreSQL says it was written has restarted empty or been wiped: that is logged loudly.
+2. Every event PostgreSQL records as queued, processing or retrying that Redis neither holds nor
+   finished in the last day is put back through `EventLifecycle.restore` (one atomic script that
+   re-checks all of that): queued and retrying ones at once; processing ones only after one lease
+   period, because the run that held one may still be going in a process cut off from Redis, and it
+   stops on its own once its lease can have expired (the worker's lease fence). An event whose key
+   another live event holds is superseded by it. When nothing was lost this costs one pipelined
+   EXISTS per unfinished event.
+3. The marker is written again once the pass is complete, so a pass that dies half-way is redone.
+
+Why running an event again after a recovery is safe: delivery is at least once, and every command
+is idempotent in effect. A rebalance re-plans from what the account holds, so an account already at
+its targets gets no orders (tests/integration/lifecycle/test_redis_loss_while_running.py proves it
+on a real run); cancel-orders of an account without open orders cancels nothing; the read-only
+commands change nothing. An event whose completion Redis lost before PostgreSQL heard of it
+therefore runs once more, harmlessly, and never at the same time as another run of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from dataclasses import dataclass
@@ -18,11 +32,16 @@ from datetime import UTC, datetime
 
 import structlog
 
-from rebalancer_shared.events import EventSource
-from rebalancer_shared.queue import EnqueueOutcome, EventQueue
-from rebalancer_shared.store import EventStatus, EventStore, Transition
+from rebalancer_shared.events import Event, EventSource
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.queue import RestoreOutcome
+from rebalancer_shared.queue.scripts import LOCK_RELEASE
+from rebalancer_shared.store import EventStatus
 
 MARKER_FACT = "redis_marker"
+RESTORE_DETAIL = "restored from the history after Redis lost it"
+
+log = structlog.get_logger(__name__)
 
 
 def marker_fact(prefix: str) -> str:
@@ -30,55 +49,73 @@ def marker_fact(prefix: str) -> str:
     return f"{MARKER_FACT}:{prefix}"
 
 
-log = structlog.get_logger(__name__)
-
-
 @dataclass(frozen=True)
 class RecoveryReport:
-    """What `ensure_queue_state` found and did."""
+    """What one reconciliation found and did."""
 
     redis_was_wiped: bool
     restored: int
     already_queued: int
+    locked_out: bool = False
 
 
-async def ensure_queue_state(
-    queue: EventQueue, store: EventStore, lock_seconds: float = 60.0
-) -> RecoveryReport:
-    """Check the marker; on a wiped Redis rebuild unfinished events from PostgreSQL. Call at start."""
-    redis = queue.redis
-    if await redis.exists(queue.keys.marker):
-        return RecoveryReport(redis_was_wiped=False, restored=0, already_queued=0)
-    holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-    if not await redis.set(queue.keys.recovery_lock, holder, nx=True, px=round(lock_seconds * 1000)):
-        log.info("another process is checking the queue state; waiting is not needed to proceed")
-        return RecoveryReport(redis_was_wiped=False, restored=0, already_queued=0)
-    try:
-        fact = marker_fact(queue.keys.prefix)
-        wiped = await store.get_fact(fact) is not None
-        restored = already = 0
-        if wiped:
-            log.warning("redis lost its data (marker missing): rebuilding the queue from PostgreSQL")
-            restored, already = await _rebuild(queue, store)
-        marker = datetime.now(UTC).isoformat()
-        await redis.set(queue.keys.marker, marker)
-        await store.set_fact(fact, marker)
-        return RecoveryReport(redis_was_wiped=wiped, restored=restored, already_queued=already)
-    finally:
-        await redis.delete(queue.keys.recovery_lock)
+async def _missing(lifecycle: EventLifecycle, events: list[tuple[Event, EventStatus]]) -> list[int]:
+    keys = lifecycle.queue.keys
+    async with lifecycle.queue.redis.pipeline(transaction=False) as pipe:
+        for event, _ in events:
+            pipe.exists(keys.event(str(event.event_id)))
+            pipe.zscore(keys.finished, str(event.event_id))
+        replies = await pipe.execute()
+    return [i for i in range(len(events)) if not replies[2 * i] and replies[2 * i + 1] is None]
 
 
-async def _rebuild(queue: EventQueue, store: EventStore) -> tuple[int, int]:
-    restored = already = 0
-    for event, status in await store.unfinished_events():
-        # A run that was in flight when Redis died counts as an attempt, as a reaped lease does.
-        times = event.times_queued + (1 if status is EventStatus.PROCESSING else 0)
+async def _restore_missing(lifecycle: EventLifecycle, lease_seconds: float) -> tuple[int, int]:
+    unfinished = await lifecycle.store.unfinished_events()
+    restored = 0
+    missing = await _missing(lifecycle, unfinished)
+    for index in missing:
+        event, status = unfinished[index]
+        was_running = status is EventStatus.PROCESSING
+        # A run that was in flight when Redis lost it counts as an attempt, as a reaped lease does.
+        times = event.times_queued + (1 if was_running else 0)
         rebuilt = event.model_copy(update={"times_queued": times, "source": EventSource.RECOVERY})
-        result = await queue.enqueue(rebuilt)
-        if result.outcome is EnqueueOutcome.QUEUED:
-            restored += 1
-            await store.record(rebuilt, Transition.RECOVERED, detail="rebuilt after Redis lost its data")
-        else:
-            already += 1
-    log.warning("queue rebuilt from PostgreSQL", restored=restored, already_queued=already)
-    return restored, already
+        result = await lifecycle.restore(rebuilt, lease_seconds if was_running else 0.0, RESTORE_DETAIL)
+        restored += result.outcome is RestoreOutcome.RESTORED
+    return restored, len(unfinished) - len(missing)
+
+
+async def reconcile_queue(
+    lifecycle: EventLifecycle, lease_seconds: float, lock_seconds: float = 60.0
+) -> RecoveryReport:
+    """One reconciliation pass (see the module docstring)."""
+    queue, store = lifecycle.queue, lifecycle.store
+    redis, keys = queue.redis, queue.keys
+    holder = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    if not await redis.set(keys.recovery_lock, holder, nx=True, px=round(lock_seconds * 1000)):
+        return RecoveryReport(redis_was_wiped=False, restored=0, already_queued=0, locked_out=True)
+    try:
+        wiped = False
+        if not await redis.exists(keys.marker):
+            wiped = await store.get_fact(marker_fact(keys.prefix)) is not None
+            if wiped:
+                log.error("redis lost its data (marker missing): restoring the queue from PostgreSQL")
+        restored, present = await _restore_missing(lifecycle, lease_seconds)
+        if restored:
+            log.warning("queue restored from PostgreSQL", restored=restored, already_queued=present)
+        marker = datetime.now(UTC).isoformat()
+        if not await redis.exists(keys.marker):
+            await redis.set(keys.marker, marker)
+            await store.set_fact(marker_fact(keys.prefix), marker)
+        return RecoveryReport(redis_was_wiped=wiped, restored=restored, already_queued=present)
+    finally:
+        await redis.register_script(LOCK_RELEASE)(keys=[keys.recovery_lock], args=[holder])
+
+
+async def keep_reconciling(lifecycle: EventLifecycle, lease_seconds: float, interval_seconds: float) -> None:
+    """Reconcile every `interval_seconds`, forever (a background task of the processor and broker)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await reconcile_queue(lifecycle, lease_seconds)
+        except Exception as exc:
+            log.warning("reconciliation failed; trying again later", error=str(exc).splitlines()[0])

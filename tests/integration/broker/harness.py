@@ -13,6 +13,7 @@ from event_broker.settings import BrokerSettings
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.accounts import Account, RebalancingSettings
 from rebalancer_shared.events import Event
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.metrics import Counter, read_counters
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
@@ -90,7 +91,7 @@ async def running_broker(
         rewind=settings.rewind,
         attach_timeout_seconds=settings.attach_timeout_seconds,
     )
-    service = BrokerService(settings, accounts, queue, store, subscriber, instance=instance)
+    service = BrokerService(settings, accounts, EventLifecycle(queue, store), subscriber, instance=instance)
     task = asyncio.create_task(service.run())
     try:
         await wait_until(lambda: service.ready.is_set() or task.done(), "the broker to subscribe")

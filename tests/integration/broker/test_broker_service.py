@@ -17,10 +17,11 @@ from event_broker.service import BrokerService
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.heartbeats import read_heartbeats
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.metrics import Counter
 from rebalancer_shared.queue import CompleteOutcome, EnqueueResult, EventQueue
-from rebalancer_shared.recovery import ensure_queue_state
-from rebalancer_shared.store import EventStore, Transition
+from rebalancer_shared.recovery import reconcile_queue
+from rebalancer_shared.store import EventStore, HistoryRecord, Transition
 from tests.fakes.ably import FakeAblyServer
 from tests.integration.broker.harness import (
     accounts_on,
@@ -151,7 +152,7 @@ async def test_trigger_arriving_while_its_event_is_processing_is_coalesced_into_
         fake_ably.publish("busy", "trigger", {"exec": "rebalance"})
         await wait_until(lambda: _counters_reach(queue, coalesced=1), "the second trigger to coalesce")
 
-    assert await queue.complete(claim) is CompleteOutcome.RERUN
+    assert (await queue.complete(claim)).outcome is CompleteOutcome.RERUN
     [rerun] = await live_events(queue)
     assert rerun.event_id == claim.event.event_id
     assert await counter(queue, Counter.EVENTS_QUEUED) == 1
@@ -345,9 +346,19 @@ async def test_stop_finishes_the_messages_already_received(
 async def test_start_rebuilds_the_queue_when_redis_lost_its_data(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
-    await ensure_queue_state(queue, fresh_store)  # a first start: marker written in Redis and PostgreSQL
+    await reconcile_queue(EventLifecycle(queue, fresh_store), 30)  # a first start: the marker is written
     unfinished = Event(account_id="DU1", exec_command=Command.REBALANCE, source=EventSource.ABLY)
-    await fresh_store.record(unfinished, Transition.QUEUED)  # known to PostgreSQL only
+    known_to_postgresql_only = HistoryRecord(
+        seq=1,
+        event_id=unfinished.event_id,
+        transition=Transition.QUEUED,
+        times_queued=1,
+        detail=None,
+        event=unfinished,
+        close_runs_below=0,
+        at=unfinished.created_at,
+    )
+    await fresh_store.apply_history([known_to_postgresql_only])
     await queue.redis.delete(queue.keys.marker)  # Redis came back empty
 
     async with running_broker(fake_ably, accounts_on({"DU1": "any"}), queue, fresh_store):
@@ -362,7 +373,9 @@ async def test_key_rejected_while_running_stops_the_broker_with_the_reason(
 ) -> None:
     settings = broker_settings(fake_ably)
     subscriber = AblySubscriber(settings.api_key, settings.client_options, rewind=settings.rewind)
-    service = BrokerService(settings, accounts_on({"DU1": "revoked"}), queue, fresh_store, subscriber)
+    service = BrokerService(
+        settings, accounts_on({"DU1": "revoked"}), EventLifecycle(queue, fresh_store), subscriber
+    )
     run = asyncio.create_task(service.run())
     await wait_until(service.ready.is_set, "the broker to subscribe")
 
@@ -382,7 +395,9 @@ async def test_stop_during_an_outage_gives_up_after_the_grace_period_naming_the_
     down = FlakyQueue(queue.redis, queue.keys.prefix, failures=10**6)  # Redis never comes back
     settings = dataclasses.replace(broker_settings(fake_ably), shutdown_grace_seconds=0.5)
     subscriber = AblySubscriber(settings.api_key, settings.client_options, rewind=settings.rewind)
-    service = BrokerService(settings, accounts_on({"DU1": "down"}), down, fresh_store, subscriber)
+    service = BrokerService(
+        settings, accounts_on({"DU1": "down"}), EventLifecycle(down, fresh_store), subscriber
+    )
     with capture_logs() as logs:
         run = asyncio.create_task(service.run())
         await wait_until(service.ready.is_set, "the broker to subscribe")

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.store import EventStore
 from tests.integration.first_contact.helpers import (
     ACCOUNTS_YAML,
     assert_one_line_error,
     rebalancer,
 )
 from tests.support.servers import (
+    REDIS_URL,
     create_database,
     database_url,
     drop_database,
@@ -142,18 +147,31 @@ def refusing_history(fresh_database_url: str) -> str:
     return conninfo
 
 
-def test_a_trigger_whose_history_write_fails_is_not_queued_and_a_retry_is_accepted(
-    folder: Path, env: dict[str, str], refusing_history: str
+async def test_a_trigger_whose_history_write_fails_is_accepted_and_its_history_follows(
+    folder: Path, env: dict[str, str], refusing_history: str, prefix: str
 ) -> None:
     result = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
-    assert_one_line_error(result, 3, "not accepted, nothing was queued", "history is read-only")
-    assert json.loads(rebalancer(folder, env, "queue", "status").stdout)["queue_length"] == 0
+    assert result.returncode == 0, result.stderr
+    accepted = json.loads(result.stdout)
+    assert accepted["outcome"] == "queued"
+    assert "history write postponed: the outbox keeps it" in result.stderr
+    assert "history is read-only" in result.stderr
+    again = json.loads(rebalancer(folder, env, "trigger", "DU123456", "print-positions").stdout)
+    assert again == {"event_id": accepted["event_id"], "outcome": "duplicate"}, "one trigger, one event"
 
     with psycopg.connect(refusing_history, autocommit=True) as conn:
         conn.execute("DROP TRIGGER refuse ON events")
-    again = rebalancer(folder, env, "trigger", "DU123456", "print-positions")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["outcome"] == "queued"
+    client = Redis.from_url(REDIS_URL)
+    history_db = EventStore.from_url(refusing_history)
+    try:
+        drained = await EventLifecycle(EventQueue(client, prefix), history_db).outbox.drain()
+        history = await history_db.history(uuid.UUID(accepted["event_id"]))
+    finally:
+        await history_db.close()
+        await client.aclose()
+    assert drained == 2  # what any running service's drainer does
+    assert history is not None
+    assert [t["state"] for t in history["transitions"]] == ["queued", "duplicate"]
 
 
 def test_a_missing_database_the_user_may_not_create_names_the_createdb_to_run(

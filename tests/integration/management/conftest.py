@@ -14,6 +14,7 @@ from management_service.main import create_app
 from management_service.services import Services
 from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import API_KEY, make_settings, write_accounts_file
@@ -37,7 +38,7 @@ def settings(tmp_path: Path, prefix: str, session_database: str, accounts_file: 
 @pytest.fixture
 def services(queue: EventQueue, store: EventStore, accounts: Mapping[str, Account]) -> Services:
     """On the session's database: tests that need a database of their own override this."""
-    return Services(queue=queue, store=store, accounts=accounts, health_policy=HealthPolicy())
+    return Services(lifecycle=EventLifecycle(queue, store), accounts=accounts, health_policy=HealthPolicy())
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from management_service.health import HealthPolicy
 from management_service.services import Services
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.events import Command
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.store import EventStore, RunRecord, Transition
+from rebalancer_shared.store import EventStore, RunRecord, RunStatus
 from tests.integration.management.helpers import ACCOUNT_A, ACCOUNT_B
 from tests.integration.queue.helpers import make_event
 
@@ -21,7 +22,9 @@ from tests.integration.queue.helpers import make_event
 @pytest.fixture
 def services(queue: EventQueue, fresh_store: EventStore, accounts: Mapping[str, Account]) -> Services:
     """A database of the test's own: the last run is per account id, which other tests share."""
-    return Services(queue=queue, store=fresh_store, accounts=accounts, health_policy=HealthPolicy())
+    return Services(
+        lifecycle=EventLifecycle(queue, fresh_store), accounts=accounts, health_policy=HealthPolicy()
+    )
 
 
 async def test_accounts_are_listed_with_channel_and_settings(client: httpx.AsyncClient) -> None:
@@ -39,12 +42,12 @@ async def test_accounts_are_listed_with_channel_and_settings(client: httpx.Async
 
 
 async def test_the_last_run_of_each_account_is_shown(
-    client: httpx.AsyncClient, fresh_store: EventStore
+    client: httpx.AsyncClient, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     event = make_event(ACCOUNT_A, Command.PRINT_REBALANCE)
-    await fresh_store.record(event, Transition.QUEUED)
+    await EventLifecycle(queue, fresh_store).submit(event)
     start = datetime.now(UTC)
-    for attempt, status in ((1, "failed"), (2, "completed")):
+    for attempt, status in ((1, RunStatus.FAILED), (2, RunStatus.SUCCESS)):
         run = RunRecord(
             event_id=event.event_id,
             attempt=attempt,
@@ -60,7 +63,7 @@ async def test_the_last_run_of_each_account_is_shown(
     accounts = (await client.get("/accounts")).json()
     last_run = accounts[0]["last_run"]
     assert (last_run["status"], last_run["message"], last_run["event_id"]) == (
-        "completed",
+        "success",
         "attempt 2",
         str(event.event_id),
     )

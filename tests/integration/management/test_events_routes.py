@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 import httpx
 
 from rebalancer_shared.events import Command
-from rebalancer_shared.store import EventStore, OrderRecord, RunRecord, Transition
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.store import EventStore, OrderRecord, RunRecord, RunStatus
 from tests.integration.management.helpers import ACCOUNT_A
 from tests.integration.queue.helpers import make_event
 
 
-def _run(event_id: uuid.UUID, attempt: int, status: str, **extra: object) -> RunRecord:
+def _run(event_id: uuid.UUID, attempt: int, status: RunStatus, **extra: object) -> RunRecord:
     return RunRecord(
         event_id=event_id,
         attempt=attempt,
@@ -28,29 +29,31 @@ def _run(event_id: uuid.UUID, attempt: int, status: str, **extra: object) -> Run
 
 
 async def test_history_shows_transitions_runs_with_errors_equity_plan_and_orders(
-    client: httpx.AsyncClient, store: EventStore
+    client: httpx.AsyncClient, lifecycle: EventLifecycle, store: EventStore
 ) -> None:
     event = make_event(ACCOUNT_A, Command.REBALANCE, data={"exec": "rebalance"})
-    await store.record(event, Transition.QUEUED)
-    await store.record(event, Transition.PROCESSING)
-    failed = _run(event.event_id, 1, "failed", error="AllocationError: weights sum to 0.9")
+    await lifecycle.submit(event)
+    claim = await lifecycle.claim("host:1:abc", 0)
+    assert claim is not None
+    failed = _run(event.event_id, 1, RunStatus.FAILED, error="AllocationError: weights sum to 0.9")
     await store.save_run(failed)
-    await store.record(
-        event, Transition.RETRYING, times_queued=2, detail="AllocationError: weights sum to 0.9"
-    )
-    await store.record(event, Transition.PROCESSING, times_queued=2)
+    await lifecycle.fail(claim, "AllocationError: weights sum to 0.9", retry_delay_seconds=0)
+    claim = await lifecycle.claim("host:1:abc", 0)
+    assert claim is not None
     done = _run(
         event.event_id,
         2,
-        "completed",
+        RunStatus.SUCCESS,
         equity_info={"net_liquidation": 100000.0, "reserve": 1000.0},
         plan={"orders": [{"symbol": "SPY", "action": "BUY", "quantity": 10}]},
         finished_at=datetime.now(UTC),
     )
     await store.save_run(done)
-    order = OrderRecord("SPY", "BUY", 10, "MKT", "rb-1", "Filled", 10, 450.5, broker_order_id=7, perm_id=99)
+    order = OrderRecord(
+        "SPY", "BUY", 10, "MKT", "rb-1", "Filled", 10, 450.5, broker_order_id=7, perm_id=99, seq=0
+    )
     await store.save_orders(done.run_id, event.event_id, [order])
-    await store.record(event, Transition.COMPLETED, times_queued=2)
+    await lifecycle.complete(claim)
 
     response = await client.get(f"/events/{event.event_id}")
     assert response.status_code == 200

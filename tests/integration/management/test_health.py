@@ -15,6 +15,7 @@ from management_service.services import Services
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings
 from rebalancer_shared.heartbeats import Heartbeat
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
@@ -130,7 +131,9 @@ async def test_a_killed_redis_is_reported_down_quickly(
         try:
             queue = EventQueue(redis, "health")
             await beat_all(redis, "health")
-            services = Services(queue=queue, store=store, accounts=accounts, health_policy=HealthPolicy())
+            services = Services(
+                lifecycle=EventLifecycle(queue, store), accounts=accounts, health_policy=HealthPolicy()
+            )
             app = create_app(settings, services=services)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as http:
                 assert (await http.get("/health")).status_code == 200
@@ -161,7 +164,9 @@ async def test_an_unreachable_postgres_is_reported_down(
 ) -> None:
     await beat_all(redis_client, prefix)
     store = EventStore.from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
-    services = Services(queue=queue, store=store, accounts=accounts, health_policy=HealthPolicy())
+    services = Services(
+        lifecycle=EventLifecycle(queue, store), accounts=accounts, health_policy=HealthPolicy()
+    )
     app = create_app(settings, services=services)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as http:

@@ -9,9 +9,10 @@ import pytest
 from fastapi import FastAPI
 
 from rebalancer_shared.events import Command
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.metrics import Counter, read_counters
 from rebalancer_shared.queue import EnqueueOutcome, EventQueue
-from rebalancer_shared.store import EventStore, Transition
+from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import ACCOUNT_A, ACCOUNT_B, retrying_event
 from tests.integration.queue.helpers import make_event
 
@@ -85,8 +86,7 @@ async def test_removing_a_queued_event_clears_its_key_and_records_it(
     client: httpx.AsyncClient, queue: EventQueue, store: EventStore, auth: dict[str, str]
 ) -> None:
     event = make_event(ACCOUNT_A, Command.REBALANCE)
-    await queue.enqueue(event)
-    await store.record(event, Transition.QUEUED)
+    await EventLifecycle(queue, store).submit(event)
     response = await client.delete(f"/queue/events/{event.event_id}", headers=auth)
     assert response.status_code == 200
     assert response.json() == {

@@ -12,23 +12,25 @@ from pydantic import SecretStr
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker
 from event_processor.runner import EventRunner
-from event_processor.worker import Worker, WorkerSettings
+from event_processor.worker import Worker
 from rebalancer_shared.accounts import Account, RebalancingSettings
 from rebalancer_shared.config import AllocationSettings, ProcessingSettings
 from rebalancer_shared.events import Command, Event, EventSource
-from rebalancer_shared.intake import submit_event
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
 
-FAST = WorkerSettings(
+FAST = ProcessingSettings(
     max_concurrent_events=4,
     lease_seconds=5,
     heartbeat_seconds=0.5,
     retry_delay_seconds=0.2,
     reap_interval_seconds=0.5,
     shutdown_grace_seconds=5,
-    poll_seconds=0.05,
+    claim_poll_seconds=0.05,
+    cancel_timeout_seconds=2,
+    fill_timeout_seconds=5,
 )
 
 
@@ -39,13 +41,20 @@ def accounts_on(channel: str, *ids: str, **settings: object) -> dict[str, Accoun
 
 @dataclass
 class Processor:
-    queue: EventQueue
-    store: EventStore
+    lifecycle: EventLifecycle
     worker: Worker
+
+    @property
+    def queue(self) -> EventQueue:
+        return self.lifecycle.queue
+
+    @property
+    def store(self) -> EventStore:
+        return self.lifecycle.store
 
     async def submit(self, account: str, command: Command, data: dict[str, object] | None = None) -> Event:
         event = Event(account_id=account, exec_command=command, data=data or {}, source=EventSource.API)
-        await submit_event(self.queue, self.store, event)
+        await self.lifecycle.submit(event)
         return event
 
     async def wait_until_idle(self, within_seconds: float = 30) -> None:
@@ -63,17 +72,17 @@ async def running_processor(
     broker: Broker,
     api: AllocationServer,
     accounts: dict[str, Account],
-    settings: WorkerSettings = FAST,
+    settings: ProcessingSettings = FAST,
 ) -> AsyncIterator[Processor]:
     allocations = AllocationClient(
         AllocationSettings(base_url=api.base_url, api_key=SecretStr("k"), attempts=1, timeout_seconds=2)
     )
-    processing = ProcessingSettings(cancel_timeout_seconds=2, fill_timeout_seconds=5)
-    runner = EventRunner(accounts, broker, allocations, store, queue, processing)
-    worker = Worker(queue, store, runner, settings)
+    lifecycle = EventLifecycle(queue, store)
+    runner = EventRunner(accounts, broker, allocations, store, queue, settings)
+    worker = Worker(lifecycle, runner, settings)
     task = asyncio.create_task(worker.run())
     try:
-        yield Processor(queue, store, worker)
+        yield Processor(lifecycle, worker)
     finally:
         worker.stop()
         await asyncio.wait_for(task, 30)

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from event_processor.planner import Holding, PlanInput, plan_rebalance
 from rebalancer_shared.events import Command, Event, EventSource
-from rebalancer_shared.intake import submit_event
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
@@ -55,7 +55,7 @@ async def submit(queue: EventQueue, store: EventStore, account: str, command: Co
     event = Event(
         account_id=account, exec_command=command, data={"exec": command.value}, source=EventSource.API
     )
-    await submit_event(queue, store, event)
+    await EventLifecycle(queue, store).submit(event)
     return event
 
 

@@ -51,7 +51,7 @@ async def kill_one_worker_at_a_random_point(queue: EventQueue, prefix: str, rng:
     assert expiry is not None, "the killed worker's event is still under its lease"
     reaped: list[tuple[str, int]] = []
     for _ in range(200):
-        reaped = await queue.reap()
+        reaped = [(r.event_id, r.times_queued) for r in await queue.reap()]
         if reaped:
             break
         await asyncio.sleep(0.02)

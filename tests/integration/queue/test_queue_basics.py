@@ -64,7 +64,7 @@ async def test_thousand_events_are_claimed_in_fifo_order_and_a_failure_goes_to_t
     first = await queue.claim("w")
     assert first is not None
     assert str(first.event.event_id) == ids[0]
-    assert await queue.fail(first, "boom", retry_delay_seconds=30) == 2
+    assert (await queue.fail(first, "boom", retry_delay_seconds=30)).times_queued == 2
     stats = await queue.stats()
     assert (stats.retrying_count, stats.events_with_retries, stats.queue_length) == (1, 1, 999)
 
@@ -84,7 +84,7 @@ async def test_thousand_events_are_claimed_in_fifo_order_and_a_failure_goes_to_t
     assert retried is not None
     assert str(retried.event.event_id) == ids[0]
     assert retried.event.times_queued == 2
-    assert await queue.complete(retried) is CompleteOutcome.COMPLETED
+    assert (await queue.complete(retried)).outcome is CompleteOutcome.COMPLETED
     stats = await queue.stats()
     assert (stats.queue_length, stats.active_events_count, stats.events_with_retries) == (0, 0, 0)
 
@@ -115,12 +115,12 @@ async def test_duplicate_while_processing_makes_it_run_exactly_once_more(queue: 
     again = await queue.enqueue(make_event("DU1", Command.REBALANCE))
     assert (dup.outcome, dup.event_id) == (EnqueueOutcome.COALESCED, original.event_id)
     assert again.outcome is EnqueueOutcome.COALESCED
-    assert await queue.complete(claim) is CompleteOutcome.RERUN
+    assert (await queue.complete(claim)).outcome is CompleteOutcome.RERUN
     rerun = await queue.claim("w")
     assert rerun is not None
     assert str(rerun.event.event_id) == original.event_id
     assert rerun.event.times_queued == 1, "a rerun is not a retry"
-    assert await queue.complete(rerun) is CompleteOutcome.COMPLETED
+    assert (await queue.complete(rerun)).outcome is CompleteOutcome.COMPLETED
     assert await queue.claim("w") is None
     assert (await queue.stats()).active_events_count == 0
 
@@ -147,7 +147,7 @@ async def test_remove_clears_the_event_and_its_dedup_key(queue: EventQueue) -> N
     a = await queue.enqueue(make_event("DU1"))
     b = await queue.enqueue(make_event("DU2"))
     removed = await queue.remove(a.event_id)
-    assert str(removed.event_id) == a.event_id
+    assert str(removed.event.event_id) == a.event_id
     stats = await queue.stats()
     assert (stats.queue_length, stats.active_events_count) == (1, 1)
     assert (await queue.enqueue(make_event("DU1"))).outcome is EnqueueOutcome.QUEUED
@@ -185,7 +185,7 @@ async def test_expired_lease_returns_the_event_to_the_back_with_its_retry_counte
     clock.now += 29
     assert await queue.reap() == [], "a renewed lease is not reaped"
     clock.now += 2
-    assert await queue.reap() == [(held.event_id, 2)]
+    assert [(r.event_id, r.times_queued) for r in await queue.reap()] == [(held.event_id, 2)]
     with pytest.raises(LeaseLostError):
         await queue.complete(claim)
     with pytest.raises(LeaseLostError):

@@ -159,11 +159,11 @@ class QueueMachine(RuleBasedStateMachine):
                 self.run(call)
             return
         if not and_claim:
-            assert self.run(self.queue.complete(claim)) is self._model_complete(claim)
+            assert self.run(self.queue.complete(claim)).outcome is self._model_complete(claim)
             return
-        outcome, next_claim = self.run(self.queue.complete_and_claim(claim, "w"))
-        assert outcome is self._model_complete(claim)
-        self._take(next_claim, self._model_claim())
+        result = self.run(self.queue.complete_and_claim(claim, "w"))
+        assert result.outcome is self._model_complete(claim)
+        self._take(result.next_claim, self._model_claim())
 
     @precondition(lambda self: bool(self.claims))
     @rule(data=st.data(), delay=st.sampled_from([0, 5, 30]))
@@ -175,7 +175,7 @@ class QueueMachine(RuleBasedStateMachine):
             with pytest.raises(LeaseLostError):
                 self.run(self.queue.fail(claim, "err", delay))
             return
-        times = self.run(self.queue.fail(claim, "err", delay))
+        times = self.run(self.queue.fail(claim, "err", delay)).times_queued
         del self.leases[event_id]
         model = self.events[event_id]
         model.times += 1
@@ -197,7 +197,7 @@ class QueueMachine(RuleBasedStateMachine):
                 self.run(self.queue.remove(event_id))
             return
         removed = self.run(self.queue.remove(event_id))
-        assert str(removed.event_id) == event_id
+        assert str(removed.event.event_id) == event_id
         if model.state == "queued":
             self.fifo.remove(event_id)
         else:
@@ -233,7 +233,7 @@ class QueueMachine(RuleBasedStateMachine):
             model.state, model.rerun = "queued", False
             self.fifo.append(event_id)
             expected.append((event_id, model.times))
-        assert self.run(self.queue.reap()) == expected
+        assert [(r.event_id, r.times_queued) for r in self.run(self.queue.reap())] == expected
 
     @precondition(lambda self: bool(self.claims))
     @rule(data=st.data())

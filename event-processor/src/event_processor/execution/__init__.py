@@ -8,11 +8,14 @@ from event_processor.execution.engine import (
     print_rebalance,
     rebalance,
 )
+from event_processor.execution.guard import UNGUARDED, OrderGuard
 from event_processor.execution.report import ExecutionFailed, ExecutionReport, Outcome
 
 __all__ = [
+    "UNGUARDED",
     "ExecutionFailed",
     "ExecutionReport",
+    "OrderGuard",
     "Outcome",
     "cancel_orders",
     "print_equity",

@@ -22,6 +22,7 @@ import structlog
 
 from event_processor.brokers.models import AccountValues, BrokerPosition, OrderRequest, OrderResult
 from event_processor.brokers.protocol import Broker, ReadOnlyBroker, ReadOnlyBrokerView
+from event_processor.execution.guard import UNGUARDED, OrderGuard
 from event_processor.execution.report import ExecutionFailed, ExecutionReport, Outcome
 from event_processor.planner import Holding, Plan, PlanInput, PlannedOrder, plan_rebalance
 from rebalancer_shared.accounts import RebalancingSettings
@@ -89,12 +90,24 @@ def _requests(orders: Sequence[PlannedOrder]) -> list[OrderRequest]:
 
 
 async def _place_and_wait(
-    broker: Broker, account_id: str, orders: Sequence[PlannedOrder], event_id: str, fill_timeout: float
+    broker: Broker,
+    account_id: str,
+    orders: Sequence[PlannedOrder],
+    event_id: str,
+    fill_timeout: float,
+    guard: OrderGuard,
 ) -> list[OrderResult]:
     if not orders:
         return []
-    placed = await broker.place_orders(account_id, _requests(orders), order_ref=event_id)
-    return await broker.wait_for_fills(account_id, [o.order_id for o in placed], fill_timeout)
+    requests = _requests(orders)
+    await guard.before_placing(requests)
+    placed = await broker.place_orders(account_id, requests, order_ref=event_id)
+    await guard.placed(placed)
+    settled = await broker.wait_for_fills(
+        account_id, [o.order_id for o in placed], guard.wait_limit(fill_timeout)
+    )
+    await guard.settled(settled)
+    return settled
 
 
 def outcome_of(orders: Sequence[OrderResult]) -> Outcome:
@@ -129,18 +142,21 @@ async def rebalance(
     *,
     cancel_timeout_seconds: float = DEFAULT_CANCEL_TIMEOUT_SECONDS,
     fill_timeout_seconds: float = DEFAULT_FILL_TIMEOUT_SECONDS,
+    guard: OrderGuard = UNGUARDED,
 ) -> ExecutionReport:
     """Trade the account to `targets` (sells, then a re-planned set of buys); see the module doc.
 
     Raises `BrokerError` (cancel timeout, connection lost), `PlanError` (bad price or input, before
-    any order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry".
+    any order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry"; and
+    whatever `guard` raises when the run may no longer trade (its lease fence closed).
     """
     bound = log.bind(account_id=account_id, event_id=event_id, command="rebalance")
-    cancelled = await broker.cancel_open_orders(account_id, cancel_timeout_seconds)
+    guard.check("cancel the open orders")
+    cancelled = await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds))
     first = await read_account(broker, account_id, targets)
     plan = plan_for(first, targets, settings)
     bound.info("plan made", orders=len(plan.orders), sells=len(plan.sells()), cancelled=len(cancelled))
-    sells = await _place_and_wait(broker, account_id, plan.sells(), event_id, fill_timeout_seconds)
+    sells = await _place_and_wait(broker, account_id, plan.sells(), event_id, fill_timeout_seconds, guard)
     buy_plan = plan
     buys: list[OrderResult] = []
     # The buys are paid for by the sells: if any sell did not fill completely, buying would spend
@@ -149,7 +165,9 @@ async def rebalance(
         if sells:
             after_sells = await read_account(broker, account_id, targets, prices=first.prices)
             buy_plan = plan_for(after_sells, targets, settings)
-        buys = await _place_and_wait(broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds)
+        buys = await _place_and_wait(
+            broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds, guard
+        )
     orders = (*sells, *buys)
     outcome = outcome_of(orders)
     report = ExecutionReport(
@@ -254,9 +272,11 @@ async def cancel_orders(
     event_id: str,
     *,
     cancel_timeout_seconds: float = DEFAULT_CANCEL_TIMEOUT_SECONDS,
+    guard: OrderGuard = UNGUARDED,
 ) -> ExecutionReport:
     """Cancel every open order of the account; `BrokerError` when a cancel is not confirmed in time."""
-    cancelled = tuple(await broker.cancel_open_orders(account_id, cancel_timeout_seconds))
+    guard.check("cancel the open orders")
+    cancelled = tuple(await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds)))
     return ExecutionReport(
         command="cancel-orders",
         account_id=account_id,

@@ -14,6 +14,7 @@ from management_service.models import ErrorResponse
 from management_service.services import Services
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 
@@ -62,6 +63,10 @@ def get_queue(services: ServicesDep) -> EventQueue:
     return services.queue
 
 
+def get_lifecycle(services: ServicesDep) -> EventLifecycle:
+    return services.lifecycle
+
+
 def get_store(services: ServicesDep) -> EventStore:
     return services.store
 
@@ -75,6 +80,7 @@ def get_health_policy(services: ServicesDep) -> HealthPolicy:
 
 
 QueueDep = Annotated[EventQueue, Depends(get_queue)]
+LifecycleDep = Annotated[EventLifecycle, Depends(get_lifecycle)]
 StoreDep = Annotated[EventStore, Depends(get_store)]
 AccountsDep = Annotated[Mapping[str, Account], Depends(get_accounts)]
 HealthPolicyDep = Annotated[HealthPolicy, Depends(get_health_policy)]

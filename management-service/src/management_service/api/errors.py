@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from management_service.health import describe_error
-from rebalancer_shared.intake import TriggerNotAcceptedError
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +58,6 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     response = await http_exception_handler(request, HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED))
     response.headers["Allow"] = ", ".join(methods)
     return response
-
-
-async def trigger_not_accepted(request: Request, exc: Exception) -> JSONResponse:
-    """503 saying that nothing was queued, so the client may simply send the event again."""
-    log.warning("event not accepted", path=request.url.path, error=str(exc))
-    return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)})
 
 
 def _best_match(request: Request, **changes: str) -> Match:
@@ -108,6 +101,5 @@ def register_error_handlers(app: FastAPI) -> None:
     """Map unreachable-server errors to 503 on every route, give 405 the full `Allow` and 404 a hint."""
     for kind in _UNAVAILABLE:
         app.add_exception_handler(kind, server_unavailable)
-    app.add_exception_handler(TriggerNotAcceptedError, trigger_not_accepted)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, method_not_allowed)
     app.add_exception_handler(status.HTTP_404_NOT_FOUND, not_found)

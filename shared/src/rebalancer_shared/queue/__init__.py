@@ -9,29 +9,45 @@ from rebalancer_shared.queue.event_queue import (
     QueueError,
 )
 from rebalancer_shared.queue.keys import QueueKeys
+from rebalancer_shared.queue.lease_fence import LeaseExpiredError, LeaseFence, fence_margin
 from rebalancer_shared.queue.models import (
     Claim,
     CompleteOutcome,
+    CompleteResult,
     EnqueueOutcome,
     EnqueueResult,
     EventState,
+    FailResult,
     QueuedEventView,
     QueueStats,
+    Reaped,
+    Removed,
+    RestoreOutcome,
+    RestoreResult,
 )
 
 __all__ = [
     "AccountLock",
     "Claim",
     "CompleteOutcome",
+    "CompleteResult",
     "EnqueueOutcome",
     "EnqueueResult",
     "EventNotQueuedError",
     "EventProcessingError",
     "EventQueue",
     "EventState",
+    "FailResult",
+    "LeaseExpiredError",
+    "LeaseFence",
     "LeaseLostError",
     "QueueError",
     "QueueKeys",
     "QueueStats",
     "QueuedEventView",
+    "Reaped",
+    "Removed",
+    "RestoreOutcome",
+    "RestoreResult",
+    "fence_margin",
 ]

@@ -22,14 +22,22 @@ from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.queue.models import (
     Claim,
     CompleteOutcome,
+    CompleteResult,
     EnqueueOutcome,
     EnqueueResult,
     EventState,
+    FailResult,
     QueuedEventView,
     QueueStats,
+    Reaped,
+    Removed,
+    RestoreOutcome,
+    RestoreResult,
 )
 
 Clock = Callable[[], float]
+# How long finished event ids are remembered (P:q:finished): longer than any replay of a trigger.
+FINISHED_RETENTION_SECONDS = 86_400.0
 
 
 class QueueError(RebalancerError):
@@ -66,12 +74,16 @@ class EventQueue:
         *,
         lease_seconds: float = 30.0,
         clock: Clock | None = None,
+        finished_retention_seconds: float = FINISHED_RETENTION_SECONDS,
     ) -> None:
         self.redis = redis
         self.keys = QueueKeys(prefix)
         self.lease_seconds = lease_seconds
+        self.finished_retention_seconds = finished_retention_seconds
         self._clock = clock
         self._enqueue = redis.register_script(scripts.ENQUEUE)
+        self._restore = redis.register_script(scripts.RESTORE)
+        self._supersede = redis.register_script(scripts.SUPERSEDE)
         self._claim = redis.register_script(scripts.CLAIM)
         self._renew = redis.register_script(scripts.RENEW)
         self._complete = redis.register_script(scripts.COMPLETE)
@@ -85,27 +97,67 @@ class EventQueue:
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(_ms(self._clock()))
 
-    async def enqueue(self, event: Event) -> EnqueueResult:
-        """Add the event unless its dedup key is live: then drop it, or mark the live one to rerun."""
+    def _insert_keys(self) -> list[str]:
         keys = self.keys
+        return [
+            keys.dedup,
+            keys.queue,
+            keys.order,
+            keys.retried,
+            keys.seq,
+            keys.outbox,
+            keys.metrics,
+            keys.finished,
+            keys.retry,
+        ]
+
+    def _insert_args(self, event: Event) -> list[Any]:
+        return [
+            self.keys.event_prefix,
+            str(event.event_id),
+            event.dedup_key,
+            event.to_json(),
+            event.times_queued,
+            _ms(event.created_at.timestamp()),
+            event.exec_command.value,
+        ]
+
+    async def enqueue(self, event: Event) -> EnqueueResult:
+        """Add the event unless its dedup key is live: then drop it, or mark the live one to rerun.
+
+        The same event (same id) enqueued again while live or within a day of finishing changes
+        nothing and answers `ALREADY_ACCEPTED`: submitting one trigger twice makes one event.
+        """
         reply = await self._enqueue(
-            keys=[keys.dedup, keys.queue, keys.order, keys.retried, keys.seq],
-            args=[
-                keys.event_prefix,
-                str(event.event_id),
-                event.dedup_key,
-                event.to_json(),
-                event.times_queued,
-                _ms(event.created_at.timestamp()),
-            ],
+            keys=self._insert_keys(), args=[*self._insert_args(event), self._now_arg()]
         )
-        return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]))
+        return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]), _entries(reply[2:]))
+
+    async def restore(self, event: Event, delay_seconds: float, detail: str) -> RestoreResult:
+        """Put back an event PostgreSQL knows as unfinished, unless Redis knows it (see scripts.RESTORE)."""
+        reply = await self._restore(
+            keys=self._insert_keys(),
+            args=[*self._insert_args(event), _ms(delay_seconds), detail, self._now_arg()],
+        )
+        outcome = RestoreOutcome(_text(reply[0]))
+        if outcome is RestoreOutcome.RESTORED:
+            return RestoreResult(outcome, entries=_entries(reply[1:]))
+        return RestoreResult(outcome, existing_event_id=_text(reply[1]) if len(reply) > 1 else None)
+
+    async def supersede(self, event: Event, live_event_id: str) -> tuple[str, ...]:
+        """Record that `event`, lost by Redis, ends because `live_event_id` holds its key now."""
+        detail = f"Redis lost it while event {live_event_id} of the same key was live: that one runs instead"
+        entry = await self._supersede(
+            keys=[self.keys.outbox],
+            args=[str(event.event_id), event.times_queued, detail, event.to_json(), self._now_arg()],
+        )
+        return (_text(entry),)
 
     async def claim(self, owner: str) -> Claim | None:
         """Take the oldest queued event under a new lease, or None when nothing is claimable."""
         keys = self.keys
         reply = await self._claim(
-            keys=[keys.queue, keys.retry, keys.leases, keys.tombstones],
+            keys=[keys.queue, keys.retry, keys.leases, keys.tombstones, keys.outbox],
             args=[keys.event_prefix, uuid.uuid4().hex, owner, _ms(self.lease_seconds), self._now_arg()],
         )
         return _claim_of(reply) if reply else None
@@ -136,96 +188,121 @@ class EventQueue:
         if not int(ok):
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost (expired and reaped)")
 
-    async def complete(self, claim: Claim) -> CompleteOutcome:
-        """Finish a run: drop the event and its dedup key, or queue it again if a trigger coalesced."""
+    def _complete_keys(self) -> list[str]:
         keys = self.keys
-        reply = _text(
-            await self._complete(
-                keys=[keys.dedup, keys.queue, keys.leases, keys.order, keys.retried],
-                args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token],
-            )
-        )
-        if reply == "lost":
-            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
-        return CompleteOutcome(reply)
+        return [
+            keys.dedup,
+            keys.queue,
+            keys.leases,
+            keys.order,
+            keys.retried,
+            keys.outbox,
+            keys.metrics,
+            keys.finished,
+        ]
 
-    async def complete_and_claim(self, claim: Claim, owner: str) -> tuple[CompleteOutcome, Claim | None]:
+    def _retention_ms(self) -> int:
+        return _ms(self.finished_retention_seconds)
+
+    async def complete(self, claim: Claim) -> CompleteResult:
+        """Finish a run: drop the event and its dedup key, or queue it again if a trigger coalesced."""
+        reply = await self._complete(
+            keys=self._complete_keys(),
+            args=[
+                self.keys.event_prefix,
+                str(claim.event.event_id),
+                claim.lease_token,
+                self._retention_ms(),
+                self._now_arg(),
+            ],
+        )
+        return _complete_result(claim, reply)
+
+    async def complete_and_claim(self, claim: Claim, owner: str) -> CompleteResult:
         """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path)."""
         keys = self.keys
         reply = await self._complete_and_claim(
-            keys=[keys.dedup, keys.queue, keys.leases, keys.order, keys.retried, keys.retry, keys.tombstones],
+            keys=[*self._complete_keys(), keys.retry, keys.tombstones],
             args=[
                 keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
+                self._retention_ms(),
                 uuid.uuid4().hex,
                 owner,
                 _ms(self.lease_seconds),
                 self._now_arg(),
             ],
         )
-        outcome = _text(reply[0])
-        if outcome == "lost":
-            raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
-        return CompleteOutcome(outcome), (_claim_of(reply[1:]) if len(reply) > 1 else None)
+        return _complete_result(claim, reply)
 
-    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> int:
+    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> FailResult:
         """Send a failed run to the back of the queue after its delay; return its new times_queued."""
         keys = self.keys
-        times = int(
-            await self._fail(
-                keys=[keys.leases, keys.retry, keys.retried],
-                args=[
-                    keys.event_prefix,
-                    str(claim.event.event_id),
-                    claim.lease_token,
-                    error[:2000],
-                    _ms(retry_delay_seconds),
-                    self._now_arg(),
-                ],
-            )
+        reply = await self._fail(
+            keys=[keys.leases, keys.retry, keys.retried, keys.outbox, keys.metrics],
+            args=[
+                keys.event_prefix,
+                str(claim.event.event_id),
+                claim.lease_token,
+                error[:2000],
+                _ms(retry_delay_seconds),
+                self._now_arg(),
+            ],
         )
+        times = int(reply[0])
         if times < 0:
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it failed")
-        return times
+        return FailResult(times, _entries(reply[1:]))
 
-    async def release(self, claim: Claim) -> None:
+    async def release(self, claim: Claim) -> tuple[str, ...]:
         """Give an unfinished claim back to the front of the queue without counting a retry.
 
         For a graceful shutdown: the event was the oldest when claimed, so it goes first again. A
         coalesced rerun mark is kept (the run that would honour it has not happened).
         """
         keys = self.keys
-        ok = await self._release(
-            keys=[keys.leases, keys.queue],
-            args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token],
+        reply = await self._release(
+            keys=[keys.leases, keys.queue, keys.outbox],
+            args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token, self._now_arg()],
         )
-        if not int(ok):
+        if not int(reply[0]):
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it was released")
+        return _entries(reply[1:])
 
-    async def reap(self, limit: int = 100) -> list[tuple[str, int]]:
-        """Return events whose lease expired to the back of the queue; list (event id, times_queued)."""
+    async def reap(self, limit: int = 100) -> list[Reaped]:
+        """Return events whose lease expired to the back of the queue."""
         keys = self.keys
         reply = await self._reap(
-            keys=[keys.leases, keys.queue, keys.retried],
+            keys=[keys.leases, keys.queue, keys.retried, keys.outbox, keys.metrics],
             args=[keys.event_prefix, self._now_arg(), limit],
         )
         flat = [_text(v) for v in reply]
-        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [Reaped(flat[i], int(flat[i + 1]), (flat[i + 2],)) for i in range(0, len(flat), 3)]
 
-    async def remove(self, event_id: str) -> Event:
+    async def remove(self, event_id: str, detail: str = "removed by an operator") -> Removed:
         """Operator removal of a queued or retrying event, with its dedup key, in one step."""
         keys = self.keys
         reply = await self._remove(
-            keys=[keys.dedup, keys.retry, keys.order, keys.retried, keys.tombstones],
-            args=[keys.event_prefix, event_id],
+            keys=[
+                keys.dedup,
+                keys.retry,
+                keys.order,
+                keys.retried,
+                keys.tombstones,
+                keys.outbox,
+                keys.metrics,
+                keys.finished,
+            ],
+            args=[keys.event_prefix, event_id, detail, self._retention_ms(), self._now_arg()],
         )
         status = _text(reply[0])
         if status == "missing":
             raise EventNotQueuedError(f"event {event_id} is not in the queue")
         if status == "processing":
             raise EventProcessingError(f"event {event_id} is being processed; remove it after the run")
-        return parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
+        event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
+        return Removed(event, _entries(reply[3:]))
 
     async def stats(self) -> QueueStats:
         """Queue counters from O(1) and O(log n) reads in one script: no scan of the queue."""
@@ -269,9 +346,21 @@ class EventQueue:
         return {_text(i) for i in await self.redis.zrange(self.keys.order, 0, -1)}
 
 
+def _entries(values: Sequence[Any]) -> tuple[str, ...]:
+    return tuple(_text(v) for v in values)
+
+
 def _claim_of(reply: Sequence[Any]) -> Claim:
     event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
-    return Claim(event=event, lease_token=_text(reply[3]))
+    return Claim(event=event, lease_token=_text(reply[3]), entries=_entries(reply[4:5]))
+
+
+def _complete_result(claim: Claim, reply: Sequence[Any]) -> CompleteResult:
+    outcome = _text(reply[0])
+    if outcome == "lost":
+        raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
+    next_claim = _claim_of(reply[2:]) if len(reply) > 2 else None
+    return CompleteResult(CompleteOutcome(outcome), _entries(reply[1:2]), next_claim)
 
 
 def _view(row: dict[Any, Any]) -> QueuedEventView:

@@ -13,13 +13,18 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:q:seq          string  the counter that numbers enqueues
     P:q:retried      set     live ids with times_queued > 1 (health: events with retries)
     P:q:tombstones   set     ids removed by an operator while still in P:q:queue (skipped on claim)
+    P:q:finished     zset    id -> finish time (ms) of events completed or removed in the last day:
+                             a trigger submitted again is recognised, a reconcile never restores them
+    P:outbox         stream  every transition, appended by the script that made it; drained into
+                             PostgreSQL by any process (rebalancer_shared.outbox)
+    P:outbox-lock    string  the process draining the outbox now
     P:q:lock:{acct}  string  token of the holder of the account's mutating-command lock
     P:heartbeats     hash    "{service}:{instance}" -> JSON {state, at, ...}: liveness of each process
     P:metrics        hash    "{counter}:{command}" -> count (events queued, completed, failed, ...)
     P:ably:seen:{id} string  an Ably message id already turned into events (TTL > catch-up window)
     P:marker         string  written at first start; its absence with history in PostgreSQL means
                              Redis lost its data and the queue is rebuilt from PostgreSQL
-    P:recovery-lock  string  single-flight guard of that rebuild
+    P:recovery-lock  string  single-flight guard of that rebuild (and of every reconciliation)
 """
 
 from __future__ import annotations
@@ -71,6 +76,18 @@ class QueueKeys:
     @property
     def tombstones(self) -> str:
         return f"{self.prefix}:q:tombstones"
+
+    @property
+    def finished(self) -> str:
+        return f"{self.prefix}:q:finished"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.prefix}:outbox"
+
+    @property
+    def outbox_lock(self) -> str:
+        return f"{self.prefix}:outbox-lock"
 
     def account_lock(self, account_id: str) -> str:
         return f"{self.prefix}:q:lock:{account_id}"

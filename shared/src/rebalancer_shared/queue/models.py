@@ -9,11 +9,25 @@ from rebalancer_shared.events import Event
 
 
 class EnqueueOutcome(StrEnum):
-    """What an enqueue did: a new event, a drop (already queued) or a rerun mark (processing)."""
+    """What an enqueue did: a new event, a drop (already queued) or a rerun mark (processing).
+
+    `ALREADY_ACCEPTED`: this very event (same id) was submitted before and is live or finished in the
+    last day: a retried submit, or a replayed trigger, changes nothing.
+    """
 
     QUEUED = "queued"
     DUPLICATE = "duplicate"
     COALESCED = "coalesced"
+    ALREADY_ACCEPTED = "already_accepted"
+
+
+class RestoreOutcome(StrEnum):
+    """What putting back an event PostgreSQL knows as unfinished did."""
+
+    RESTORED = "restored"
+    PRESENT = "present"
+    FINISHED = "finished"
+    SUPERSEDED = "superseded"
 
 
 class EventState(StrEnum):
@@ -31,12 +45,27 @@ class CompleteOutcome(StrEnum):
     RERUN = "rerun"
 
 
+# `entries` of every result below: the outbox entries the step appended (see scripts.py), which the
+# lifecycle writes to PostgreSQL at once.
+Entries = tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class EnqueueResult:
     """The outcome and the id of the event that now stands for the key (new or existing)."""
 
     outcome: EnqueueOutcome
     event_id: str
+    entries: Entries = ()
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """The outcome of a restore; `existing_event_id` is the live event that holds the key instead."""
+
+    outcome: RestoreOutcome
+    existing_event_id: str | None = None
+    entries: Entries = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,41 @@ class Claim:
 
     event: Event
     lease_token: str
+    entries: Entries = ()
+
+
+@dataclass(frozen=True)
+class CompleteResult:
+    """What completing did, and the next claim when completing could take one at once."""
+
+    outcome: CompleteOutcome
+    entries: Entries = ()
+    next_claim: Claim | None = None
+
+
+@dataclass(frozen=True)
+class FailResult:
+    """A failed run's event waits for its retry with this many runs counted."""
+
+    times_queued: int
+    entries: Entries = ()
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """An event whose lease expired, back in the queue."""
+
+    event_id: str
+    times_queued: int
+    entries: Entries = ()
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An event an operator removed."""
+
+    event: Event
+    entries: Entries = ()
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,32 @@
 """The PostgreSQL (or SQLite, for the demo) history of events, runs and orders."""
 
-from rebalancer_shared.store.event_store import (
+from rebalancer_shared.store.event_store import EventStore, async_database_url
+from rebalancer_shared.store.records import (
+    FINAL_ORDER_STATUSES,
     FINISHED,
+    INTENT,
+    STATUS_AFTER,
     UNFINISHED,
     EventStatus,
-    EventStore,
+    HistoryRecord,
     OrderRecord,
     RunRecord,
+    RunStatus,
     Transition,
-    async_database_url,
 )
 
 __all__ = [
+    "FINAL_ORDER_STATUSES",
     "FINISHED",
+    "INTENT",
+    "STATUS_AFTER",
     "UNFINISHED",
     "EventStatus",
     "EventStore",
+    "HistoryRecord",
     "OrderRecord",
     "RunRecord",
+    "RunStatus",
     "Transition",
     "async_database_url",
 ]

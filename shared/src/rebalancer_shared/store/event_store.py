@@ -1,24 +1,32 @@
 """`EventStore`: the PostgreSQL history of every event, transition, run and order.
 
-Each state write carries the whole event and is an upsert keyed by event_id, so a write that was
-missed (a crash between Redis and PostgreSQL) is healed by the next one. Transitions are appended, so
-the history of an event reads as its life: queued, processing, retrying (error), ..., completed.
+Transitions reach it from the outbox (`apply_history`, see history_writes.py): idempotent upserts
+keyed by the outbox entry, so a crash between the Redis step and this write only delays it. Runs and
+orders are written by the processor as they happen: a run row when the command starts and when it
+ends; an order row before the order is sent (its intent), again with the broker's ids once sent, and
+with its fills, so every order the gateway saw is in `orders`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.events import Event, EventSource
+from rebalancer_shared.logging import redact_text
+from rebalancer_shared.store.history_writes import apply_record, dialect_insert
+from rebalancer_shared.store.records import (
+    UNFINISHED,
+    EventStatus,
+    HistoryRecord,
+    OrderRecord,
+    RunRecord,
+)
 from rebalancer_shared.store.tables import (
     Base,
     DeploymentFactRow,
@@ -28,90 +36,7 @@ from rebalancer_shared.store.tables import (
     TransitionRow,
 )
 
-
-class EventStatus(StrEnum):
-    """The state an event's row records; the first three are unfinished."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    RETRYING = "retrying"
-    COMPLETED = "completed"
-    REMOVED = "removed"
-
-
-UNFINISHED = (EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRYING)
-FINISHED = (EventStatus.COMPLETED, EventStatus.REMOVED)
-
-
-class Transition(StrEnum):
-    """Every kind of change an event's history records (statuses plus the ones that keep it).
-
-    `QUEUED` is the acceptance of a new event. It is written after the event is in Redis, so a
-    worker may already have recorded a later state: it therefore creates the row but never
-    overwrites one (and is dated at the event's creation). `REQUEUED` (lease expired, released at
-    shutdown) does move an existing row back to queued.
-    """
-
-    QUEUED = "queued"
-    REQUEUED = "requeued"
-    PROCESSING = "processing"
-    RETRYING = "retrying"
-    COMPLETED = "completed"
-    REMOVED = "removed"
-    DUPLICATE = "duplicate"
-    COALESCED = "coalesced"
-    RERUN = "rerun"
-    RECOVERED = "recovered"
-
-
-_STATUS_OF: dict[Transition, EventStatus] = {
-    Transition.QUEUED: EventStatus.QUEUED,
-    Transition.REQUEUED: EventStatus.QUEUED,
-    Transition.PROCESSING: EventStatus.PROCESSING,
-    Transition.RETRYING: EventStatus.RETRYING,
-    Transition.COMPLETED: EventStatus.COMPLETED,
-    Transition.REMOVED: EventStatus.REMOVED,
-    Transition.RERUN: EventStatus.QUEUED,
-    Transition.RECOVERED: EventStatus.QUEUED,
-}
-
-
-@dataclass(frozen=True)
-class OrderRecord:
-    """One order a run placed, as the broker reported it."""
-
-    symbol: str
-    action: str
-    quantity: float
-    order_type: str
-    order_ref: str
-    status: str
-    filled_quantity: float = 0.0
-    avg_fill_price: float | None = None
-    limit_price: float | None = None
-    broker_order_id: int | None = None
-    perm_id: int | None = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run (attempt) of an event's command and its result."""
-
-    event_id: uuid.UUID
-    attempt: int
-    account_id: str
-    exec_command: str
-    execution_mode: str
-    worker: str
-    status: str
-    started_at: datetime
-    run_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    message: str | None = None
-    error: str | None = None
-    equity_info: dict[str, Any] | None = None
-    plan: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    finished_at: datetime | None = None
+_RUN_TEXTS = ("message", "error")
 
 
 def _utcnow() -> datetime:
@@ -158,103 +83,41 @@ class EventStore:
         """Release the engine's connections."""
         await self.engine.dispose()
 
-    def _insert(self, table: Any) -> Any:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
-
-    async def record(
-        self,
-        event: Event,
-        transition: Transition,
-        *,
-        times_queued: int | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Record a change of the event's state: upsert its row (healing missed writes), append history."""
-        status = _STATUS_OF.get(transition)
-        if status is None:
-            raise ValueError(f"{transition.value} does not change an event's state; use note()")
-        now = _utcnow()
-        times = event.times_queued if times_queued is None else times_queued
-        first = transition is Transition.QUEUED
+    async def apply_history(self, records: Sequence[HistoryRecord]) -> None:
+        """Write outbox entries, in one transaction, idempotently (see history_writes.py)."""
+        if not records:
+            return
         async with self._sessions.begin() as session:
-            await self._upsert_event(session, event, status, times, detail, now, insert_only=first)
-            at = min(now, event.created_at) if first else now
-            session.add(_transition(event.event_id, transition, times, detail, at))
-
-    async def note(self, event_id: uuid.UUID, transition: Transition, detail: str | None = None) -> bool:
-        """Append a transition that keeps the state (duplicate, coalesced); False if the event is unknown."""
-        async with self._sessions.begin() as session:
-            row = await session.get(EventRow, event_id)
-            if row is None:
-                return False
-            session.add(_transition(event_id, transition, row.times_queued, detail, _utcnow()))
-            return True
-
-    async def _upsert_event(
-        self,
-        session: AsyncSession,
-        event: Event,
-        status: EventStatus,
-        times: int,
-        detail: str | None,
-        now: datetime,
-        *,
-        insert_only: bool = False,
-    ) -> None:
-        values: dict[str, Any] = {
-            "event_id": event.event_id,
-            "schema_version": event.schema_version,
-            "account_id": event.account_id,
-            "exec_command": event.exec_command.value,
-            "source": event.source.value,
-            "data": event.data,
-            "ably_message_id": event.ably_message_id,
-            "status": status.value,
-            "times_queued": times,
-            "last_error": detail if status is EventStatus.RETRYING else None,
-            "created_at": event.created_at,
-            "updated_at": now,
-            "finished_at": now if status in FINISHED else None,
-        }
-        update = {k: values[k] for k in ("status", "times_queued", "updated_at", "finished_at")}
-        if status is EventStatus.RETRYING:
-            update["last_error"] = detail
-        insert = self._insert(EventRow).values(**values)
-        if insert_only:
-            stmt = insert.on_conflict_do_nothing(index_elements=["event_id"])
-        else:
-            stmt = insert.on_conflict_do_update(index_elements=["event_id"], set_=update)
-        await session.execute(stmt)
+            for record in records:
+                await apply_record(session, record)
 
     async def save_run(self, run: RunRecord) -> None:
         """Insert or update a run by its run_id (start it, then save it again when it finishes)."""
         values = {k: getattr(run, k) for k in RunRow.__table__.columns.keys()}  # noqa: SIM118
+        values["status"] = run.status.value
+        for key in _RUN_TEXTS:
+            values[key] = redact_text(values[key]) if values[key] else values[key]
         update = {k: v for k, v in values.items() if k not in ("run_id", "event_id", "started_at")}
-        stmt = (
-            self._insert(RunRow)
-            .values(**values)
-            .on_conflict_do_update(index_elements=["run_id"], set_=update)
-        )
         async with self._sessions.begin() as session:
+            stmt = (
+                dialect_insert(session, RunRow)
+                .values(**values)
+                .on_conflict_do_update(index_elements=["run_id"], set_=update)
+            )
             await session.execute(stmt)
 
     async def save_orders(
         self, run_id: uuid.UUID, event_id: uuid.UUID, orders: Sequence[OrderRecord]
     ) -> None:
-        """Store the orders of a run (replacing any stored earlier for that run)."""
+        """Insert or update orders of a run by their place in it (`seq`): intent, ids, fills."""
         now = _utcnow()
         async with self._sessions.begin() as session:
-            await session.execute(delete(OrderRow).where(OrderRow.run_id == run_id))
             for order in orders:
-                session.add(
-                    OrderRow(
-                        run_id=run_id,
-                        event_id=event_id,
-                        created_at=now,
-                        updated_at=now,
-                        **order.__dict__,
-                    )
+                values = {**order.__dict__, "run_id": run_id, "event_id": event_id, "updated_at": now}
+                insert = dialect_insert(session, OrderRow).values(**values, created_at=now)
+                changes = {k: insert.excluded[k] for k in values if k not in ("run_id", "event_id", "seq")}
+                await session.execute(
+                    insert.on_conflict_do_update(index_elements=["run_id", "seq"], set_=changes)
                 )
 
     async def unfinished_events(self) -> list[tuple[Event, EventStatus]]:
@@ -282,7 +145,7 @@ class EventStore:
             transitions = await session.scalars(
                 select(TransitionRow)
                 .where(TransitionRow.event_id == event_id)
-                .order_by(TransitionRow.at, TransitionRow.id)
+                .order_by(TransitionRow.seq.nulls_first(), TransitionRow.at, TransitionRow.id)
             )
             runs = await session.scalars(
                 select(RunRow).where(RunRow.event_id == event_id).order_by(RunRow.started_at)
@@ -331,24 +194,20 @@ class EventStore:
 
     async def set_fact(self, name: str, value: str) -> None:
         """Record a deployment fact (upsert)."""
-        stmt = (
-            self._insert(DeploymentFactRow)
-            .values(name=name, value=value, updated_at=_utcnow())
-            .on_conflict_do_update(index_elements=["name"], set_={"value": value, "updated_at": _utcnow()})
-        )
         async with self._sessions.begin() as session:
+            stmt = (
+                dialect_insert(session, DeploymentFactRow)
+                .values(name=name, value=value, updated_at=_utcnow())
+                .on_conflict_do_update(
+                    index_elements=["name"], set_={"value": value, "updated_at": _utcnow()}
+                )
+            )
             await session.execute(stmt)
 
     async def ping(self) -> None:
         """Raise when the database does not answer."""
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
-
-
-def _transition(
-    event_id: uuid.UUID, transition: Transition, times: int, detail: str | None, at: datetime
-) -> TransitionRow:
-    return TransitionRow(event_id=event_id, state=transition.value, times_queued=times, detail=detail, at=at)
 
 
 def _as_utc(moment: datetime) -> datetime:

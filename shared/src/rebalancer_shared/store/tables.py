@@ -1,4 +1,5 @@
-"""ORM models of the history tables. They mirror init.sql column for column (a test compares them).
+"""ORM models of the history tables. They mirror the migrations column for column (a test compares
+them with a migrated database).
 
 Types are portable (JSONB on PostgreSQL, JSON elsewhere; BIGSERIAL as a plain integer key on
 SQLite) so the same `EventStore` serves the embedded demo on SQLite.
@@ -43,11 +44,15 @@ class EventRow(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    history_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TransitionRow(Base):
     __tablename__ = "event_transitions"
-    __table_args__ = (Index("ix_event_transitions_event", "event_id", "id"),)
+    __table_args__ = (
+        Index("ix_event_transitions_event", "event_id", "id"),
+        Index("ux_event_transitions_seq", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("events.event_id", ondelete="CASCADE"))
@@ -55,6 +60,7 @@ class TransitionRow(Base):
     times_queued: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(Timestamp)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RunRow(Base):
@@ -62,6 +68,7 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_event", "event_id", "started_at"),
         Index("ix_runs_account", "account_id", "started_at"),
+        Index("ix_runs_status", "status"),
     )
 
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -83,7 +90,11 @@ class RunRow(Base):
 
 class OrderRow(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_run", "run_id"), Index("ix_orders_event", "event_id"))
+    __table_args__ = (
+        Index("ix_orders_run", "run_id"),
+        Index("ix_orders_event", "event_id"),
+        Index("ux_orders_run_seq", "run_id", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("runs.run_id", ondelete="CASCADE"))
@@ -101,6 +112,7 @@ class OrderRow(Base):
     avg_fill_price: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    seq: Mapped[int | None] = mapped_column(Integer)
 
 
 class DeploymentFactRow(Base):

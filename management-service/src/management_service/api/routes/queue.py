@@ -11,12 +11,11 @@ from management_service.api.deps import (
     AUTH_RESPONSES,
     AccountsDep,
     ApiKeyRequired,
+    LifecycleDep,
     QueueDep,
     SettingsDep,
-    StoreDep,
 )
 from management_service.auth import live_guard_blocks
-from management_service.control import remove_event
 from management_service.models import (
     EnqueueRequest,
     EnqueueResponse,
@@ -25,10 +24,10 @@ from management_service.models import (
     QueueStatusResponse,
     RemovedEventResponse,
 )
-from rebalancer_shared.intake import submit_event
 from rebalancer_shared.queue import EnqueueOutcome, EventNotQueuedError, EventProcessingError
 
 router = APIRouter(prefix="/queue", tags=["queue"])
+REMOVED_DETAIL = "removed by an operator through the management API"
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Redis or PostgreSQL unavailable."}
@@ -36,11 +35,13 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 # A coalesced trigger is accepted work (the running event runs once more), a duplicate is not.
 _ENQUEUE_STATUS = {
     EnqueueOutcome.QUEUED: status.HTTP_201_CREATED,
+    EnqueueOutcome.ALREADY_ACCEPTED: status.HTTP_201_CREATED,
     EnqueueOutcome.COALESCED: status.HTTP_202_ACCEPTED,
     EnqueueOutcome.DUPLICATE: status.HTTP_409_CONFLICT,
 }
 _ENQUEUE_MESSAGE = {
     EnqueueOutcome.QUEUED: "event queued",
+    EnqueueOutcome.ALREADY_ACCEPTED: "event queued (it had been accepted already)",
     EnqueueOutcome.COALESCED: "the event for this account and command is processing: it will run once more",
     EnqueueOutcome.DUPLICATE: "an event for this account and command is already queued: nothing was added",
 }
@@ -95,10 +96,10 @@ async def list_queued_events(
         409: {"model": ErrorResponse, "description": "The event is being processed."},
     },
 )
-async def delete_queued_event(event_id: uuid.UUID, queue: QueueDep, store: StoreDep) -> RemovedEventResponse:
+async def delete_queued_event(event_id: uuid.UUID, lifecycle: LifecycleDep) -> RemovedEventResponse:
     """Remove the event and its dedup key in one step, and record the removal in its history."""
     try:
-        event = await remove_event(queue, store, event_id)
+        event = await lifecycle.remove(str(event_id), REMOVED_DETAIL)
     except EventNotQueuedError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except EventProcessingError as exc:
@@ -127,8 +128,7 @@ async def delete_queued_event(event_id: uuid.UUID, queue: QueueDep, store: Store
 )
 async def add_event(
     body: EnqueueRequest,
-    queue: QueueDep,
-    store: StoreDep,
+    lifecycle: LifecycleDep,
     accounts: AccountsDep,
     settings: SettingsDep,
     response: Response,
@@ -144,7 +144,7 @@ async def add_event(
             status.HTTP_403_FORBIDDEN,
             "a live rebalance places orders: send the header 'X-Allow-Live: true' to confirm",
         )
-    result = await submit_event(queue, store, body.to_event())
+    result = await lifecycle.submit(body.to_event())
     response.status_code = _ENQUEUE_STATUS[result.outcome]
     return EnqueueResponse(
         event_id=uuid.UUID(result.event_id),

@@ -1,0 +1,111 @@
+"""`RecordedOrders`: the live run's `OrderGuard`, writing every order to the history as it goes.
+
+Each order gets its place in the run (`seq`, counting sells then buys) and one row in `orders`,
+keyed by (run_id, seq): written with status `intent` before the batch is sent (and the send refused
+if that write fails: no order without a record), updated with the broker's ids once sent and with
+its fills when the run stops waiting. The fence is checked before the intent write and again after
+it, right before the send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import structlog
+
+from event_processor.brokers.models import OrderRequest, OrderResult
+from rebalancer_shared.queue import LeaseFence
+from rebalancer_shared.store import FINAL_ORDER_STATUSES, INTENT, EventStore, OrderRecord
+
+log = structlog.get_logger(__name__)
+
+
+def _row(order: OrderResult, seq: int) -> OrderRecord:
+    return OrderRecord(
+        symbol=order.symbol,
+        action=order.action,
+        quantity=order.quantity,
+        order_type=order.order_type,
+        order_ref=order.order_ref,
+        status=order.status,
+        filled_quantity=order.filled_quantity,
+        avg_fill_price=order.avg_fill_price or None,
+        limit_price=order.limit_price,
+        broker_order_id=order.order_id,
+        perm_id=order.perm_id,
+        seq=seq,
+    )
+
+
+class RecordedOrders:
+    """One run's orders in the history, and its lease fence in front of every action."""
+
+    def __init__(
+        self, store: EventStore, run_id: uuid.UUID, event_id: uuid.UUID, fence: LeaseFence, order_type: str
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.event_id = event_id
+        self.fence = fence
+        self.order_type = order_type
+        self._next_seq = 0
+        self._batch: list[int] = []
+        self._seq_of: dict[int, int] = {}
+        self._status: dict[int, str] = {}
+
+    @property
+    def unsettled(self) -> bool:
+        """Some order of the run was (or may have been) sent and never reached a final status."""
+        return any(status not in FINAL_ORDER_STATUSES for status in self._status.values())
+
+    def check(self, action: str) -> None:
+        self.fence.check(action)
+
+    async def before_placing(self, requests: Sequence[OrderRequest]) -> None:
+        self.fence.check("place orders")
+        first = self._next_seq
+        self._batch = list(range(first, first + len(requests)))
+        self._next_seq += len(requests)
+        intents = [
+            OrderRecord(
+                symbol=r.symbol,
+                action=r.action,
+                quantity=r.quantity,
+                order_type=self.order_type,
+                order_ref=str(self.event_id),
+                status=INTENT,
+                seq=seq,
+            )
+            for r, seq in zip(requests, self._batch, strict=True)
+        ]
+        await self.store.save_orders(self.run_id, self.event_id, intents)
+        self._status.update((seq, INTENT) for seq in self._batch)
+        self.fence.check("place orders")
+
+    async def placed(self, orders: Sequence[OrderResult]) -> None:
+        for order, seq in zip(orders, self._batch, strict=True):
+            self._seq_of[order.order_id] = seq
+        await self._save(orders)
+
+    async def settled(self, orders: Sequence[OrderResult]) -> None:
+        await self._save(orders)
+
+    def wait_limit(self, timeout_seconds: float) -> float:
+        return max(0.0, min(timeout_seconds, self.fence.remaining()))
+
+    def _rows(self, orders: Sequence[OrderResult]) -> list[OrderRecord]:
+        rows = [_row(o, self._seq_of[o.order_id]) for o in orders if o.order_id in self._seq_of]
+        self._status.update((row.seq, row.status) for row in rows if row.seq is not None)
+        return rows
+
+    async def _save(self, orders: Sequence[OrderResult]) -> None:
+        rows = self._rows(orders)
+        try:
+            await self.store.save_orders(self.run_id, self.event_id, rows)
+        except Exception as exc:  # the intent rows stand; the run's end writes the orders again
+            log.warning("order update not recorded yet", error=str(exc).splitlines()[0], orders=len(rows))
+
+    async def record_all(self, orders: Sequence[OrderResult]) -> None:
+        """The run's last word on its orders (raises if it cannot be written)."""
+        await self.store.save_orders(self.run_id, self.event_id, self._rows(orders))

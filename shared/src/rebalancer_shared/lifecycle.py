@@ -1,0 +1,148 @@
+"""`EventLifecycle`: the one place that moves an event from state to state.
+
+Each transition is one call here, and the call does the whole sequence, the same way for every
+caller (the event broker, the management API, the CLI, the processor's worker, the recovery):
+
+1. the queue step: one Lua script that changes Redis, appends the transition to the outbox stream
+   and bumps its counter, atomically (queue/scripts.py);
+2. the history: the step's outbox entries written to PostgreSQL at once (`Outbox.flush`); if that
+   fails they stay in the stream and a drainer writes them later, so the history is late, never
+   wrong or missing (outbox.py);
+3. the log line, with event_id, account_id and command.
+
+No other code writes an event's state to Redis or its transitions to PostgreSQL. Texts that reach
+Redis or the history (errors, details) are redacted first: secrets are never stored.
+
+Transitions: submit (queued, or a duplicate/coalesced note, or already accepted), claim
+(processing), complete (completed, or rerun), fail (retrying), release (requeued at shutdown), reap
+(requeued after a lease expired), remove, restore (recovered) and supersede (a lost event whose key
+another live event holds).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from rebalancer_shared.events import Event
+from rebalancer_shared.logging import redact_text
+from rebalancer_shared.outbox import Outbox
+from rebalancer_shared.queue import (
+    Claim,
+    CompleteOutcome,
+    CompleteResult,
+    EnqueueOutcome,
+    EnqueueResult,
+    EventQueue,
+    FailResult,
+    Reaped,
+    RestoreOutcome,
+    RestoreResult,
+)
+from rebalancer_shared.store import EventStore
+
+log = structlog.get_logger(__name__)
+
+
+def _bound(event: Event) -> structlog.stdlib.BoundLogger:
+    bound: structlog.stdlib.BoundLogger = log.bind(
+        event_id=str(event.event_id), account_id=event.account_id, command=event.exec_command.value
+    )
+    return bound
+
+
+class EventLifecycle:
+    """Transitions of the events of one deployment (one queue, one history)."""
+
+    def __init__(self, queue: EventQueue, store: EventStore) -> None:
+        self.queue = queue
+        self.store = store
+        self.outbox = Outbox(queue.redis, queue.keys, store)
+
+    async def submit(self, event: Event) -> EnqueueResult:
+        """Accept a trigger: queue it (deduplicated by account and command), or note it on the live
+        event of its key. The same event submitted again changes nothing (`ALREADY_ACCEPTED`)."""
+        result = await self.queue.enqueue(event)
+        await self.outbox.flush(result.entries)
+        bound = _bound(event).bind(source=event.source.value)
+        if result.outcome is EnqueueOutcome.QUEUED:
+            bound.info("event queued")
+        elif result.outcome is EnqueueOutcome.ALREADY_ACCEPTED:
+            bound.info("event already accepted: nothing to do")
+        else:
+            bound.info(f"event {result.outcome.value}", live_event_id=result.event_id)
+        return result
+
+    async def claim(self, owner: str, wait_seconds: float) -> Claim | None:
+        """Take the oldest queued event under a lease (recorded as processing), waiting a little."""
+        claim = await self.queue.claim_wait(owner, wait_seconds=wait_seconds)
+        if claim is not None:
+            await self.outbox.flush(claim.entries)
+        return claim
+
+    async def complete(self, claim: Claim, claim_next_for: str | None = None) -> CompleteResult:
+        """End a successful run; with `claim_next_for`, claim the next event in the same step."""
+        if claim_next_for is None:
+            result = await self.queue.complete(claim)
+        else:
+            result = await self.queue.complete_and_claim(claim, claim_next_for)
+        await self.outbox.flush(result.entries + (result.next_claim.entries if result.next_claim else ()))
+        if result.outcome is CompleteOutcome.RERUN:
+            _bound(claim.event).info(
+                "event completed; it runs once more for a trigger that arrived meanwhile"
+            )
+        else:
+            _bound(claim.event).info("event completed", times_queued=claim.event.times_queued)
+        return result
+
+    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> FailResult:
+        """End a failed run: the event goes to the back of the queue after the delay, counted."""
+        error = redact_text(error)
+        result = await self.queue.fail(claim, error, retry_delay_seconds)
+        await self.outbox.flush(result.entries)
+        _bound(claim.event).warning(
+            "event failed: back of the queue",
+            error=error,
+            times_queued=result.times_queued,
+            retry_in_seconds=retry_delay_seconds,
+        )
+        return result
+
+    async def release(self, claim: Claim) -> None:
+        """Give a claim back untouched (shutdown): front of the queue, no retry counted."""
+        entries = await self.queue.release(claim)
+        await self.outbox.flush(entries)
+        _bound(claim.event).warning("shutdown: event returned to the front of the queue")
+
+    async def reap(self) -> list[Reaped]:
+        """Return events whose lease expired (their worker died) to the back of the queue."""
+        reaped = await self.queue.reap()
+        await self.outbox.flush([entry for r in reaped for entry in r.entries])
+        for r in reaped:
+            log.warning(
+                "lease expired: event returned to the queue", event_id=r.event_id, times_queued=r.times_queued
+            )
+        return reaped
+
+    async def remove(self, event_id: str, detail: str) -> Event:
+        """An operator's removal of a queued or retrying event (a processing one is refused)."""
+        removed = await self.queue.remove(event_id, redact_text(detail))
+        await self.outbox.flush(removed.entries)
+        _bound(removed.event).info(
+            "event removed by an operator", detail=detail, times_queued=removed.event.times_queued
+        )
+        return removed.event
+
+    async def restore(self, event: Event, delay_seconds: float, detail: str) -> RestoreResult:
+        """Put back an event the history knows as unfinished and Redis lost (recovery)."""
+        result = await self.queue.restore(event, delay_seconds, detail)
+        await self.outbox.flush(result.entries)
+        if result.outcome is RestoreOutcome.RESTORED:
+            _bound(event).warning(
+                "event restored from the history", detail=detail, delay_seconds=delay_seconds
+            )
+        elif result.outcome is RestoreOutcome.SUPERSEDED and result.existing_event_id is not None:
+            await self.outbox.flush(await self.queue.supersede(event, result.existing_event_id))
+            _bound(event).warning(
+                "lost event superseded by the live event of its key", live=result.existing_event_id
+            )
+        return result

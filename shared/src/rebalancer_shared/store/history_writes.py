@@ -1,0 +1,122 @@
+"""Applying outbox entries to PostgreSQL: idempotent, and never moving an event's row back in time.
+
+Each `HistoryRecord` becomes, in the caller's transaction:
+1. the event's row, inserted or updated to the state the transition leads to, but only when the
+   record is newer (`seq`) than the last one applied to the row; notes (duplicate, coalesced) only
+   create a missing row and never change its state;
+2. a transition row, unique by `seq`: the same entry written twice (at once by the lifecycle, later
+   by a drainer) is stored once;
+3. runs of the event that are still `running` with an attempt below `close_runs_below`: they cannot
+   be running any more (the event moved on: completed, retried, reaped, released, removed, claimed
+   again), so they end `interrupted`, or `unknown` when an order of theirs never reached a final
+   status.
+
+Every text stored (details, errors) is redacted first: secrets never reach the history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, case, exists, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rebalancer_shared.logging import redact_text
+from rebalancer_shared.store.records import (
+    FINAL_ORDER_STATUSES,
+    FINISHED,
+    STATUS_AFTER,
+    EventStatus,
+    HistoryRecord,
+    RunStatus,
+)
+from rebalancer_shared.store.tables import EventRow, OrderRow, RunRow, TransitionRow
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's database (PostgreSQL, or SQLite for the demo)."""
+    name = session.bind.dialect.name if session.bind is not None else "postgresql"
+    return (postgresql if name == "postgresql" else sqlite).insert(table)
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact_text(text) if text else None
+
+
+async def _upsert_event(session: AsyncSession, record: HistoryRecord) -> None:
+    event = record.event
+    if event is None:
+        return
+    status = STATUS_AFTER.get(record.transition)
+    detail = _redacted(record.detail)
+    values: dict[str, Any] = {
+        "event_id": event.event_id,
+        "schema_version": event.schema_version,
+        "account_id": event.account_id,
+        "exec_command": event.exec_command.value,
+        "source": event.source.value,
+        "data": event.data,
+        "ably_message_id": event.ably_message_id,
+        "status": (status or EventStatus.QUEUED).value,
+        "times_queued": record.times_queued,
+        "last_error": detail if status is EventStatus.RETRYING else None,
+        "created_at": event.created_at,
+        "updated_at": record.at,
+        "finished_at": record.at if status in FINISHED else None,
+        "history_seq": record.seq if status is not None else None,
+    }
+    insert = dialect_insert(session, EventRow).values(**values)
+    if status is None:
+        await session.execute(insert.on_conflict_do_nothing(index_elements=["event_id"]))
+        return
+    changes = {k: insert.excluded[k] for k in ("status", "times_queued", "updated_at", "finished_at")}
+    changes["history_seq"] = insert.excluded.history_seq
+    if status is EventStatus.RETRYING:
+        changes["last_error"] = insert.excluded.last_error
+    newer = or_(EventRow.history_seq.is_(None), EventRow.history_seq < insert.excluded.history_seq)
+    await session.execute(
+        insert.on_conflict_do_update(index_elements=["event_id"], set_=changes, where=newer)
+    )
+
+
+async def _insert_transition(session: AsyncSession, record: HistoryRecord) -> None:
+    values = {
+        "event_id": record.event_id,
+        "state": record.transition.value,
+        "times_queued": record.times_queued,
+        "detail": _redacted(record.detail),
+        "at": record.at,
+        "seq": record.seq,
+    }
+    insert = dialect_insert(session, TransitionRow).values(**values)
+    await session.execute(insert.on_conflict_do_nothing(index_elements=["seq"]))
+
+
+async def _close_runs(session: AsyncSession, record: HistoryRecord) -> None:
+    if record.close_runs_below <= 0:
+        return
+    open_order = exists().where(
+        and_(OrderRow.run_id == RunRow.run_id, OrderRow.status.not_in(FINAL_ORDER_STATUSES))
+    )
+    ending = case((open_order, RunStatus.UNKNOWN.value), else_=RunStatus.INTERRUPTED.value)
+    why = f"the run did not end by itself; then the event was {record.transition.value}"
+    if record.detail:
+        why += f": {record.detail}"
+    await session.execute(
+        update(RunRow)
+        .where(
+            RunRow.event_id == record.event_id,
+            RunRow.status == RunStatus.RUNNING.value,
+            RunRow.attempt < record.close_runs_below,
+        )
+        .values(status=ending, finished_at=record.at, error=_redacted(why[:2000]))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def apply_record(session: AsyncSession, record: HistoryRecord) -> None:
+    """Write one outbox entry (see the module docstring)."""
+    await _upsert_event(session, record)
+    await _insert_transition(session, record)
+    await _close_runs(session, record)
