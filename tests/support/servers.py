@@ -81,6 +81,14 @@ class ThrowawayRedis:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def restart_empty(self) -> None:
+        """SIGKILL the server and start a new, empty one on the same port (no AOF: everything is lost)."""
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = tempfile.mkdtemp(prefix="throwaway-redis-")
+        self.process = _start_redis(self.port, self.workdir)
+        _wait_for_redis(self.port, time.monotonic() + 10)
+
 
 def _wait_for_redis(port: int, deadline: float) -> None:
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -97,35 +105,25 @@ def _wait_for_redis(port: int, deadline: float) -> None:
         client.close()
 
 
-@contextlib.contextmanager
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    """Start redis-server on a free port (no persistence) and stop it afterwards."""
+def _start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: install the redis-server package")
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return subprocess.Popen(
+        [binary, *arguments, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+@contextlib.contextmanager
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """Start redis-server on a free port (no persistence) and stop it afterwards."""
     workdir = tempfile.mkdtemp(prefix="throwaway-redis-")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = ThrowawayRedis(port=port, process=process, workdir=workdir)
+    server = ThrowawayRedis(port=port, process=_start_redis(port, workdir), workdir=workdir)
     try:
         _wait_for_redis(port, time.monotonic() + 10)
         yield server
     finally:
         server.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(server.workdir, ignore_errors=True)

@@ -17,6 +17,7 @@ a schema that must be upgraded by hand); 3 a server cannot be used (Redis, Postg
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -114,10 +115,25 @@ def fail(service: str, code: int, message: str) -> int:
     return code
 
 
+class StopRequested(Exception):
+    """SIGTERM arrived before the service installed its own graceful handler."""
+
+
+def _stop_early(signum: int, frame: object) -> None:
+    raise StopRequested
+
+
 def run_service(service: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    """Run `main` until it returns; map a known failure to its exit code and one line on stderr."""
+    """Run `main` until it returns; map a known failure to its exit code and one line on stderr.
+
+    Until `main` installs its own handlers, SIGTERM stops the start-up cleanly (exit 0).
+    """
+    signal.signal(signal.SIGTERM, _stop_early)
     try:
         asyncio.run(main())
+    except StopRequested:
+        log.info(f"{service} stopped before it had started (SIGTERM)")
+        return EXIT_OK
     except KeyboardInterrupt:
         return fail(service, EXIT_INTERRUPTED, "interrupted before it had started")
     except Exception as exc:
