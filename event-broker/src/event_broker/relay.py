@@ -11,7 +11,8 @@ copies (or marks a processing one to run once more); if they already finished, t
 more, which for a rebalance plans no orders (the planner converges). The other order, remembering
 first, would lose the trigger in that window. At-least-once is the safe side for a trigger.
 
-Redis and PostgreSQL writes go through `Retrier`: an outage holds the message in memory and keeps
+Redis and PostgreSQL writes go through `OutageRetry`: an outage, or a server too busy to write (a
+Redis out of memory or read-only, a full connection pool), holds the message in memory and keeps
 retrying, loudly, instead of dropping it.
 """
 
@@ -24,7 +25,7 @@ import structlog
 from redis.asyncio import Redis
 
 from event_broker.intake import MessageIntake, ReceivedMessage, events_for_message
-from event_broker.retry import Retrier
+from event_broker.retry import OutageRetry
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.events import Event
 from rebalancer_shared.intake import submit_event
@@ -52,13 +53,13 @@ class TriggerRelay:
         accounts_by_channel: Mapping[str, Sequence[Account]],
         *,
         seen_ttl_seconds: int,
-        retrier: Retrier | None = None,
+        retry: OutageRetry | None = None,
     ) -> None:
         self._queue = queue
         self._store = store
         self._accounts = accounts_by_channel
         self._seen_ttl_seconds = seen_ttl_seconds
-        self.retrier = retrier or Retrier()
+        self.retry = retry or OutageRetry()
 
     @property
     def _redis(self) -> Redis:
@@ -85,18 +86,18 @@ class TriggerRelay:
 
     async def _was_handled(self, message_id: str) -> bool:
         key = self._queue.keys.ably_seen(message_id)
-        return bool(await self.retrier.run("check ably message id", lambda: self._redis.exists(key)))
+        return bool(await self.retry.run("check ably message id", lambda: self._redis.exists(key)))
 
     async def _submit(self, event: Event) -> EnqueueResult:
         # Re-submitting the same event after a failure is safe: the queue's dedup recognises it.
-        return await self.retrier.run(
+        return await self.retry.run(
             f"submit event {event.event_id}", lambda: submit_event(self._queue, self._store, event)
         )
 
     async def _remember(self, message_id: str) -> None:
         key = self._queue.keys.ably_seen(message_id)
         ttl = self._seen_ttl_seconds
-        await self.retrier.run("remember ably message id", lambda: self._redis.set(key, "1", nx=True, ex=ttl))
+        await self.retry.run("remember ably message id", lambda: self._redis.set(key, "1", nx=True, ex=ttl))
 
 
 def _log_intake(bound: structlog.stdlib.BoundLogger, intake: MessageIntake) -> None:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from event_broker.intake import ReceivedMessage
 from event_broker.relay import TriggerRelay
-from event_broker.retry import TRANSIENT_ERRORS, Retrier
+from event_broker.retry import OutageRetry
 from event_broker.settings import SERVICE_NAME, BrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 HEARTBEAT_POLL_SECONDS = 0.25
 WIND_DOWN_SECONDS = 3.0
-_REDIS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, RedisError)
+# A heartbeat that cannot be written or removed is logged, never fatal: the next beat tries again.
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
 async def _wind_down(*tasks: asyncio.Task[None]) -> None:
@@ -86,7 +87,7 @@ class BrokerService:
             store,
             self._channels,
             seen_ttl_seconds=settings.seen_ttl_seconds,
-            retrier=Retrier(settings.retry),
+            retry=OutageRetry(settings.retry),
         )
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -129,7 +130,7 @@ class BrokerService:
             await self._shutdown(consumer, heartbeat)
 
     async def _start(self) -> None:
-        report = await self.relay.retrier.run(
+        report = await self.relay.retry.run(
             "check queue state", lambda: ensure_queue_state(self._queue, self._store)
         )
         if report.redis_was_wiped:
@@ -155,7 +156,7 @@ class BrokerService:
             return task.result()
         task.cancel()
         # Bounded: a cancel lost inside a client library must not hold the stop (the shutdown then
-        # abandons the retrier, which ends such a task).
+        # abandons the retries, which ends such a task).
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             async with asyncio.timeout(WIND_DOWN_SECONDS):
                 await task
@@ -190,7 +191,7 @@ class BrokerService:
                 "window delivers them again",
                 ably_message_ids=[m.message_id for m in self._pending],
             )
-        self.relay.retrier.abandon()
+        self.relay.retry.abandon()
         self._finished.set()
         consumer.cancel()  # it waits for the next message, or gives up its retry (abandoned)
         await _wind_down(consumer, heartbeat)
@@ -208,7 +209,7 @@ class BrokerService:
             "channels": self._subscriber.channel_states(),
             "last_message_at": self._last_message_at,
             "backlog": len(self._pending),
-            "writes_failing": self.relay.retrier.failing,
+            "writes_failing": self.relay.retry.failing,
         }
 
     def state(self) -> str:
