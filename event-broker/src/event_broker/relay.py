@@ -5,7 +5,7 @@ to one event per account on its channel (`intake.events_for_message`); submit ea
 `submit_event` (queue with dedup, history, counters, outcome logged with event_id, account_id and
 command); only then remember the id, with a TTL longer than any catch-up window.
 
-Why remember the id *after* submitting: a broker killed between the two re-reads the message on its
+Why remember the id *after* submitting: an event broker killed between the two re-reads the message on its
 next catch-up (rewind) and submits it again. While its events are live the queue's dedup drops the
 copies (or marks a processing one to run once more); if they already finished, the trigger runs once
 more, which for a rebalance plans no orders (the planner converges). The other order, remembering

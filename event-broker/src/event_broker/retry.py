@@ -22,7 +22,7 @@ from typing import TypeVar
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 
-from event_broker.errors import BrokerError
+from event_broker.errors import EventBrokerError
 from rebalancer_shared.transient import retry_if_transient
 
 log = structlog.get_logger(__name__)
@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class WritesAbandonedError(BrokerError):
+class WritesAbandonedError(EventBrokerError):
     """The event broker is stopping and gave up retrying a write (the trigger stays unhandled)."""
 
 

@@ -1,4 +1,4 @@
-"""The broker's lifecycle: start, subscribe, relay messages, write heartbeats, stop cleanly.
+"""The event broker's lifecycle: start, subscribe, relay messages, write heartbeats, stop cleanly.
 
 Start: `ensure_queue_state` (rebuild the queue if Redis lost its data), connect to Ably (a rejected
 key ends the run with `AblyConnectionFailedError`), subscribe once per channel that some account
@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from event_broker.intake import ReceivedMessage
 from event_broker.relay import TriggerRelay
 from event_broker.retry import OutageRetry
-from event_broker.settings import SERVICE_NAME, BrokerSettings
+from event_broker.settings import SERVICE_NAME, EventBrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
 from rebalancer_shared.heartbeats import beat, forget
@@ -63,12 +63,12 @@ def default_instance() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class BrokerService:
-    """One broker process: subscriber in, relay out, heartbeat on the side."""
+class EventBrokerService:
+    """One event broker process: subscriber in, relay out, heartbeat on the side."""
 
     def __init__(
         self,
-        settings: BrokerSettings,
+        settings: EventBrokerSettings,
         accounts: Mapping[str, Account],
         queue: EventQueue,
         store: EventStore,
@@ -115,8 +115,8 @@ class BrokerService:
 
     async def run(self) -> None:
         """Run until stopped; raise `AblyConnectionFailedError` if the Ably connection fails for good."""
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat")
-        consumer = asyncio.create_task(self._consume(), name="broker-consumer")
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="event-broker-heartbeat")
+        consumer = asyncio.create_task(self._consume(), name="event-broker-consumer")
         try:
             await self._unless_stopped(self._start())
             if self._stopping.is_set():

@@ -51,7 +51,7 @@ def threaded_ably() -> Iterator[FakeAblyServer]:
 
 
 @dataclass
-class BrokerRun:
+class EventBrokerRun:
     """Where a broker process's environment and output go."""
 
     env: dict[str, str]
@@ -60,7 +60,7 @@ class BrokerRun:
     def write_accounts(self, text: str) -> None:
         Path(self.env["ACCOUNTS_FILE"]).write_text(text)
 
-    async def start(self, name: str) -> BrokerProcess:
+    async def start(self, name: str) -> EventBrokerProcess:
         stdout = (self.workdir / f"{name}.out").open("wb")
         stderr_path = self.workdir / f"{name}.err"
         with stdout, stderr_path.open("wb") as stderr:
@@ -73,11 +73,11 @@ class BrokerRun:
                 stdout=stdout,
                 stderr=stderr,
             )
-        return BrokerProcess(process, stderr_path)
+        return EventBrokerProcess(process, stderr_path)
 
 
 @dataclass
-class BrokerProcess:
+class EventBrokerProcess:
     process: asyncio.subprocess.Process
     stderr_path: Path
 
@@ -112,7 +112,7 @@ class BrokerProcess:
 @pytest.fixture
 def broker_run(
     tmp_path: Path, threaded_ably: FakeAblyServer, prefix: str, fresh_database_url: str
-) -> BrokerRun:
+) -> EventBrokerRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
     config = tmp_path / "config.yaml"
     config.write_text("ably:\n  catch_up_seconds: 120\n")
@@ -131,15 +131,15 @@ def broker_run(
             "LOG_LEVEL": "INFO",
         }
     )
-    run = BrokerRun(env, tmp_path)
+    run = EventBrokerRun(env, tmp_path)
     run.write_accounts(ACCOUNTS_YAML)
     return run
 
 
 @pytest.fixture
-async def broker_processes() -> AsyncIterator[list[BrokerProcess]]:
+async def broker_processes() -> AsyncIterator[list[EventBrokerProcess]]:
     """Processes a test started; any still running at the end is killed."""
-    started: list[BrokerProcess] = []
+    started: list[EventBrokerProcess] = []
     yield started
     for broker in started:
         if broker.process.returncode is None:
@@ -153,7 +153,7 @@ async def heartbeat_of(redis: Redis, prefix: str, instance: str) -> Heartbeat | 
 
 
 async def wait_subscribed(
-    broker: BrokerProcess, redis: Redis, prefix: str, channels: frozenset[str] = frozenset({CHANNEL})
+    broker: EventBrokerProcess, redis: Redis, prefix: str, channels: frozenset[str] = frozenset({CHANNEL})
 ) -> Heartbeat:
     async def subscribed() -> bool:
         if broker.process.returncode is not None:
@@ -176,8 +176,8 @@ async def publish(fake: FakeAblyServer, name: str, data: object, channel: str = 
 
 
 async def test_killed_broker_catches_up_on_restart_and_repeats_nothing(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     queue: EventQueue,
     redis_client: Redis,
@@ -233,8 +233,8 @@ BURST = 20
 
 @pytest.mark.timeout(120)
 async def test_burst_while_redis_answers_oom_is_held_and_queued_once_redis_has_memory_again(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     fresh_store: EventStore,
     prefix: str,
@@ -288,7 +288,7 @@ async def test_burst_while_redis_answers_oom_is_held_and_queued_once_redis_has_m
     assert "could not be turned into events" not in broker.stderr, "no message may be dropped"
 
 
-def _logged_not_queued(broker: BrokerProcess) -> bool:
+def _logged_not_queued(broker: EventBrokerProcess) -> bool:
     return any(
         line.get("level") == "error" and "trigger is NOT queued yet" in str(line.get("event"))
         for line in broker.log_lines()
@@ -300,8 +300,8 @@ async def _all_remembered(redis: Redis, queue: EventQueue, message_ids: Iterable
 
 
 async def test_rejected_ably_key_exits_non_zero_and_says_so(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     redis_client: Redis,
     prefix: str,
@@ -319,7 +319,7 @@ async def test_rejected_ably_key_exits_non_zero_and_says_so(
 
 
 async def test_invalid_accounts_file_exits_non_zero_naming_the_problem(
-    broker_run: BrokerRun, broker_processes: list[BrokerProcess]
+    broker_run: EventBrokerRun, broker_processes: list[EventBrokerProcess]
 ) -> None:
     broker_run.write_accounts(ACCOUNTS_YAML + ACCOUNTS_YAML)  # every account twice
 
@@ -333,7 +333,7 @@ async def test_invalid_accounts_file_exits_non_zero_naming_the_problem(
 
 
 async def test_missing_ably_key_exits_non_zero_naming_the_variable(
-    broker_run: BrokerRun, broker_processes: list[BrokerProcess]
+    broker_run: EventBrokerRun, broker_processes: list[EventBrokerProcess]
 ) -> None:
     del broker_run.env["ABLY_API_KEY"]
 
@@ -346,8 +346,8 @@ async def test_missing_ably_key_exits_non_zero_naming_the_variable(
 
 
 async def test_sigterm_stops_the_broker_with_exit_0_and_removes_its_heartbeat(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     queue: EventQueue,
     redis_client: Redis,
