@@ -44,13 +44,13 @@ RECONCILE_SECONDS = 1.0
 
 @dataclass
 class Running:
-    redis: ThrowawayRedis
+    server: ThrowawayRedis
     tws: TwsProcess
     ably: AblyProcess
     database_url: str
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis.url)
+        return redis.Redis.from_url(self.server.url)
 
     def unfinished_in_postgresql(self) -> set[str]:
         with psycopg.connect(self.database_url.replace("+psycopg", "")) as conn:
@@ -62,7 +62,8 @@ class Running:
     def live_in_redis(self) -> set[str]:
         client = self.client()
         try:
-            return {i.decode() for i in client.zrange(QueueKeys(PREFIX).order, 0, -1)}
+            ids = client.zrange(QueueKeys(PREFIX).order, 0, -1)
+            return {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
         finally:
             client.close()
 
@@ -139,7 +140,7 @@ def _lose_and_recover(running: Running, lose: str) -> None:
         client.flushall()
         client.close()
     else:
-        running.redis.restart_empty()
+        running.server.restart_empty()
     lost_at = time.monotonic()
     wait_for(
         lambda: unfinished <= running.live_in_redis() | completed_since(running, unfinished), 15, "restore"

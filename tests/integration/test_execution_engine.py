@@ -17,6 +17,7 @@ import pytest
 from event_processor.brokers import Broker, BrokerError, IbkrBroker, ReadOnlyBrokerView, SimulatedBroker
 from event_processor.execution import (
     ExecutionFailed,
+    Outcome,
     cancel_orders,
     print_equity,
     print_orders,
@@ -27,6 +28,7 @@ from event_processor.execution import (
 from event_processor.planner import PlanError
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.config import OrderSettings
+from rebalancer_shared.events import Command
 from tests.fakes.tws import FakeOrder, FakeQuote, FakeTws, serve
 from tests.fakes.tws.scenarios import (
     ACCOUNT,
@@ -286,7 +288,8 @@ async def test_partial_fill_and_rejection_fail_the_run_and_the_retry_completes_w
         )
 
     first = failed.value.report
-    assert first.outcome == "partial"
+    assert first.outcome is Outcome.PARTIAL
+    assert str(failed.value).startswith(f"account {ACCOUNT}: rebalance partial: ")
     by_symbol = {o.symbol: o for o in first.orders}
     assert by_symbol["BBB"].filled_quantity == 0
     assert "no trading permission" in by_symbol["BBB"].message
@@ -354,7 +357,11 @@ async def test_report_serialises_to_json_ready_data(harness: Harness) -> None:
 
     report = await rebalance(harness.broker, ACCOUNT, TARGETS, SETTINGS, "event-1", **FAST)
 
-    data = json.loads(json.dumps(report.to_dict()))
+    assert (report.command, report.outcome) == (Command.REBALANCE, Outcome.FILLED)
+    raw = report.to_dict()
+    assert (raw["command"], raw["outcome"]) == ("rebalance", "filled")
+    assert {type(raw["command"]), type(raw["outcome"])} == {str}, "plain strings, as stored before"
+    data = json.loads(json.dumps(raw))
     assert data["outcome"] == "filled"
     assert len(data["orders"]) == len(report.orders)
     assert data["plan"]["equity_info"]["total_equity"] == report.plan.equity_info.total_equity  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""`python -m event_broker`: load the configuration and accounts, run the broker, map failures to exit codes.
+"""`python -m event_broker`: load the configuration and accounts, run the event broker, map failures to
+exit codes.
 
 Exit codes (rebalancer_shared.startup): 0 after a clean stop (SIGTERM/SIGINT); 2 when the configuration
 or accounts.yaml is invalid (nothing was started); 3 when Redis or PostgreSQL cannot be reached at
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 
 import structlog
 
-from event_broker.service import BrokerService
-from event_broker.settings import SERVICE_NAME, BrokerSettings
+from event_broker.service import EventBrokerService
+from event_broker.settings import SERVICE_NAME, EventBrokerSettings
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
@@ -32,21 +33,23 @@ def _quiet_sdk_logs(level: str) -> None:
         logging.getLogger("ably").setLevel(logging.WARNING)
 
 
-async def run_broker(settings: Settings, broker: BrokerSettings, accounts: Mapping[str, Account]) -> None:
+async def run_event_broker(
+    settings: Settings, own: EventBrokerSettings, accounts: Mapping[str, Account]
+) -> None:
     """Open Redis and PostgreSQL, run the service until a signal stops it, and close everything."""
     async with open_resources(settings, accounts=accounts) as res:
-        await _serve(broker, res)
+        await _serve(own, res)
 
 
-async def _serve(broker: BrokerSettings, res: Resources) -> None:
+async def _serve(own: EventBrokerSettings, res: Resources) -> None:
     subscriber = AblySubscriber(
-        broker.api_key,
-        broker.client_options,
-        rewind=broker.rewind,
-        attach_timeout_seconds=broker.attach_timeout_seconds,
-        close_timeout_seconds=broker.close_timeout_seconds,
+        own.api_key,
+        own.client_options,
+        rewind=own.rewind,
+        attach_timeout_seconds=own.attach_timeout_seconds,
+        close_timeout_seconds=own.close_timeout_seconds,
     )
-    service = BrokerService(broker, res.accounts, res.lifecycle, subscriber)
+    service = EventBrokerService(own, res.accounts, res.lifecycle, subscriber)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, service.request_stop)
@@ -59,12 +62,12 @@ async def _serve(broker: BrokerSettings, res: Resources) -> None:
 
 async def _start(settings: Settings) -> None:
     _quiet_sdk_logs(settings.logging.level)
-    broker = BrokerSettings.from_settings(settings)
+    own = EventBrokerSettings.from_settings(settings)
     accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
     await wait_for_servers(settings)
-    await run_broker(settings, broker, accounts)
+    await run_event_broker(settings, own, accounts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the broker; return the process exit code."""
+    """Run the event broker; return the process exit code."""
     return start_service(SERVICE_NAME, _start)

@@ -1,18 +1,18 @@
-"""The broker's errors: each names the condition and what an operator can do about it."""
+"""The event broker's errors: each names the condition and what an operator can do about it."""
 
 from __future__ import annotations
 
 from rebalancer_shared.errors import RebalancerError, ServerRefusedError
 
 
-class BrokerError(RebalancerError):
+class EventBrokerError(RebalancerError):
     """Base of the errors the event broker raises on purpose."""
 
 
-class AblyConnectionFailedError(BrokerError, ServerRefusedError):
+class AblyConnectionFailedError(EventBrokerError, ServerRefusedError):
     """The Ably connection failed for good (FAILED state): a rejected key, or another fatal error.
 
-    The SDK does not reconnect from FAILED, so the broker stops with a non-zero exit code; a restart
+    The SDK does not reconnect from FAILED, so the event broker stops with a non-zero exit code; a restart
     catches up on what was published meanwhile through channel rewind.
     """
 

@@ -1,4 +1,4 @@
-"""The broker's pure intake mapping: one Ably message and the accounts following its channel -> events.
+"""The event broker's pure intake mapping: one Ably message and the accounts following its channel -> events.
 
 No I/O and no logging: the relay logs what this returns. The payload decides the command through
 `rebalancer_shared.triggers.decide_trigger` (only `{"exec": "rebalance"}` trades; everything else it

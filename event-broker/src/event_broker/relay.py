@@ -5,13 +5,14 @@ to one event per account on its channel (`intake.events_for_message`); submit ea
 `EventLifecycle.submit` (queue with dedup, history, counters, outcome logged with event_id,
 account_id and command); only then remember the id, with a TTL longer than any catch-up window.
 
-Why remember the id *after* submitting: a broker killed between the two re-reads the message on its
-next catch-up (rewind) and submits it again. The events of a message have ids derived from the
-message id and the account (`intake.event_id_for`), so the copies are the same events: the queue
-recognises them, live or finished within a day, and nothing runs twice (`ALREADY_ACCEPTED`). The
-other order, remembering first, would lose the trigger in that window.
+Why remember the id *after* submitting: an event broker killed between the two re-reads the message
+on its next catch-up (rewind) and submits it again. The events of a message have ids derived from
+the message id and the account (`intake.event_id_for`), so the copies are the same events: the
+queue recognises them, live or finished within a day, and nothing runs twice (`ALREADY_ACCEPTED`).
+The other order, remembering first, would lose the trigger in that window.
 
-Redis and PostgreSQL writes go through `Retrier`: an outage holds the message in memory and keeps
+Redis and PostgreSQL writes go through `OutageRetry`: an outage, or a server too busy to write (a
+Redis out of memory or read-only, a full connection pool), holds the message in memory and keeps
 retrying, loudly, instead of dropping it.
 """
 
@@ -24,7 +25,7 @@ import structlog
 from redis.asyncio import Redis
 
 from event_broker.intake import MessageIntake, ReceivedMessage, events_for_message
-from event_broker.retry import Retrier
+from event_broker.retry import OutageRetry
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.events import Event
 from rebalancer_shared.lifecycle import EventLifecycle
@@ -50,13 +51,13 @@ class TriggerRelay:
         accounts_by_channel: Mapping[str, Sequence[Account]],
         *,
         seen_ttl_seconds: int,
-        retrier: Retrier | None = None,
+        retry: OutageRetry | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._queue = lifecycle.queue
         self._accounts = accounts_by_channel
         self._seen_ttl_seconds = seen_ttl_seconds
-        self.retrier = retrier or Retrier()
+        self.retry = retry or OutageRetry()
 
     @property
     def _redis(self) -> Redis:
@@ -83,16 +84,16 @@ class TriggerRelay:
 
     async def _was_handled(self, message_id: str) -> bool:
         key = self._queue.keys.ably_seen(message_id)
-        return bool(await self.retrier.run("check ably message id", lambda: self._redis.exists(key)))
+        return bool(await self.retry.run("check ably message id", lambda: self._redis.exists(key)))
 
     async def _submit(self, event: Event) -> EnqueueResult:
         # Re-submitting the same event after a failure is safe: the queue recognises its id.
-        return await self.retrier.run(f"submit event {event.event_id}", lambda: self._lifecycle.submit(event))
+        return await self.retry.run(f"submit event {event.event_id}", lambda: self._lifecycle.submit(event))
 
     async def _remember(self, message_id: str) -> None:
         key = self._queue.keys.ably_seen(message_id)
         ttl = self._seen_ttl_seconds
-        await self.retrier.run("remember ably message id", lambda: self._redis.set(key, "1", nx=True, ex=ttl))
+        await self.retry.run("remember ably message id", lambda: self._redis.set(key, "1", nx=True, ex=ttl))
 
 
 def _log_intake(bound: structlog.stdlib.BoundLogger, intake: MessageIntake) -> None:

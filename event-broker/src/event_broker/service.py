@@ -1,4 +1,4 @@
-"""The broker's lifecycle: start, subscribe, relay messages, write heartbeats, stop cleanly.
+"""The event broker's lifecycle: start, subscribe, relay messages, write heartbeats, stop cleanly.
 
 Start: `reconcile_queue` (restore what Redis lost from PostgreSQL; repeated every
 `reconcile_interval_seconds` while running, beside the outbox drainer), connect to Ably (a rejected
@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 
 from event_broker.intake import ReceivedMessage
 from event_broker.relay import TriggerRelay
-from event_broker.retry import TRANSIENT_ERRORS, Retrier
-from event_broker.settings import SERVICE_NAME, BrokerSettings
+from event_broker.retry import OutageRetry
+from event_broker.settings import SERVICE_NAME, EventBrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
 from rebalancer_shared.heartbeats import beat, forget
@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 HEARTBEAT_POLL_SECONDS = 0.25
 WIND_DOWN_SECONDS = 3.0
-_REDIS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, RedisError)
+# A heartbeat that cannot be written or removed is logged, never fatal: the next beat tries again.
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
 async def _wind_down(*tasks: asyncio.Task[None]) -> None:
@@ -62,12 +63,12 @@ def default_instance() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class BrokerService:
-    """One broker process: subscriber in, relay out, heartbeat on the side."""
+class EventBrokerService:
+    """One event broker process: subscriber in, relay out, heartbeat on the side."""
 
     def __init__(
         self,
-        settings: BrokerSettings,
+        settings: EventBrokerSettings,
         accounts: Mapping[str, Account],
         lifecycle: EventLifecycle,
         subscriber: Subscriber,
@@ -84,7 +85,7 @@ class BrokerService:
             lifecycle,
             self._channels,
             seen_ttl_seconds=settings.seen_ttl_seconds,
-            retrier=Retrier(settings.retry),
+            retry=OutageRetry(settings.retry),
         )
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -112,8 +113,8 @@ class BrokerService:
 
     async def run(self) -> None:
         """Run until stopped; raise `AblyConnectionFailedError` if the Ably connection fails for good."""
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="broker-heartbeat")
-        consumer = asyncio.create_task(self._consume(), name="broker-consumer")
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="event-broker-heartbeat")
+        consumer = asyncio.create_task(self._consume(), name="event-broker-consumer")
         history = [
             asyncio.create_task(self._lifecycle.outbox.run_drainer(), name="outbox-drainer"),
             asyncio.create_task(
@@ -139,7 +140,7 @@ class BrokerService:
             await self._shutdown(consumer, heartbeat)
 
     async def _start(self) -> None:
-        report = await self.relay.retrier.run(
+        report = await self.relay.retry.run(
             "check queue state", lambda: reconcile_queue(self._lifecycle, self.settings.lease_seconds)
         )
         if report.redis_was_wiped:
@@ -165,7 +166,7 @@ class BrokerService:
             return task.result()
         task.cancel()
         # Bounded: a cancel lost inside a client library must not hold the stop (the shutdown then
-        # abandons the retrier, which ends such a task).
+        # abandons the retries, which ends such a task).
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             async with asyncio.timeout(WIND_DOWN_SECONDS):
                 await task
@@ -200,7 +201,7 @@ class BrokerService:
                 "window delivers them again",
                 ably_message_ids=[m.message_id for m in self._pending],
             )
-        self.relay.retrier.abandon()
+        self.relay.retry.abandon()
         self._finished.set()
         consumer.cancel()  # it waits for the next message, or gives up its retry (abandoned)
         await _wind_down(consumer, heartbeat)
@@ -218,7 +219,7 @@ class BrokerService:
             "channels": self._subscriber.channel_states(),
             "last_message_at": self._last_message_at,
             "backlog": len(self._pending),
-            "writes_failing": self.relay.retrier.failing,
+            "writes_failing": self.relay.retry.failing,
         }
 
     def state(self) -> str:

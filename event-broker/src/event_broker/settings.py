@@ -1,9 +1,9 @@
-"""What the broker reads from the shared `Settings`, plus its own timings (constants with defaults).
+"""What the event broker reads from the shared `Settings`, plus its own timings (constants with defaults).
 
 Everything deployment-specific comes from the one loader (`rebalancer_shared.config.load_settings`):
 ABLY_API_KEY, ABLY_ENDPOINT, ABLY_TLS, `ably.catch_up_seconds`, REDIS_URL, REDIS_KEY_PREFIX,
-DATABASE_URL, ACCOUNTS_FILE, HEARTBEAT_SECONDS (the broker beats at least every 5 s). The other
-timings below have no variable of their own: they are properties of the broker, not of a
+DATABASE_URL, ACCOUNTS_FILE, HEARTBEAT_SECONDS (the event broker beats at least every 5 s). The other
+timings below have no variable of their own: they are properties of the event broker, not of a
 deployment, and tests set them directly.
 """
 
@@ -25,8 +25,8 @@ DEFAULT_HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
-class BrokerSettings:
-    """The broker's view of the configuration."""
+class EventBrokerSettings:
+    """The event broker's view of the configuration."""
 
     api_key: str
     # Keyword arguments for `AblyRealtime` besides the key (endpoint, tls; tests add short timers).
@@ -54,7 +54,7 @@ class BrokerSettings:
         return f"{math.ceil(self.catch_up_seconds)}s"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BrokerSettings:
+    def from_settings(cls, settings: Settings) -> EventBrokerSettings:
         """Build from the loaded settings; a missing Ably key is a `ConfigError`."""
         key = settings.ably.api_key.get_secret_value().strip() if settings.ably.api_key else ""
         if not key:

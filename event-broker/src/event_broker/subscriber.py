@@ -1,9 +1,9 @@
-"""The Ably side of the broker: channel subscriptions through the real `ably` SDK, behind `Subscriber`.
+"""The Ably side of the event broker: channel subscriptions through the real `ably` SDK, behind `Subscriber`.
 
 What the SDK does for us: it reconnects after a dropped socket and resumes the connection, and
 re-attaches each channel from its last channel serial, so a short outage loses nothing and repeats
 nothing. What we add: every connection and channel state change is logged; the first attach of each
-channel asks for `rewind` (the catch-up window) so a restarted broker receives what was published
+channel asks for `rewind` (the catch-up window) so a restarted event broker receives what was published
 while it was down; attaching waits for the connection first and has a timeout, because the SDK
 never settles an attach that was started when the key is rejected; a FAILED connection (the SDK
 does not leave that state by itself) is reported to the service, which stops.
@@ -33,7 +33,7 @@ _QUIET_STATES = {"connecting", "connected", "closing", "closed", "initialized"}
 
 
 class Subscriber(Protocol):
-    """A source of channel messages (the broker's one dependency on Ably)."""
+    """A source of channel messages (the event broker's one dependency on Ably)."""
 
     @property
     def state(self) -> str:
@@ -207,8 +207,8 @@ class AblySubscriber:
             return
         if self._failure is not None or self.state in ("failed", "closed"):
             # A failed connection has no transport left: closing it only raises inside the SDK (whose
-            # timers may even start connecting again). The REST half, an HTTP client the broker never
-            # uses, is closed on its own.
+            # timers may even start connecting again). The REST half, an HTTP client the event broker
+            # never uses, is closed on its own.
             await self._client.http.close()
             return
         try:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from event_processor.execution import ExecutionReport
+from event_processor.execution import ExecutionReport, Outcome
 from rebalancer_shared.events import Command
 
-_STATUS = {"filled": "success", "read_only": "success", "cancelled": "success", "partial": "partial"}
+# The run's `status` in the product brief's words; an outcome not listed is "failed".
+_STATUS = {
+    Outcome.FILLED: "success",
+    Outcome.READ_ONLY: "success",
+    Outcome.CANCELLED: "success",
+    Outcome.PARTIAL: "partial",
+}
 
 
 def execution_mode(command: Command) -> str:

@@ -10,7 +10,8 @@ class ConfigError(RebalancerError):
 
 
 class ServerUnavailableError(RebalancerError):
-    """A server the product needs (Redis, PostgreSQL, Ably) cannot be used; the message names it
+    """A server the product needs (Redis, PostgreSQL, Ably, the allocation API) cannot be used now;
+    transient (`rebalancer_shared.transient`), so worth trying again later. The message names it
     (its URL without the password), says why, and what to do."""
 
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from event_broker.retry import RetryPolicy
-from event_broker.service import BrokerService
-from event_broker.settings import BrokerSettings
+from event_broker.service import EventBrokerService
+from event_broker.settings import EventBrokerSettings
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.accounts import Account, RebalancingSettings
 from rebalancer_shared.events import Event
@@ -59,10 +59,10 @@ async def counter(queue: EventQueue, name: Counter) -> int:
     return sum(counters.get(name, {}).values())
 
 
-def broker_settings(fake: FakeAblyServer, catch_up_seconds: float = 120.0) -> BrokerSettings:
+def event_broker_settings(fake: FakeAblyServer, catch_up_seconds: float = 120.0) -> EventBrokerSettings:
     options = fake.client_options(use_binary_protocol=True)
     key = options.pop("key")
-    return BrokerSettings(
+    return EventBrokerSettings(
         api_key=key,
         client_options=options,
         catch_up_seconds=catch_up_seconds,
@@ -74,7 +74,7 @@ def broker_settings(fake: FakeAblyServer, catch_up_seconds: float = 120.0) -> Br
 
 
 @asynccontextmanager
-async def running_broker(
+async def running_event_broker(
     fake: FakeAblyServer,
     accounts: Mapping[str, Account],
     queue: EventQueue,
@@ -82,16 +82,18 @@ async def running_broker(
     *,
     catch_up_seconds: float = 120.0,
     instance: str = "test-broker",
-) -> AsyncIterator[BrokerService]:
-    """A broker service running in this event loop until the block ends (then stopped cleanly)."""
-    settings = broker_settings(fake, catch_up_seconds)
+) -> AsyncIterator[EventBrokerService]:
+    """An event broker service running in this event loop until the block ends (then stopped cleanly)."""
+    settings = event_broker_settings(fake, catch_up_seconds)
     subscriber = AblySubscriber(
         settings.api_key,
         settings.client_options,
         rewind=settings.rewind,
         attach_timeout_seconds=settings.attach_timeout_seconds,
     )
-    service = BrokerService(settings, accounts, EventLifecycle(queue, store), subscriber, instance=instance)
+    service = EventBrokerService(
+        settings, accounts, EventLifecycle(queue, store), subscriber, instance=instance
+    )
     task = asyncio.create_task(service.run())
     try:
         await wait_until(lambda: service.ready.is_set() or task.done(), "the broker to subscribe")

@@ -1,26 +1,31 @@
-"""`python -m event_broker` as a real process: catch-up after SIGKILL, fatal start-up errors, SIGTERM."""
+"""`python -m event_broker` as a real process: catch-up after SIGKILL, a Redis out of memory, fatal
+start-up errors, SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from rebalancer_shared.events import Command
 from rebalancer_shared.heartbeats import Heartbeat, read_heartbeats
 from rebalancer_shared.metrics import Counter
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.store import EventStore
 from tests.fakes.ably import FakeAblyServer, FakeAblyThread
 from tests.integration.broker.harness import counter, live_events, wait_until
-from tests.support.servers import REDIS_URL
+from tests.support.servers import REDIS_URL, throwaway_redis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +51,7 @@ def threaded_ably() -> Iterator[FakeAblyServer]:
 
 
 @dataclass
-class BrokerRun:
+class EventBrokerRun:
     """Where a broker process's environment and output go."""
 
     env: dict[str, str]
@@ -55,7 +60,7 @@ class BrokerRun:
     def write_accounts(self, text: str) -> None:
         Path(self.env["ACCOUNTS_FILE"]).write_text(text)
 
-    async def start(self, name: str) -> BrokerProcess:
+    async def start(self, name: str) -> EventBrokerProcess:
         stdout = (self.workdir / f"{name}.out").open("wb")
         stderr_path = self.workdir / f"{name}.err"
         with stdout, stderr_path.open("wb") as stderr:
@@ -68,11 +73,11 @@ class BrokerRun:
                 stdout=stdout,
                 stderr=stderr,
             )
-        return BrokerProcess(process, stderr_path)
+        return EventBrokerProcess(process, stderr_path)
 
 
 @dataclass
-class BrokerProcess:
+class EventBrokerProcess:
     process: asyncio.subprocess.Process
     stderr_path: Path
 
@@ -83,6 +88,14 @@ class BrokerProcess:
     @property
     def stderr(self) -> str:
         return self.stderr_path.read_text()
+
+    def log_lines(self) -> list[dict[str, object]]:
+        """The JSON log lines written so far (LOG_FORMAT=json); a line still being written is skipped."""
+        lines = []
+        for text in self.stderr.splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(text))
+        return lines
 
     async def wait(self, seconds: float = START_S) -> int:
         try:
@@ -99,7 +112,7 @@ class BrokerProcess:
 @pytest.fixture
 def broker_run(
     tmp_path: Path, threaded_ably: FakeAblyServer, prefix: str, fresh_database_url: str
-) -> BrokerRun:
+) -> EventBrokerRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
     config = tmp_path / "config.yaml"
     config.write_text("ably:\n  catch_up_seconds: 120\n")
@@ -118,15 +131,15 @@ def broker_run(
             "LOG_LEVEL": "INFO",
         }
     )
-    run = BrokerRun(env, tmp_path)
+    run = EventBrokerRun(env, tmp_path)
     run.write_accounts(ACCOUNTS_YAML)
     return run
 
 
 @pytest.fixture
-async def broker_processes() -> AsyncIterator[list[BrokerProcess]]:
+async def broker_processes() -> AsyncIterator[list[EventBrokerProcess]]:
     """Processes a test started; any still running at the end is killed."""
-    started: list[BrokerProcess] = []
+    started: list[EventBrokerProcess] = []
     yield started
     for broker in started:
         if broker.process.returncode is None:
@@ -139,7 +152,9 @@ async def heartbeat_of(redis: Redis, prefix: str, instance: str) -> Heartbeat | 
     return next((b for b in beats if b.service == "event-broker" and b.instance == instance), None)
 
 
-async def wait_subscribed(broker: BrokerProcess, redis: Redis, prefix: str) -> Heartbeat:
+async def wait_subscribed(
+    broker: EventBrokerProcess, redis: Redis, prefix: str, channels: frozenset[str] = frozenset({CHANNEL})
+) -> Heartbeat:
     async def subscribed() -> bool:
         if broker.process.returncode is not None:
             raise AssertionError(f"the broker exited with {broker.process.returncode}:\n{broker.stderr}")
@@ -147,22 +162,22 @@ async def wait_subscribed(broker: BrokerProcess, redis: Redis, prefix: str) -> H
         return (
             beat is not None
             and beat.state == "connected"
-            and beat.details["channels"] == {CHANNEL: "attached"}
+            and beat.details["channels"] == dict.fromkeys(channels, "attached")
         )
 
-    await wait_until(subscribed, "the broker's heartbeat to show its channel attached", seconds=START_S)
+    await wait_until(subscribed, "the broker's heartbeat to show its channels attached", seconds=START_S)
     beat = await heartbeat_of(redis, prefix, broker.instance)
     assert beat is not None
     return beat
 
 
-async def publish(fake: FakeAblyServer, name: str, data: object) -> str:
-    return await asyncio.to_thread(fake.publish_threadsafe, CHANNEL, name, data)
+async def publish(fake: FakeAblyServer, name: str, data: object, channel: str = CHANNEL) -> str:
+    return await asyncio.to_thread(fake.publish_threadsafe, channel, name, data)
 
 
 async def test_killed_broker_catches_up_on_restart_and_repeats_nothing(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     queue: EventQueue,
     redis_client: Redis,
@@ -213,9 +228,80 @@ async def _live_count(queue: EventQueue, expected: int) -> bool:
     return len(await live_events(queue)) >= expected
 
 
+BURST = 20
+
+
+@pytest.mark.timeout(120)
+async def test_burst_while_redis_answers_oom_is_held_and_queued_once_redis_has_memory_again(
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
+    threaded_ably: FakeAblyServer,
+    fresh_store: EventStore,
+    prefix: str,
+) -> None:
+    # One account per channel, one message per channel: every message must become exactly one event.
+    channels = {f"DU-OOM-{i:02d}": f"oom-{i:02d}" for i in range(BURST)}
+    broker_run.write_accounts(
+        "".join(f'- account_id: "{a}"\n  notification:\n    channel: "{c}"\n' for a, c in channels.items())
+    )
+    with throwaway_redis() as server:
+        broker_run.env["REDIS_URL"] = server.url
+        redis = Redis.from_url(server.url)
+        queue = EventQueue(redis, prefix, lease_seconds=30.0)
+        try:
+            broker = await broker_run.start("oom")
+            broker_processes.append(broker)
+            await wait_subscribed(broker, redis, prefix, frozenset(channels.values()))
+
+            # Any limit below what the server already holds: every write now answers OOM, reads work.
+            await redis.config_set("maxmemory-policy", "noeviction")
+            await redis.config_set("maxmemory", "1")
+            with pytest.raises(OutOfMemoryError):
+                await redis.set(f"{prefix}:probe", "1")
+            published = {
+                account: await publish(threaded_ably, "trigger", {"exec": "rebalance"}, channel)
+                for account, channel in channels.items()
+            }
+            await wait_until(
+                lambda: _logged_not_queued(broker), "the broker to log that a trigger is NOT queued yet", 30
+            )
+            assert await live_events(queue) == [], "nothing can be queued while Redis is out of memory"
+
+            await redis.config_set("maxmemory", "0")
+            await wait_until(lambda: _live_count(queue, BURST), "every message's event", 30)
+            await wait_until(
+                lambda: _all_remembered(redis, queue, published.values()), "every message to be remembered"
+            )
+            assert await broker.stop(signal.SIGTERM) == 0
+            events = await live_events(queue)
+            queued = await counter(queue, Counter.EVENTS_QUEUED)
+        finally:
+            await redis.aclose()
+
+    assert sorted((e.account_id, e.ably_message_id) for e in events) == sorted(published.items())
+    assert {e.exec_command for e in events} == {Command.REBALANCE}
+    assert queued == BURST
+    for event in events:
+        history = await fresh_store.history(event.event_id)
+        assert history is not None
+        assert [t["state"] for t in history["transitions"]] == ["queued"]
+    assert "could not be turned into events" not in broker.stderr, "no message may be dropped"
+
+
+def _logged_not_queued(broker: EventBrokerProcess) -> bool:
+    return any(
+        line.get("level") == "error" and "trigger is NOT queued yet" in str(line.get("event"))
+        for line in broker.log_lines()
+    )
+
+
+async def _all_remembered(redis: Redis, queue: EventQueue, message_ids: Iterable[str]) -> bool:
+    return all([await _remembered(redis, queue, message_id) for message_id in message_ids])
+
+
 async def test_rejected_ably_key_exits_non_zero_and_says_so(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     redis_client: Redis,
     prefix: str,
@@ -233,7 +319,7 @@ async def test_rejected_ably_key_exits_non_zero_and_says_so(
 
 
 async def test_invalid_accounts_file_exits_non_zero_naming_the_problem(
-    broker_run: BrokerRun, broker_processes: list[BrokerProcess]
+    broker_run: EventBrokerRun, broker_processes: list[EventBrokerProcess]
 ) -> None:
     broker_run.write_accounts(ACCOUNTS_YAML + ACCOUNTS_YAML)  # every account twice
 
@@ -247,7 +333,7 @@ async def test_invalid_accounts_file_exits_non_zero_naming_the_problem(
 
 
 async def test_missing_ably_key_exits_non_zero_naming_the_variable(
-    broker_run: BrokerRun, broker_processes: list[BrokerProcess]
+    broker_run: EventBrokerRun, broker_processes: list[EventBrokerProcess]
 ) -> None:
     del broker_run.env["ABLY_API_KEY"]
 
@@ -260,8 +346,8 @@ async def test_missing_ably_key_exits_non_zero_naming_the_variable(
 
 
 async def test_sigterm_stops_the_broker_with_exit_0_and_removes_its_heartbeat(
-    broker_run: BrokerRun,
-    broker_processes: list[BrokerProcess],
+    broker_run: EventBrokerRun,
+    broker_processes: list[EventBrokerProcess],
     threaded_ably: FakeAblyServer,
     queue: EventQueue,
     redis_client: Redis,

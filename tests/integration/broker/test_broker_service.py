@@ -1,4 +1,5 @@
-"""The broker in this event loop: the real `ably` SDK against the loopback Ably, real Redis and PostgreSQL."""
+"""The event broker in this event loop: the real `ably` SDK against the loopback Ably, real Redis
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from structlog.testing import capture_logs
 
 from event_broker.errors import AblyConnectionFailedError
 from event_broker.intake import ReceivedMessage
-from event_broker.service import BrokerService
+from event_broker.service import EventBrokerService
 from event_broker.subscriber import AblySubscriber
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.heartbeats import read_heartbeats
@@ -25,10 +26,10 @@ from rebalancer_shared.store import EventStore, HistoryRecord, Transition
 from tests.fakes.ably import FakeAblyServer
 from tests.integration.broker.harness import (
     accounts_on,
-    broker_settings,
     counter,
+    event_broker_settings,
     live_events,
-    running_broker,
+    running_event_broker,
     wait_until,
 )
 
@@ -43,7 +44,7 @@ async def test_rebalance_trigger_becomes_one_live_event_per_account_on_the_chann
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "strategy-a", "DU2": "strategy-a", "DU3": "strategy-b"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         message_id = fake_ably.publish("strategy-a", "trigger", {"exec": "rebalance"})
 
         await wait_until(lambda: _count(queue, 2), "two queued events")
@@ -78,7 +79,7 @@ async def test_payloads_other_than_exactly_rebalance_become_dry_runs(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({f"DU-{name}": f"ch-{name}" for name in DRY_RUN_PAYLOADS})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         with capture_logs() as logs:
             for name, payload in DRY_RUN_PAYLOADS.items():
                 fake_ably.publish(f"ch-{name}", "trigger", payload)
@@ -95,7 +96,7 @@ async def test_message_on_a_channel_nobody_follows_makes_no_event(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "followed"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store) as broker:
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store) as broker:
         fake_ably.publish("nobody-follows", "trigger", {"exec": "rebalance"})
         fake_ably.publish("followed", "marker", {"exec": "print-positions"})
         await wait_until(lambda: _count(queue, 1), "the marker's event")
@@ -115,7 +116,7 @@ async def test_burst_of_one_trigger_queues_one_event_per_account(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "burst", "DU2": "burst"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         for _ in range(5):
             fake_ably.publish("burst", "trigger", {"exec": "rebalance"})
 
@@ -143,7 +144,7 @@ async def test_trigger_arriving_while_its_event_is_processing_is_coalesced_into_
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "busy"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         fake_ably.publish("busy", "trigger", {"exec": "rebalance"})
         await wait_until(lambda: _count(queue, 1), "the first event")
         claim = await queue.claim("worker-1")
@@ -162,7 +163,7 @@ async def test_dropped_connection_is_resumed_and_each_message_becomes_events_onc
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "flaky-network"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         fake_ably.publish("flaky-network", "before", {"exec": "print-positions"})
         await wait_until(lambda: _count(queue, 1), "the first event")
 
@@ -183,7 +184,7 @@ async def test_restarted_ably_server_is_reconnected_and_each_message_becomes_eve
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "restarting"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store):
         fake_ably.publish("restarting", "before", {"exec": "print-positions"})
         await wait_until(lambda: _count(queue, 1), "the first event")
 
@@ -215,7 +216,7 @@ async def test_catch_up_replays_only_messages_inside_the_window(
         recent = server.publish("catch-up", "recent", {"exec": "print-equity"})
         clock.now += 50
         accounts = accounts_on({"DU1": "catch-up"})
-        async with running_broker(server, accounts, queue, fresh_store, catch_up_seconds=60):
+        async with running_event_broker(server, accounts, queue, fresh_store, catch_up_seconds=60):
             server.publish("catch-up", "live", {"exec": "print-orders"})
             await wait_until(lambda: _count(queue, 2), "the recent and the live message")
 
@@ -228,7 +229,7 @@ async def test_message_already_turned_into_events_is_not_repeated_by_a_catch_up(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "replayed"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store, instance="first"):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store, instance="first"):
         fake_ably.publish("replayed", "handled", {"exec": "print-positions"})
         await wait_until(lambda: _count(queue, 1), "the first event")
     claim = await queue.claim("worker")
@@ -236,7 +237,7 @@ async def test_message_already_turned_into_events_is_not_repeated_by_a_catch_up(
     await queue.complete(claim)  # finished: a repeat would be queued as a new event
 
     with capture_logs() as logs:
-        async with running_broker(fake_ably, accounts, queue, fresh_store, instance="second"):
+        async with running_event_broker(fake_ably, accounts, queue, fresh_store, instance="second"):
             fake_ably.publish("replayed", "marker", {"exec": "print-equity"})
             await wait_until(lambda: _count(queue, 1), "the marker's event")
 
@@ -264,7 +265,7 @@ async def test_redis_outage_while_submitting_is_retried_and_the_trigger_queued_o
     flaky = FlakyQueue(queue.redis, queue.keys.prefix, failures=7)  # more than one round of attempts
     accounts = accounts_on({"DU1": "outage"})
     with capture_logs() as logs:
-        async with running_broker(fake_ably, accounts, flaky, fresh_store):
+        async with running_event_broker(fake_ably, accounts, flaky, fresh_store):
             message_id = fake_ably.publish("outage", "trigger", {"exec": "rebalance"})
             await wait_until(lambda: _count(queue, 1), "the event once Redis answers again")
             await wait_until(lambda: _remembered(queue, message_id), "the message id to be remembered")
@@ -295,7 +296,7 @@ async def test_error_on_one_message_is_logged_with_its_id_and_the_next_is_still_
     exploding = ExplodingQueue(queue.redis, queue.keys.prefix)
     accounts = accounts_on({"DU1": "mixed"})
     with capture_logs() as logs:
-        async with running_broker(fake_ably, accounts, exploding, fresh_store):
+        async with running_event_broker(fake_ably, accounts, exploding, fresh_store):
             bad = fake_ably.publish("mixed", "bad", {"exec": "rebalance", "explode": True})
             fake_ably.publish("mixed", "good", {"exec": "print-positions"})
             await wait_until(lambda: _count(queue, 1), "the good message's event")
@@ -312,7 +313,7 @@ async def test_heartbeat_reports_the_connection_and_channels_and_is_removed_on_s
 ) -> None:
     accounts = accounts_on({"DU1": "alpha", "DU2": "beta"})
     instance = f"hb-{uuid.uuid4().hex[:6]}"
-    async with running_broker(fake_ably, accounts, queue, fresh_store, instance=instance):
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store, instance=instance):
         fake_ably.publish("alpha", "trigger", {})
         await wait_until(lambda: _count(queue, 1), "the event")
 
@@ -334,7 +335,7 @@ async def test_stop_finishes_the_messages_already_received(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     accounts = accounts_on({"DU1": "stopping"})
-    async with running_broker(fake_ably, accounts, queue, fresh_store) as broker:
+    async with running_event_broker(fake_ably, accounts, queue, fresh_store) as broker:
         broker.deliver(ReceivedMessage("stopping", "trigger", {"exec": "rebalance"}, "in-flight:0"))
         broker.request_stop()
 
@@ -361,7 +362,7 @@ async def test_start_rebuilds_the_queue_when_redis_lost_its_data(
     await fresh_store.apply_history([known_to_postgresql_only])
     await queue.redis.delete(queue.keys.marker)  # Redis came back empty
 
-    async with running_broker(fake_ably, accounts_on({"DU1": "any"}), queue, fresh_store):
+    async with running_event_broker(fake_ably, accounts_on({"DU1": "any"}), queue, fresh_store):
         pass
 
     [rebuilt] = await live_events(queue)
@@ -371,9 +372,9 @@ async def test_start_rebuilds_the_queue_when_redis_lost_its_data(
 async def test_key_rejected_while_running_stops_the_broker_with_the_reason(
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
-    settings = broker_settings(fake_ably)
+    settings = event_broker_settings(fake_ably)
     subscriber = AblySubscriber(settings.api_key, settings.client_options, rewind=settings.rewind)
-    service = BrokerService(
+    service = EventBrokerService(
         settings, accounts_on({"DU1": "revoked"}), EventLifecycle(queue, fresh_store), subscriber
     )
     run = asyncio.create_task(service.run())
@@ -393,9 +394,9 @@ async def test_stop_during_an_outage_gives_up_after_the_grace_period_naming_the_
     fake_ably: FakeAblyServer, queue: EventQueue, fresh_store: EventStore
 ) -> None:
     down = FlakyQueue(queue.redis, queue.keys.prefix, failures=10**6)  # Redis never comes back
-    settings = dataclasses.replace(broker_settings(fake_ably), shutdown_grace_seconds=0.5)
+    settings = dataclasses.replace(event_broker_settings(fake_ably), shutdown_grace_seconds=0.5)
     subscriber = AblySubscriber(settings.api_key, settings.client_options, rewind=settings.rewind)
-    service = BrokerService(
+    service = EventBrokerService(
         settings, accounts_on({"DU1": "down"}), EventLifecycle(down, fresh_store), subscriber
     )
     with capture_logs() as logs:

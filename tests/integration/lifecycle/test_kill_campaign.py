@@ -10,6 +10,7 @@ import random
 import signal
 import time
 from collections import Counter as Tally
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ KILLS = 20
 SEED = 20261202
 
 
-def clean_run_fills() -> Tally[tuple[str, str, str]]:
+def clean_run_fills() -> dict[tuple[str, str, str], float]:
     """What one uninterrupted rebalance of each account trades: its sells, then the re-planned buys."""
-    expected: Tally[tuple[str, str, str]] = Tally()
+    expected: dict[tuple[str, str, str], float] = defaultdict(float)
     for account in ACCOUNTS:
         holdings = {s: Holding(q, "STK") for s, q in HOLDINGS.items()}
         cash = 5_000.0
@@ -55,9 +56,9 @@ def clean_run_fills() -> Tally[tuple[str, str, str]]:
     return expected
 
 
-def traded(state: dict[str, Any]) -> Tally[tuple[str, str, str]]:
+def traded(state: dict[str, Any]) -> dict[tuple[str, str, str], float]:
     account_of = {o["order_id"]: o["account"] for o in state["received_orders"]}
-    fills: Tally[tuple[str, str, str]] = Tally()
+    fills: dict[tuple[str, str, str], float] = defaultdict(float)
     for fill in state["fills"]:
         fills[(account_of[fill["order_id"]], fill["symbol"], fill["action"])] += fill["shares"]
     return fills
@@ -156,4 +157,4 @@ async def test_twenty_kills_lose_no_order_leave_no_run_running_and_trade_like_a_
     assert await queue.list_events(100) == []
     for event in events:
         assert await queue.redis.zscore(queue.keys.finished, str(event.event_id)) is not None
-    assert traded(state) == clean_run_fills(), "the kills changed what was traded"
+    assert dict(traded(state)) == dict(clean_run_fills()), "the kills changed what was traded"

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from event_processor.allocations import AllocationClient, AllocationError
 from rebalancer_cli.scenario import ScenarioError, parse_scenario
 from rebalancer_shared.config import AllocationSettings
+from rebalancer_shared.transient import is_transient
 from tests.fakes.allocations import AllocationServer, allocation_body
 
 GOOD = {"EDC": 0.2141, "QLD": 0.1779, "QQQ": 0.141, "BTAL": 0.2817, "SPXL": 0.0378, "TQQQ": 0.1475}
@@ -164,15 +165,33 @@ async def test_server_errors_are_retried_a_few_times_then_fail(api: AllocationSe
     assert len(api.requests) == 1, "a client error is not retried at once"
 
 
+@pytest.mark.parametrize(
+    ("status", "transient"), [(503, True), (500, True), (429, True), (404, False), (401, False)]
+)
+async def test_the_client_retries_exactly_what_the_shared_rule_calls_transient(
+    api: AllocationServer, status: int, transient: bool
+) -> None:
+    api.set_raw("c", b"{}", status=status)
+    client = client_for(api, attempts=3)
+    try:
+        with pytest.raises(AllocationError, match=f"HTTP {status}$") as info:
+            await client.fetch("c")
+    finally:
+        await client.aclose()
+    assert is_transient(info.value) is transient  # so the worker would classify it the same way
+    assert len(api.requests) == (3 if transient else 1)
+
+
 async def test_unreachable_api_is_an_error(api: AllocationServer) -> None:
     client = AllocationClient(
         AllocationSettings(base_url="http://127.0.0.1:1/api", attempts=1, timeout_seconds=1)
     )
     try:
-        with pytest.raises(AllocationError, match="ConnectError"):
+        with pytest.raises(AllocationError, match="ConnectError") as info:
             await client.fetch("c")
     finally:
         await client.aclose()
+    assert is_transient(info.value)
 
 
 async def test_the_key_never_appears_in_the_error(api: AllocationServer) -> None:

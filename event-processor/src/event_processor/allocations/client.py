@@ -1,7 +1,8 @@
 """`AllocationClient`: GET {base_url}/{channel}/allocations with the API key, a timeout and a few
 short retries (tenacity, fixed delay) for failures that may pass: connection errors, timeouts and
-HTTP 5xx/429. A 4xx or a response that fails validation is not retried here; the event retries
-later from the back of the queue, with nothing traded.
+HTTP 5xx/429, which the shared `rebalancer_shared.transient.is_transient` calls transient. A 4xx or
+a response that fails validation is not retried here; the event retries later from the back of the
+queue, with nothing traded.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from urllib.parse import quote
 
 import httpx
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
 
 from event_processor.allocations.models import AllocationError, TargetAllocation, parse_allocation_response
 from rebalancer_shared.config import AllocationSettings
+from rebalancer_shared.errors import ServerUnavailableError
+from rebalancer_shared.transient import is_transient, retry_if_transient
 
 log = structlog.get_logger(__name__)
 
 
-class AllocationUnavailable(AllocationError):
-    """The API could not answer (network, timeout, HTTP 5xx or 429): worth retrying at once."""
+class AllocationUnavailable(AllocationError, ServerUnavailableError):
+    """The API could not answer (network, timeout, HTTP 5xx or 429): transient, retried at once."""
 
 
 class AllocationClient:
@@ -45,7 +48,7 @@ class AllocationClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.attempts),
             wait=wait_fixed(self.settings.retry_delay_seconds),
-            retry=retry_if_exception(lambda exc: isinstance(exc, AllocationUnavailable)),
+            retry=retry_if_transient,
             reraise=True,
         )
         async for attempt in retrying:
@@ -70,17 +73,21 @@ class AllocationClient:
             headers[self.settings.api_key_header] = self.settings.api_key.get_secret_value()
         try:
             response = await self._http.get(url, headers=headers, timeout=self.settings.timeout_seconds)
-        except httpx.TimeoutException as exc:
-            raise AllocationUnavailable(
-                f"allocation API GET {url}: timed out after {self.settings.timeout_seconds}s"
-            ) from exc
+            response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise AllocationUnavailable(f"allocation API GET {url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise AllocationUnavailable(f"allocation API GET {url}: HTTP {response.status_code}")
+            kind = AllocationUnavailable if is_transient(exc) else AllocationError
+            raise kind(f"allocation API GET {url}: {self._describe(exc)}") from exc
         if response.status_code != 200:
             raise AllocationError(f"allocation API GET {url}: HTTP {response.status_code}")
         try:
             return json.loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AllocationError(f"allocation API GET {url}: response is not valid JSON") from exc
+
+    def _describe(self, exc: httpx.HTTPError) -> str:
+        """What went wrong, without the URL (said before) or the key (never said)."""
+        if isinstance(exc, httpx.HTTPStatusError):
+            return f"HTTP {exc.response.status_code}"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"timed out after {self.settings.timeout_seconds}s"
+        return f"{type(exc).__name__}: {exc}"

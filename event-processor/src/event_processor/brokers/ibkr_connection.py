@@ -15,10 +15,11 @@ from typing import TypeVar
 
 import structlog
 from ib_async import IB
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
 
 from event_processor.brokers.models import BrokerError
 from rebalancer_shared.config import IbkrSettings
+from rebalancer_shared.transient import retry_if_transient
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,7 @@ class IbkrConnection:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(s.connect_attempts),
             wait=wait_fixed(s.connect_retry_delay_seconds),
-            retry=retry_if_exception_type(OSError),  # refused, reset, timed out (TimeoutError is one)
+            retry=retry_if_transient,  # refused, reset, timed out: the gateway may be starting
             reraise=True,
         )
         try:

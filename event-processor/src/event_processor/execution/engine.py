@@ -26,6 +26,7 @@ from event_processor.execution.guard import UNGUARDED, OrderGuard
 from event_processor.execution.report import ExecutionFailed, ExecutionReport, Outcome
 from event_processor.planner import Holding, Plan, PlanInput, PlannedOrder, plan_rebalance
 from rebalancer_shared.accounts import RebalancingSettings
+from rebalancer_shared.events import Command
 
 log = structlog.get_logger(__name__)
 
@@ -112,16 +113,16 @@ async def _place_and_wait(
 
 def outcome_of(orders: Sequence[OrderResult]) -> Outcome:
     if all(o.is_filled for o in orders):
-        return "filled"
+        return Outcome.FILLED
     if any(o.filled_quantity > 0 for o in orders):
-        return "partial"
-    return "failed"
+        return Outcome.PARTIAL
+    return Outcome.FAILED
 
 
 def _describe(orders: Sequence[OrderResult], outcome: Outcome) -> str:
     if not orders:
         return "nothing to trade: the account is at its targets"
-    if outcome == "filled":
+    if outcome is Outcome.FILLED:
         sells = sum(o.action == "SELL" for o in orders)
         return f"{len(orders)} order(s) filled ({sells} sell, {len(orders) - sells} buy)"
     unfinished = [
@@ -150,7 +151,7 @@ async def rebalance(
     any order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry"; and
     whatever `guard` raises when the run may no longer trade (its lease fence closed).
     """
-    bound = log.bind(account_id=account_id, event_id=event_id, command="rebalance")
+    bound = log.bind(account_id=account_id, event_id=event_id, command=Command.REBALANCE.value)
     guard.check("cancel the open orders")
     cancelled = await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds))
     first = await read_account(broker, account_id, targets)
@@ -171,7 +172,7 @@ async def rebalance(
     orders = (*sells, *buys)
     outcome = outcome_of(orders)
     report = ExecutionReport(
-        command="rebalance",
+        command=Command.REBALANCE,
         account_id=account_id,
         event_id=event_id,
         outcome=outcome,
@@ -185,7 +186,7 @@ async def rebalance(
         prices=first.prices,
         cancelled_orders=tuple(cancelled),
     )
-    bound.info("rebalance finished", outcome=outcome, message=report.message)
+    bound.info("rebalance finished", outcome=outcome.value, message=report.message)
     if not report.succeeded:
         raise ExecutionFailed(report)
     return report
@@ -207,10 +208,10 @@ async def print_rebalance(
     if open_orders:
         message += f" after cancelling {len(open_orders)} open order(s)"
     return ExecutionReport(
-        command="print-rebalance",
+        command=Command.PRINT_REBALANCE,
         account_id=account_id,
         event_id=event_id,
-        outcome="read_only",
+        outcome=Outcome.READ_ONLY,
         message=message,
         plan=plan,
         equity_info=plan.equity_info,
@@ -224,10 +225,10 @@ async def print_rebalance(
 async def print_positions(broker: ReadOnlyBroker, account_id: str, event_id: str) -> ExecutionReport:
     positions = tuple(await _read_only(broker).get_positions(account_id))
     return ExecutionReport(
-        command="print-positions",
+        command=Command.PRINT_POSITIONS,
         account_id=account_id,
         event_id=event_id,
-        outcome="read_only",
+        outcome=Outcome.READ_ONLY,
         message=f"{len(positions)} position(s)",
         positions=positions,
     )
@@ -242,10 +243,10 @@ async def print_equity(
         PlanInput({}, {}, {}, values.total_cash, values.net_liquidation, settings)
     ).equity_info
     return ExecutionReport(
-        command="print-equity",
+        command=Command.PRINT_EQUITY,
         account_id=account_id,
         event_id=event_id,
-        outcome="read_only",
+        outcome=Outcome.READ_ONLY,
         message=(
             f"net liquidation {values.net_liquidation:,.2f}, available {equity.available_for_trading:,.2f}"
         ),
@@ -257,10 +258,10 @@ async def print_equity(
 async def print_orders(broker: ReadOnlyBroker, account_id: str, event_id: str) -> ExecutionReport:
     open_orders = tuple(await _read_only(broker).get_open_orders(account_id))
     return ExecutionReport(
-        command="print-orders",
+        command=Command.PRINT_ORDERS,
         account_id=account_id,
         event_id=event_id,
-        outcome="read_only",
+        outcome=Outcome.READ_ONLY,
         message=f"{len(open_orders)} open order(s)",
         open_orders=open_orders,
     )
@@ -278,10 +279,10 @@ async def cancel_orders(
     guard.check("cancel the open orders")
     cancelled = tuple(await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds)))
     return ExecutionReport(
-        command="cancel-orders",
+        command=Command.CANCEL_ORDERS,
         account_id=account_id,
         event_id=event_id,
-        outcome="cancelled",
+        outcome=Outcome.CANCELLED,
         message=f"{len(cancelled)} open order(s) cancelled",
         cancelled_orders=cancelled,
     )

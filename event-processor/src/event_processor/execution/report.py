@@ -1,19 +1,36 @@
-"""What a command did: `ExecutionReport`, and `ExecutionFailed` for a live run that did not finish."""
+"""What a command did: `ExecutionReport` and its `Outcome`, and `ExecutionFailed` for a live run that
+did not finish. The report's data (`to_dict`) holds the enums' values, plain strings, as stored in the
+run history and shown by the API."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from event_processor.brokers.models import AccountValues, BrokerPosition, OpenOrder, OrderResult
 from event_processor.planner import EquityInfo, Plan
 from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.events import Command
 
-# filled: a live run whose every order filled (or that needed none); partial: some shares traded but
-# not all; failed: orders were placed and none traded; read_only: a print-* command; cancelled: the
-# cancel-orders command confirmed every cancel.
-Outcome = Literal["filled", "partial", "failed", "read_only", "cancelled"]
+
+class Outcome(StrEnum):
+    """How a command ended."""
+
+    FILLED = "filled"  # a live run whose every order filled (or that needed none)
+    PARTIAL = "partial"  # some shares traded but not all
+    FAILED = "failed"  # orders were placed and none traded
+    READ_ONLY = "read_only"  # a print-* command
+    CANCELLED = "cancelled"  # the cancel-orders command confirmed every cancel
+
+    @property
+    def succeeded(self) -> bool:
+        """False for a live run that did not finish (partial, failed): the event retries."""
+        return self not in _UNFINISHED
+
+
+_UNFINISHED = frozenset({Outcome.PARTIAL, Outcome.FAILED})
 
 
 @dataclass(frozen=True)
@@ -24,7 +41,7 @@ class ExecutionReport:
     after the sells filled, whose buys were placed. `orders` holds every order placed, sells first.
     """
 
-    command: str
+    command: Command
     account_id: str
     event_id: str
     outcome: Outcome
@@ -41,15 +58,15 @@ class ExecutionReport:
 
     @property
     def succeeded(self) -> bool:
-        return self.outcome not in ("partial", "failed")
+        return self.outcome.succeeded
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data for the run history and the CLI."""
         return {
-            "command": self.command,
+            "command": self.command.value,
             "account_id": self.account_id,
             "event_id": self.event_id,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "message": self.message,
             "orders": [order.to_dict() for order in self.orders],
             "plan": self.plan.to_dict() if self.plan else None,
@@ -70,5 +87,5 @@ class ExecutionFailed(RebalancerError):
     """
 
     def __init__(self, report: ExecutionReport) -> None:
-        super().__init__(f"account {report.account_id}: rebalance {report.outcome}: {report.message}")
+        super().__init__(f"account {report.account_id}: rebalance {report.outcome.value}: {report.message}")
         self.report = report

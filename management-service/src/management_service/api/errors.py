@@ -1,7 +1,10 @@
 """Errors of the servers behind the API become 503 with a reason, never a bare 500.
 
-A Redis or PostgreSQL that cannot be reached is a condition of the deployment, not a bug: the client
-may retry later. Anything else unexpected stays a 500 (and is logged by the server). A path that
+A Redis or PostgreSQL that cannot be reached, or is too busy to answer (a Redis out of memory,
+read-only, loading or misconfigured for snapshots; no free pooled connection), is a condition of the
+deployment, not a bug: the client may retry later. Which errors those are is the shared
+`rebalancer_shared.transient.is_transient`. Any other error of those servers (a wrong key type, a
+broken constraint) is a bug and stays a 500, logged by the server. A path that
 ends in '/' answers 404 naming the endpoint meant, since an empty shell variable in a URL
 (`/queue/events/$EVENT_ID`) is the usual cause.
 """
@@ -18,14 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from management_service.health import describe_error
+from rebalancer_shared.transient import is_transient
 
 log = structlog.get_logger(__name__)
 
-_UNAVAILABLE: dict[type[Exception], str] = {
-    redis.exceptions.ConnectionError: "Redis",
-    redis.exceptions.TimeoutError: "Redis",
-    sqlalchemy.exc.OperationalError: "PostgreSQL",
-    sqlalchemy.exc.InterfaceError: "PostgreSQL",
+# The errors of each server behind the API; the transient ones among them answer 503 naming it.
+_SERVERS: dict[type[Exception], str] = {
+    redis.exceptions.RedisError: "Redis",
+    sqlalchemy.exc.SQLAlchemyError: "PostgreSQL",
 }
 
 
@@ -33,11 +36,13 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def _server_of(exc: Exception) -> str:
-    return next((name for kind, name in _UNAVAILABLE.items() if isinstance(exc, kind)), "a backing server")
+    return next((name for kind, name in _SERVERS.items() if isinstance(exc, kind)), "a backing server")
 
 
 async def server_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """503 naming the server that did not answer and why (secrets masked)."""
+    """503 naming the server that did not answer, or was too busy to, and why (secrets masked)."""
+    if not is_transient(exc):
+        raise exc  # a bug, not the deployment: the server's 500 handling logs it with its traceback
     server = _server_of(exc)
     reason = describe_error(exc)
     log.warning("request failed: server unavailable", path=request.url.path, server=server, error=reason)
@@ -98,8 +103,8 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Map unreachable-server errors to 503 on every route, give 405 the full `Allow` and 404 a hint."""
-    for kind in _UNAVAILABLE:
+    """Map unreachable or busy servers to 503 on every route, give 405 the full `Allow` and 404 a hint."""
+    for kind in _SERVERS:
         app.add_exception_handler(kind, server_unavailable)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, method_not_allowed)
     app.add_exception_handler(status.HTTP_404_NOT_FOUND, not_found)
