@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn, TypeVar
 
 import typer
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from rebalancer_shared.accounts import Account
@@ -26,6 +26,7 @@ from rebalancer_shared.redis_connection import check_redis, redis_unavailable
 from rebalancer_shared.resources import Resources, open_resources
 from rebalancer_shared.startup import EXIT_CONFIG, failure_of
 from rebalancer_shared.store.schema import prepare_database_async, sync_url, unavailable
+from rebalancer_shared.transient import is_transient
 
 T = TypeVar("T")
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -57,7 +58,7 @@ async def _ready(settings: Settings, history: bool) -> None:
 
 
 def _explain(exc: Exception, settings: Settings) -> tuple[int, str] | None:
-    if isinstance(exc, RedisError | OSError):
+    if isinstance(exc, RedisError | OSError) and (is_transient(exc) or isinstance(exc, AuthenticationError)):
         exc = redis_unavailable(settings.redis.url, exc)
     elif isinstance(exc, OperationalError | InterfaceError):
         exc = unavailable(sync_url(settings.database.url), exc)

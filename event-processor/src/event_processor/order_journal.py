@@ -91,9 +91,6 @@ class RecordedOrders:
     async def settled(self, orders: Sequence[OrderResult]) -> None:
         await self._save(orders)
 
-    def wait_limit(self, timeout_seconds: float) -> float:
-        return max(0.0, min(timeout_seconds, self.fence.remaining()))
-
     def _rows(self, orders: Sequence[OrderResult]) -> list[OrderRecord]:
         rows = [_row(o, self._seq_of[o.order_id]) for o in orders if o.order_id in self._seq_of]
         self._status.update((row.seq, row.status) for row in rows if row.seq is not None)

@@ -28,12 +28,13 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
@@ -41,9 +42,11 @@ from rebalancer_shared.heartbeats import beat, forget
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import AccountLock, Claim, LeaseFence, LeaseLostError
 from rebalancer_shared.recovery import keep_reconciling
+from rebalancer_shared.transient import is_transient, retry_if_transient
 
 log = structlog.get_logger(__name__)
 SERVICE = "event-processor"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,13 @@ class Worker:
                 active = await self._process(active)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("worker slot error; continuing", slot=index)
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "worker slot: Redis or PostgreSQL unavailable or busy; continuing", error=str(exc)
+                    )
+                else:
+                    log.exception("worker slot error; continuing", slot=index)
                 active = None
                 await asyncio.sleep(self.settings.claim_poll_seconds)
 
@@ -294,11 +302,25 @@ class Worker:
                     fence_remaining_seconds=round(fence.remaining(), 1),
                 )
 
+    async def _patiently(self, step: Callable[[], Awaitable[T]]) -> T:
+        """A finishing step, retried through a busy or briefly unreachable Redis (OOM, LOADING, a
+        dropped connection) for up to one lease: after that the lease is gone and the step moot."""
+        retrying = AsyncRetrying(
+            retry=retry_if_transient,
+            stop=stop_after_delay(self.settings.lease_seconds),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await step()
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
     async def _complete(self, claim: Claim) -> _Active | None:
         next_for = None if self._stopping.is_set() else self.name
         sent_at = time.monotonic()
         try:
-            result = await self.lifecycle.complete(claim, claim_next_for=next_for)
+            result = await self._patiently(lambda: self.lifecycle.complete(claim, claim_next_for=next_for))
         except LeaseLostError:
             log.error("the lease was lost before the run could complete; the event runs again")
             return None
@@ -311,7 +333,9 @@ class Worker:
 
     async def _fail(self, claim: Claim, error: str) -> None:
         try:
-            await self.lifecycle.fail(claim, error, self.settings.retry_delay_seconds)
+            await self._patiently(
+                lambda: self.lifecycle.fail(claim, error, self.settings.retry_delay_seconds)
+            )
         except LeaseLostError:
             log.error(
                 "the lease was lost before the failure could be recorded; the event runs again", error=error

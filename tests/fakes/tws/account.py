@@ -217,7 +217,13 @@ class TwsState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TwsState:
         state = cls()
-        for key in ("latency_seconds", "fill_delay_seconds", "confirm_cancels", "drop_on_order"):
+        for key in (
+            "latency_seconds",
+            "fill_delay_seconds",
+            "confirm_cancels",
+            "drop_on_order",
+            "master_client_id",
+        ):
             if key in data:
                 setattr(state, key, data[key])
         state.partial_fills = dict(data.get("partial_fills", {}))

@@ -104,9 +104,7 @@ async def _place_and_wait(
     await guard.before_placing(requests)
     placed = await broker.place_orders(account_id, requests, order_ref=event_id)
     await guard.placed(placed)
-    settled = await broker.wait_for_fills(
-        account_id, [o.order_id for o in placed], guard.wait_limit(fill_timeout)
-    )
+    settled = await broker.wait_for_fills(account_id, [o.order_id for o in placed], fill_timeout)
     await guard.settled(settled)
     return settled
 
@@ -153,7 +151,7 @@ async def rebalance(
     """
     bound = log.bind(account_id=account_id, event_id=event_id, command=Command.REBALANCE.value)
     guard.check("cancel the open orders")
-    cancelled = await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds))
+    cancelled = await broker.cancel_open_orders(account_id, cancel_timeout_seconds)
     first = await read_account(broker, account_id, targets)
     plan = plan_for(first, targets, settings)
     bound.info("plan made", orders=len(plan.orders), sells=len(plan.sells()), cancelled=len(cancelled))
@@ -277,7 +275,7 @@ async def cancel_orders(
 ) -> ExecutionReport:
     """Cancel every open order of the account; `BrokerError` when a cancel is not confirmed in time."""
     guard.check("cancel the open orders")
-    cancelled = tuple(await broker.cancel_open_orders(account_id, guard.wait_limit(cancel_timeout_seconds)))
+    cancelled = tuple(await broker.cancel_open_orders(account_id, cancel_timeout_seconds))
     return ExecutionReport(
         command=Command.CANCEL_ORDERS,
         account_id=account_id,

@@ -3,8 +3,9 @@
 Before a batch: check that the run may still act (its lease fence, see `LeaseFence`) and record the
 orders' intent, so an order the gateway receives is always in the history even if the process dies
 the next instant; check the fence again after that write. After the batch: record the broker's ids.
-When the fills are in (or the wait ended): record them. Waits are bounded by the fence too, so a run
-that lost its lease stops waiting and places nothing more.
+When the fills are in (or the wait ended): record them. A wait is not bounded here: the fence moves
+on with every confirmed renewal, and the worker cancels the run the moment it closes, so a run that
+lost its lease stops waiting and places nothing more.
 
 `UNGUARDED` does none of that (benchmarks and tests of the engine alone).
 """
@@ -36,10 +37,6 @@ class OrderGuard(Protocol):
         """The latest state of orders placed earlier (fills, cancels)."""
         ...
 
-    def wait_limit(self, timeout_seconds: float) -> float:
-        """How long a wait may last now: `timeout_seconds`, or less when the fence closes sooner."""
-        ...
-
 
 class _Unguarded:
     def check(self, action: str) -> None:
@@ -53,9 +50,6 @@ class _Unguarded:
 
     async def settled(self, orders: Sequence[OrderResult]) -> None:
         return None
-
-    def wait_limit(self, timeout_seconds: float) -> float:
-        return timeout_seconds
 
 
 UNGUARDED: OrderGuard = _Unguarded()
