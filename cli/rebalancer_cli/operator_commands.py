@@ -45,7 +45,7 @@ def trigger(
     `rebalance` places real orders, so it also needs --allow-live; every other command only reads
     the account (or, for cancel-orders, cancels its open orders).
     """
-    if command is Command.REBALANCE and not allow_live:
+    if command.places_orders and not allow_live:
         fail("rebalance trades: add --allow-live to queue a live rebalance", EXIT_CONFIG)
 
     async def work(res: Resources) -> None:

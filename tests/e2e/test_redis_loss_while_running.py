@@ -5,9 +5,6 @@ no account is traded by two runs at once; nothing is lost."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,25 +16,15 @@ import pytest
 import redis
 
 from rebalancer_shared.queue import QueueKeys
-from tests.e2e.test_whole_system import PRICES, AblyProcess, ably_process, at_targets, wait_for
-from tests.fakes.allocations import AllocationServer
-from tests.fakes.tws.account import TwsState
-from tests.integration.processor.processes import (
-    TwsProcess,
-    processor_env,
-    start_processor,
-    stop,
-    tws_process,
-    write_accounts,
-)
+from tests.e2e.services import TARGETS, broker_and_processor
+from tests.e2e.test_whole_system import AblyProcess, at_targets, wait_for
+from tests.integration.processor.processes import TwsProcess
 from tests.integration.processor.test_processor_processes import order_intervals_overlap
-from tests.support.servers import ROOT, ThrowawayRedis, throwaway_redis
+from tests.support.servers import ThrowawayRedis, throwaway_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 CHANNEL = "strategy-loss"
 ACCOUNTS = ["RL1", "RL2", "RL3", "RL4"]
-TARGETS = {"AAA": 0.3, "BBB": 0.3, "CCC": 0.4}
-HOLDINGS = {"AAA": 100.0, "BBB": 10.0, "DDD": 20.0}
 PREFIX = "loss"
 RECONCILE_SECONDS = 1.0
 
@@ -81,52 +68,23 @@ class Running:
             ).fetchall()
 
 
-def tws_state() -> TwsState:
-    state = TwsState()
-    for account in ACCOUNTS:
-        state.add_account(account, 5_000.0, HOLDINGS)
-    for symbol, price in PRICES.items():
-        state.set_price(symbol, price)
-    state.fill_delay_seconds = 1.0
-    return state
-
-
 @pytest.fixture
 def running(fresh_database_url: str, tmp_path: Path) -> Iterator[Running]:
-    accounts_file = write_accounts(tmp_path, CHANNEL, ACCOUNTS)
     with (
         throwaway_redis() as server,
-        AllocationServer() as api,
-        tws_process(tws_state(), tmp_path) as tws,
-        ably_process() as ably,
+        broker_and_processor(
+            tmp_path,
+            redis_url=server.url,
+            prefix=PREFIX,
+            database_url=fresh_database_url,
+            channel=CHANNEL,
+            accounts=ACCOUNTS,
+            fill_delay=1.0,
+            RECONCILE_INTERVAL_SECONDS=str(RECONCILE_SECONDS),
+            MAX_CONCURRENT_EVENTS="1",
+        ) as services,
     ):
-        api.set_weights(CHANNEL, TARGETS)
-        env = processor_env(
-            PREFIX, fresh_database_url, accounts_file, api.base_url, tws.port, IB_CLIENT_ID="41"
-        )
-        env |= {
-            "REDIS_URL": server.url,
-            "RECONCILE_INTERVAL_SECONDS": str(RECONCILE_SECONDS),
-            "LEASE_SECONDS": "2",
-            "HEARTBEAT_SECONDS": "0.4",
-            "MAX_CONCURRENT_EVENTS": "1",
-        }
-        broker_env = env | {
-            "ABLY_API_KEY": "app.key:secret",
-            "ABLY_ENDPOINT": f"127.0.0.1:{ably.port}",
-            "ABLY_TLS": "false",
-        }
-        with (tmp_path / "broker.log").open("ab") as log:
-            broker = subprocess.Popen(
-                [sys.executable, "-m", "event_broker"], env=broker_env, cwd=ROOT, stdout=log, stderr=log
-            )
-        processor = start_processor(env, tmp_path / "processor.log")
-        try:
-            yield Running(server, tws, ably, fresh_database_url)
-        finally:
-            with contextlib.suppress(Exception):
-                assert stop(processor) == 0
-            assert stop(broker) == 0
+        yield Running(server, services.tws, services.ably, fresh_database_url)
 
 
 def _lose_and_recover(running: Running, lose: str) -> None:

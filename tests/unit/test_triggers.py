@@ -58,7 +58,8 @@ def test_dedup_key_is_account_and_command() -> None:
 
 def test_only_rebalance_and_cancel_orders_are_mutating() -> None:
     assert {c for c in Command if c.is_mutating} == {Command.REBALANCE, Command.CANCEL_ORDERS}
-    assert {c for c in Command if c.is_live} == {Command.REBALANCE}
+    assert {c for c in Command if c.places_orders} == {Command.REBALANCE}
+    assert {c for c in Command if c.execution_mode == "live"} == {Command.REBALANCE, Command.CANCEL_ORDERS}
 
 
 def test_values_postgresql_cannot_store_are_replaced_and_noted() -> None:

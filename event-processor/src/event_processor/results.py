@@ -17,11 +17,6 @@ _STATUS = {
 }
 
 
-def execution_mode(command: Command) -> str:
-    """`live` for the commands that act on the account, `dry_run` for the ones that only read."""
-    return "live" if command.is_mutating else "dry_run"
-
-
 def _planned_orders(report: ExecutionReport) -> list[dict[str, Any]]:
     if report.plan is None:
         return []
@@ -58,10 +53,10 @@ def _placed_orders(report: ExecutionReport) -> list[dict[str, Any]]:
 
 def result_of(command: Command, report: ExecutionReport, at: datetime) -> dict[str, Any]:
     """`account_id`, `execution_mode`, `equity_info`, `orders`, `status`, `message`, `timestamp`."""
-    live = command is Command.REBALANCE
+    live = command.places_orders
     return {
         "account_id": report.account_id,
-        "execution_mode": execution_mode(command),
+        "execution_mode": command.execution_mode.value,
         "equity_info": report.equity_info.to_dict() if report.equity_info else None,
         "orders": _placed_orders(report) if live else _planned_orders(report),
         "status": _STATUS.get(report.outcome, "failed"),

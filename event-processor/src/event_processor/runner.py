@@ -24,7 +24,7 @@ from event_processor.brokers import Broker
 from event_processor.commands import COMMANDS, CommandContext
 from event_processor.execution import ExecutionFailed, ExecutionReport
 from event_processor.order_journal import RecordedOrders
-from event_processor.results import execution_mode, result_of
+from event_processor.results import result_of
 from event_processor.worker import RunTicket
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import OrderSettings, ProcessingSettings
@@ -80,7 +80,7 @@ class EventRunner:
             attempt=ticket.attempt,
             account_id=event.account_id,
             exec_command=event.exec_command.value,
-            execution_mode=execution_mode(event.exec_command),
+            execution_mode=event.exec_command.execution_mode.value,
             worker=ticket.worker,
             status=RunStatus.RUNNING,
             started_at=_now(),

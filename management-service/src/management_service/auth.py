@@ -38,6 +38,6 @@ def check_api_key(configured: SecretStr | None, presented: str | None) -> KeyChe
 
 def live_guard_blocks(command: Command, allow_live_header: str | None, enforce: bool) -> bool:
     """True when a command that places orders lacks `X-Allow-Live: true` while the guard is on."""
-    if not enforce or not command.is_live:
+    if not enforce or not command.places_orders:
         return False
     return (allow_live_header or "").strip().lower() != "true"

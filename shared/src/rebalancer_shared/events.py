@@ -37,9 +37,21 @@ class Command(StrEnum):
         return self in MUTATING_COMMANDS
 
     @property
-    def is_live(self) -> bool:
-        """True only for the command that places orders."""
+    def places_orders(self) -> bool:
+        """True only for the command that trades (a live rebalance needs the live guard's consent)."""
         return self is Command.REBALANCE
+
+    @property
+    def execution_mode(self) -> ExecutionMode:
+        """The one definition of live: a command that acts on the account at the broker."""
+        return ExecutionMode.LIVE if self.is_mutating else ExecutionMode.DRY_RUN
+
+
+class ExecutionMode(StrEnum):
+    """`live`: the command places or cancels orders; `dry_run`: it only reads the account."""
+
+    LIVE = "live"
+    DRY_RUN = "dry_run"
 
 
 MUTATING_COMMANDS = frozenset({Command.REBALANCE, Command.CANCEL_ORDERS})
