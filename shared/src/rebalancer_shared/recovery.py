@@ -16,7 +16,7 @@ and in the event broker, one process at a time (`P:recovery-lock`):
 
 Why running an event again after a recovery is safe: delivery is at least once, and every command
 is idempotent in effect. A rebalance re-plans from what the account holds, so an account already at
-its targets gets no orders (tests/integration/lifecycle/test_redis_loss_while_running.py proves it
+its targets gets no orders (tests/integration/lifecycle/test_rerun_after_recovery.py proves it
 on a real run); cancel-orders of an account without open orders cancels nothing; the read-only
 commands change nothing. An event whose completion Redis lost before PostgreSQL heard of it
 therefore runs once more, harmlessly, and never at the same time as another run of it.
