@@ -58,16 +58,15 @@ async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing
             async for key in queue.redis.scan_iter(match=f"{queue.keys.prefix}:*"):
                 await queue.redis.delete(key)
 
+            seen: tuple[str, int] | None = None
             for _ in range(600):
                 row = await fresh_store.get_event(event.event_id)
                 assert row is not None
-                if row.status == "completed" and row.times_queued == 2:
+                seen = (row.status, row.times_queued)
+                if seen == ("completed", 2):
                     break
                 await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(
-                    f"the restored event did not run again: {row.status}, {row.times_queued}"
-                )
+            assert seen == ("completed", 2), f"the restored event did not run again: {seen}"
     finally:
         await broker.close()
 
