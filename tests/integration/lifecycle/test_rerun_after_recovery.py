@@ -39,7 +39,9 @@ async def tws() -> AsyncIterator[FakeTws]:
 async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing(
     queue: EventQueue, fresh_store: EventStore, api: AllocationServer, tws: FakeTws
 ) -> None:
-    settings = FAST.model_copy(update={"lease_seconds": 1.0, "reconcile_interval_seconds": 0.3})
+    settings = FAST.model_copy(
+        update={"lease_seconds": 2.0, "heartbeat_seconds": 0.3, "reconcile_interval_seconds": 0.3}
+    )
     broker = IbkrBroker(ibkr_settings(tws.port), OrderSettings(), poll_interval_seconds=0.02)
     try:
         async with running_processor(
