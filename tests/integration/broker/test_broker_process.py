@@ -284,7 +284,7 @@ async def test_burst_while_redis_answers_oom_is_held_and_queued_once_redis_has_m
     for event in events:
         history = await fresh_store.history(event.event_id)
         assert history is not None
-        assert [t["state"] for t in history["transitions"]] == ["queued"]
+        assert [t.state for t in history.transitions] == ["queued"]
     assert "could not be turned into events" not in broker.stderr, "no message may be dropped"
 
 
