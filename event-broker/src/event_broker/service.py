@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
@@ -33,7 +31,7 @@ from event_broker.retry import OutageRetry
 from event_broker.settings import SERVICE_NAME, EventBrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
-from rebalancer_shared.heartbeats import beat, forget
+from rebalancer_shared.heartbeats import beat, forget, instance_name
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.recovery import keep_reconciling, reconcile_queue
 
@@ -58,11 +56,6 @@ async def _wind_down(*tasks: asyncio.Task[None]) -> None:
             log.error("task ended with an error", task=task.get_name(), error=repr(task.exception()))
 
 
-def default_instance() -> str:
-    """`host-pid`: unique among the processes of a deployment."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 class EventBrokerService:
     """One event broker process: subscriber in, relay out, heartbeat on the side."""
 
@@ -76,7 +69,7 @@ class EventBrokerService:
         instance: str | None = None,
     ) -> None:
         self.settings = settings
-        self.instance = instance or default_instance()
+        self.instance = instance or instance_name()
         self._channels = accounts_by_channel(accounts)
         self._lifecycle = lifecycle
         self._queue = lifecycle.queue

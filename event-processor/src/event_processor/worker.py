@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -38,7 +35,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
-from rebalancer_shared.heartbeats import beat, forget
+from rebalancer_shared.heartbeats import beat, forget, instance_name
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import AccountLock, Claim, LeaseFence, LeaseLostError
 from rebalancer_shared.recovery import keep_reconciling
@@ -65,11 +62,6 @@ class EventHandler(Protocol):
     async def handle(self, ticket: RunTicket) -> None: ...
 
 
-def worker_name() -> str:
-    """host:pid:random, unique per process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
 class LostLeaseDuringRun(Exception):
     """The lease (or account lock) could not be renewed in time; the run was stopped."""
 
@@ -94,7 +86,7 @@ class Worker:
         self.queue = lifecycle.queue
         self.handler = handler
         self.settings = settings
-        self.name = name or worker_name()
+        self.name = name or instance_name()
         self._stopping = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
 

@@ -1,20 +1,37 @@
 """Liveness of the broker and processors, written to Redis and read by the management service.
 
 Each process writes `{"state": ..., "at": <unix seconds>, ...}` under `service:instance` in one hash
-every few seconds; the reader judges age against `stale_after_seconds`. A process that stops leaves
-its entry behind, which is then reported stale, never healthy.
+every few seconds. Every process names itself the same way (`instance_name`: `host:pid:random`), so a
+container's health check finds its own entries by the host part. The reader judges age against
+`stale_after_seconds`. A process that stops leaves its entry behind, which is then reported stale,
+never healthy.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
 from rebalancer_shared.queue.keys import QueueKeys
+
+INSTANCE_SEPARATOR = ":"
+
+
+def instance_name() -> str:
+    """`host:pid:random6`: unique per process, and starting with the host (see `this_host_prefix`)."""
+    return INSTANCE_SEPARATOR.join((socket.gethostname(), str(os.getpid()), uuid.uuid4().hex[:6]))
+
+
+def this_host_prefix() -> str:
+    """`host:`, the start of the name of every process of this host (a host name has no colon)."""
+    return f"{socket.gethostname()}{INSTANCE_SEPARATOR}"
 
 
 @dataclass(frozen=True)
