@@ -7,7 +7,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from rebalancer_shared.events import Command, Event
+from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.logging import register_secret
 from rebalancer_shared.store import (
     INTENT,
@@ -229,6 +229,34 @@ async def test_secrets_never_reach_the_history(store: EventStore) -> None:
     assert history is not None
     assert secret not in repr(history)
     assert history.event.last_error == "401 for key ***"
+
+
+async def test_history_is_read_as_typed_values_with_times_in_utc(store: EventStore) -> None:
+    event = make_event("DU16", Command.REBALANCE)
+    await store.apply_history([entry(event, Transition.QUEUED), entry(event, Transition.PROCESSING)])
+    first, second = run_of(event), run_of(event, attempt=2)
+    await store.save_run(first)
+    await store.save_run(second)
+    await store.save_orders(
+        second.run_id, event.event_id, [OrderRecord("AAA", "BUY", 1, "MKT", "r", INTENT, seq=0)]
+    )
+    history = await store.history(event.event_id)
+    assert history is not None
+    summary = history.event
+    assert (summary.status, summary.exec_command, summary.source) == (
+        EventStatus.PROCESSING,
+        Command.REBALANCE,
+        EventSource.API,
+    )
+    assert {type(t.state) for t in history.transitions} == {Transition}
+    assert {type(r.status) for r in history.runs} == {RunStatus}
+    times = [summary.created_at, summary.updated_at, *(t.at for t in history.transitions)]
+    times += [r.started_at for r in history.runs] + [o.updated_at for o in history.orders]
+    assert {t.tzinfo for t in times} == {UTC}
+    assert history.orders_of(first.run_id) == ()
+    assert [o.symbol for o in history.orders_of(second.run_id)] == ["AAA"]
+    assert summary.to_event() == event
+    assert await store.get_event(event.event_id) == summary
 
 
 async def test_unfinished_events_are_listed_oldest_first(fresh_store: EventStore) -> None:
