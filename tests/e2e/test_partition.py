@@ -123,5 +123,5 @@ async def test_a_partitioned_processor_stops_trading_before_another_takes_the_ac
         assert shares == final - HOLDINGS.get(symbol, 0.0), f"{symbol} was bought twice"
     history = await fresh_store.history(event.event_id)
     assert history is not None
-    assert history["event"]["status"] == "completed"
-    assert "running" not in {r["status"] for r in history["runs"]}
+    assert history.event.status == "completed"
+    assert "running" not in {r.status for r in history.runs}

@@ -13,6 +13,7 @@ from rich.table import Table
 from event_processor.brokers import SimulatedBroker
 from event_processor.planner import Holding, PlanInput, plan_rebalance
 from rebalancer_shared.accounts import Account
+from rebalancer_shared.store import OrderView
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,19 @@ def show_plan(console: Console, account_id: str, result: Mapping[str, Any]) -> N
     )
 
 
-def show_fills(console: Console, account_id: str, orders: Sequence[Mapping[str, Any]]) -> None:
+def show_fills(console: Console, account_id: str, orders: Sequence[OrderView]) -> None:
     table = Table(title=f"{account_id}: live run on the simulated account", header_style="bold")
     for name in ("symbol", "action", "quantity", "filled", "avg price", "status", "broker order id"):
         table.add_column(name, justify="right" if name in ("quantity", "filled", "avg price") else "left")
     for order in orders:
         table.add_row(
-            order["symbol"],
-            order["action"],
-            f"{order['quantity']:g}",
-            f"{order['filled_quantity']:g}",
-            _money(order["avg_fill_price"] or 0.0),
-            order["status"],
-            str(order["broker_order_id"]),
+            order.symbol,
+            order.action,
+            f"{order.quantity:g}",
+            f"{order.filled_quantity:g}",
+            _money(order.avg_fill_price or 0.0),
+            order.status,
+            str(order.broker_order_id),
         )
     console.print(table)
 

@@ -10,9 +10,9 @@ import contextlib
 import secrets
 import signal
 import socket
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 import uvicorn
@@ -33,13 +33,12 @@ from rebalancer_cli.demo.render import (
 from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, PROCESSING, DemoWorld, demo_world
 from rebalancer_shared.config import ManagementSettings, Settings
 from rebalancer_shared.logging import configure_logging
+from rebalancer_shared.store import EventHistory
 
 log = structlog.get_logger(__name__)
 
 
-async def _results(world: DemoWorld, event_ids: list[str]) -> list[dict[str, Any]]:
-    import uuid
-
+async def _results(world: DemoWorld, event_ids: list[str]) -> list[EventHistory]:
     histories = []
     for event_id in event_ids:
         history = await world.store.history(uuid.UUID(event_id))
@@ -53,10 +52,10 @@ async def _story(world: DemoWorld, console: Console) -> bool:
     dry = await world.trigger({}, "demo-message-1:0")
     await world.wait_finished(dry)
     for history in await _results(world, dry):
-        show_trigger(
-            console, "trigger", {}, [(history["event"]["account_id"], history["event"]["exec_command"])]
-        )
-        show_plan(console, history["event"]["account_id"], history["runs"][-1]["result"])
+        show_trigger(console, "trigger", {}, [(history.event.account_id, history.event.exec_command)])
+        result = history.runs[-1].result
+        assert result is not None  # a finished run always stores its report
+        show_plan(console, history.event.account_id, result)
     console.print(f"  orders sent to the broker by the dry run: {len(world.broker.placed_orders)}")
 
     console.rule("[bold]2. A live trigger: {'exec': 'rebalance'}")
@@ -65,12 +64,10 @@ async def _story(world: DemoWorld, console: Console) -> bool:
     await world.wait_finished(live)
     reached_all = True
     for history in await _results(world, live):
-        account_id = history["event"]["account_id"]
+        account_id = history.event.account_id
         account = world.accounts[account_id]
-        show_trigger(
-            console, "trigger", {"exec": "rebalance"}, [(account_id, history["event"]["exec_command"])]
-        )
-        show_fills(console, account_id, history["orders"])
+        show_trigger(console, "trigger", {"exec": "rebalance"}, [(account_id, history.event.exec_command)])
+        show_fills(console, account_id, history.orders)
         after = picture(world.broker, account_id)
         reached = at_targets(after, world.broker.prices, account, world.targets)
         reached_all = reached_all and reached

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from event_broker.intake import ReceivedMessage
 from event_broker.relay import TriggerRelay
+from event_broker.settings import SERVICE_NAME as EVENT_BROKER
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import SimulatedBroker
 from event_processor.brokers.simulated_file import simulated_broker_from_file
@@ -34,7 +35,7 @@ from event_processor.worker import Worker
 from rebalancer_cli.demo.allocation_server import FileAllocationServer
 from rebalancer_shared.accounts import Account, RebalancingSettings, accounts_by_channel
 from rebalancer_shared.config import AllocationSettings, ProcessingSettings
-from rebalancer_shared.heartbeats import beat
+from rebalancer_shared.heartbeats import HeartbeatReport, HeartbeatWriter, instance_name
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.recovery import reconcile_queue
@@ -101,11 +102,12 @@ def _targets(responses: dict[str, Any]) -> dict[str, float]:
     return {row["symbol"]: float(row["allocation"]) for row in rows}
 
 
-async def _beat_as_broker(queue: EventQueue) -> None:
+def _broker_heartbeat(queue: EventQueue) -> HeartbeatWriter:
     # The relay plays the event broker's part (triggers come from the CLI, not Ably).
-    while True:
-        await beat(queue.redis, PREFIX, "event-broker", "demo", "demo: triggers from the CLI, no Ably")
-        await asyncio.sleep(5)
+    report = HeartbeatReport("demo: triggers from the CLI, no Ably")
+    return HeartbeatWriter(
+        queue.redis, PREFIX, EVENT_BROKER, instance_name(), lambda: report, interval_seconds=5
+    )
 
 
 @contextlib.asynccontextmanager
@@ -128,18 +130,19 @@ async def demo_world() -> AsyncIterator[DemoWorld]:
             AllocationSettings(base_url=server.base_url, api_key=SecretStr("demo-allocations-key"))
         )
         runner = EventRunner(accounts, broker, allocations, store, queue, PROCESSING)
+        # Named, not `instance_name()`: the README's example history shows this worker as printed.
         worker = Worker(lifecycle, runner, PROCESSING, name="demo-processor")
         relay = TriggerRelay(lifecycle, accounts_by_channel(accounts), seen_ttl_seconds=3600)
-        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(_beat_as_broker(queue))]
+        broker_heartbeat = _broker_heartbeat(queue)
+        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broker_heartbeat.run())]
         try:
             yield DemoWorld(
                 queue, store, broker, accounts, relay, worker, server.base_url, _targets(responses)
             )
         finally:
             worker.stop()
-            await asyncio.wait_for(tasks[0], 30)
-            tasks[1].cancel()
-            await asyncio.gather(tasks[1], return_exceptions=True)
+            broker_heartbeat.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
             await allocations.aclose()
             await store.close()
             await redis.aclose()

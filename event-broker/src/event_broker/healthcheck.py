@@ -1,6 +1,6 @@
 """`python -m event_broker.healthcheck`: the container's health check (see rebalancer_shared.healthcheck).
 
-The broker names its heartbeat `{hostname}-{pid}` (`event_broker.service.default_instance`).
+Every service names its heartbeat `{hostname}:{pid}:{random}` (`rebalancer_shared.heartbeats.instance_name`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 from rebalancer_shared.healthcheck import OwnHeartbeatCheck
 
-CHECK = OwnHeartbeatCheck("event-broker", "-")
+CHECK = OwnHeartbeatCheck("event-broker")
 MAX_AGE_SECONDS = CHECK.max_age_seconds
 heartbeat_problem = CHECK.heartbeat_problem
 main = CHECK.main

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import structlog
-from redis.exceptions import RedisError
 
 from event_broker.intake import ReceivedMessage
 from event_broker.relay import TriggerRelay
@@ -33,7 +30,7 @@ from event_broker.retry import OutageRetry
 from event_broker.settings import SERVICE_NAME, EventBrokerSettings
 from event_broker.subscriber import Subscriber
 from rebalancer_shared.accounts import Account, accounts_by_channel
-from rebalancer_shared.heartbeats import beat, forget
+from rebalancer_shared.heartbeats import HeartbeatReport, HeartbeatWriter, instance_name
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.recovery import keep_reconciling, reconcile_queue
 
@@ -41,10 +38,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-HEARTBEAT_POLL_SECONDS = 0.25
 WIND_DOWN_SECONDS = 3.0
-# A heartbeat that cannot be written or removed is logged, never fatal: the next beat tries again.
-_REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 
 async def _wind_down(*tasks: asyncio.Task[None]) -> None:
@@ -56,11 +50,6 @@ async def _wind_down(*tasks: asyncio.Task[None]) -> None:
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("task ended with an error", task=task.get_name(), error=repr(task.exception()))
-
-
-def default_instance() -> str:
-    """`host-pid`: unique among the processes of a deployment."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class EventBrokerService:
@@ -76,7 +65,7 @@ class EventBrokerService:
         instance: str | None = None,
     ) -> None:
         self.settings = settings
-        self.instance = instance or default_instance()
+        self.instance = instance or instance_name()
         self._channels = accounts_by_channel(accounts)
         self._lifecycle = lifecycle
         self._queue = lifecycle.queue
@@ -94,6 +83,14 @@ class EventBrokerService:
         self._inbox: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
         self._pending: list[ReceivedMessage] = []
         self._last_message_at: float | None = None
+        self.heartbeat = HeartbeatWriter(
+            self._queue.redis,
+            self._queue.keys.prefix,
+            SERVICE_NAME,
+            self.instance,
+            self._report,
+            interval_seconds=settings.heartbeat_seconds,
+        )
 
     @property
     def channels(self) -> list[str]:
@@ -113,7 +110,7 @@ class EventBrokerService:
 
     async def run(self) -> None:
         """Run until stopped; raise `AblyConnectionFailedError` if the Ably connection fails for good."""
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="event-broker-heartbeat")
+        heartbeat = asyncio.create_task(self.heartbeat.run(), name="event-broker-heartbeat")
         consumer = asyncio.create_task(self._consume(), name="event-broker-consumer")
         history = [
             asyncio.create_task(self._lifecycle.outbox.run_drainer(), name="outbox-drainer"),
@@ -203,12 +200,9 @@ class EventBrokerService:
             )
         self.relay.retry.abandon()
         self._finished.set()
+        self.heartbeat.stop()  # it removes its entry as it ends
         consumer.cancel()  # it waits for the next message, or gives up its retry (abandoned)
         await _wind_down(consumer, heartbeat)
-        try:
-            await forget(self._queue.redis, self._queue.keys.prefix, SERVICE_NAME, self.instance)
-        except _REDIS_ERRORS as exc:
-            log.warning("heartbeat entry not removed", error=str(exc))
         log.info("event broker stopped", instance=self.instance)
 
     # -- heartbeat ---------------------------------------------------------------------------------------
@@ -225,24 +219,5 @@ class EventBrokerService:
     def state(self) -> str:
         return "stopping" if self._stopping.is_set() else self._subscriber.state
 
-    async def _heartbeat_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last: tuple[str, dict[str, Any]] | None = None
-        last_at = 0.0
-        while not self._finished.is_set():
-            current = (self.state(), self.health())
-            if current != last or loop.time() - last_at >= self.settings.heartbeat_seconds:
-                try:
-                    await beat(
-                        self._queue.redis,
-                        self._queue.keys.prefix,
-                        SERVICE_NAME,
-                        self.instance,
-                        current[0],
-                        **current[1],
-                    )
-                except _REDIS_ERRORS as exc:
-                    log.warning("heartbeat not written", error=str(exc))
-                # Also after a failure: the next try waits for a change or the interval, not the poll.
-                last, last_at = current, loop.time()
-            await asyncio.sleep(HEARTBEAT_POLL_SECONDS)
+    def _report(self) -> HeartbeatReport:
+        return HeartbeatReport(self.state(), self.health())

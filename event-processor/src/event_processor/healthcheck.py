@@ -1,6 +1,6 @@
 """`python -m event_processor.healthcheck`: the container's health check (see rebalancer_shared.healthcheck).
 
-The worker names its heartbeat `{hostname}:{pid}:{random}` (`event_processor.worker.worker_name`).
+Every service names its heartbeat `{hostname}:{pid}:{random}` (`rebalancer_shared.heartbeats.instance_name`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 from rebalancer_shared.healthcheck import OwnHeartbeatCheck
 
-CHECK = OwnHeartbeatCheck("event-processor", ":")
+CHECK = OwnHeartbeatCheck("event-processor")
 MAX_AGE_SECONDS = CHECK.max_age_seconds
 heartbeat_problem = CHECK.heartbeat_problem
 main = CHECK.main

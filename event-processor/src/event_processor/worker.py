@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -38,7 +35,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
-from rebalancer_shared.heartbeats import beat, forget
+from rebalancer_shared.heartbeats import HeartbeatReport, HeartbeatWriter, instance_name
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import AccountLock, Claim, LeaseFence, LeaseLostError
 from rebalancer_shared.recovery import keep_reconciling
@@ -46,6 +43,8 @@ from rebalancer_shared.transient import is_transient, retry_if_transient
 
 log = structlog.get_logger(__name__)
 SERVICE = "event-processor"
+# The processor beats at least this often, whatever the lease renewal interval.
+MAX_HEARTBEAT_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -63,11 +62,6 @@ class EventHandler(Protocol):
     """Runs one event's command; raising means the run failed and the event retries."""
 
     async def handle(self, ticket: RunTicket) -> None: ...
-
-
-def worker_name() -> str:
-    """host:pid:random, unique per process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class LostLeaseDuringRun(Exception):
@@ -94,9 +88,17 @@ class Worker:
         self.queue = lifecycle.queue
         self.handler = handler
         self.settings = settings
-        self.name = name or worker_name()
+        self.name = name or instance_name()
         self._stopping = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.heartbeat = HeartbeatWriter(
+            self.queue.redis,
+            self.queue.keys.prefix,
+            SERVICE,
+            self.name,
+            self._report,
+            interval_seconds=min(settings.heartbeat_seconds, MAX_HEARTBEAT_SECONDS),
+        )
 
     @property
     def active(self) -> int:
@@ -111,9 +113,9 @@ class Worker:
         """Run until `stop()`; then drain within the grace period and release what is left."""
         await self.reap_once()
         slots = [asyncio.create_task(self._slot(i)) for i in range(self.settings.max_concurrent_events)]
+        heartbeat = asyncio.create_task(self.heartbeat.run())
         background = [
             asyncio.create_task(self._reaper()),
-            asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self.lifecycle.outbox.run_drainer()),
             asyncio.create_task(
                 keep_reconciling(
@@ -134,7 +136,8 @@ class Worker:
         await asyncio.gather(*background, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.lifecycle.outbox.drain()
-            await forget(self.queue.redis, self.queue.keys.prefix, SERVICE, self.name)
+        self.heartbeat.stop()
+        await heartbeat  # its entry is removed
         log.info("stopped")
 
     async def reap_once(self) -> None:
@@ -149,21 +152,10 @@ class Worker:
             except Exception:
                 log.exception("reaping failed; will try again")
 
-    async def _heartbeat(self) -> None:
-        while True:
-            try:
-                await beat(
-                    self.queue.redis,
-                    self.queue.keys.prefix,
-                    SERVICE,
-                    self.name,
-                    "running",
-                    active=self.active,
-                    slots=self.settings.max_concurrent_events,
-                )
-            except Exception:
-                log.exception("heartbeat failed; will try again")
-            await asyncio.sleep(min(self.settings.heartbeat_seconds, 5.0))
+    def _report(self) -> HeartbeatReport:
+        return HeartbeatReport(
+            "running", {"active": self.active, "slots": self.settings.max_concurrent_events}
+        )
 
     def _fence(self, sent_at: float) -> LeaseFence:
         return LeaseFence(self.settings.lease_seconds, sent_at)

@@ -1,27 +1,49 @@
-"""An event's history as the API shows it: the store's rows, with each run's orders inside the run."""
+"""An event's history as the API shows it: the store's views, with each run's orders inside the run."""
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
 
-from management_service.models import EventHistoryResponse
-from rebalancer_shared.store import EventStore
+from management_service.models import (
+    EventHistoryResponse,
+    EventRecord,
+    OrderRecordResponse,
+    RunRecordResponse,
+    TransitionRecord,
+)
+from rebalancer_shared.store import EventHistory, EventStore, OrderView, RunView
 
 
-def history_view(raw: dict[str, Any]) -> EventHistoryResponse:
-    """Shape `EventStore.history` output: orders grouped under the run that placed them."""
-    orders: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for order in raw["orders"]:
-        orders[str(order["run_id"])].append(order)
-    runs = [{**run, "orders": orders.get(str(run["run_id"]), [])} for run in raw["runs"]]
-    return EventHistoryResponse.model_validate(
-        {"event": raw["event"], "transitions": raw["transitions"], "runs": runs}
+def run_response(run: RunView, orders: Sequence[OrderView]) -> RunRecordResponse:
+    """A run as the API shows it, with the orders it placed."""
+    return RunRecordResponse(
+        run_id=run.run_id,
+        attempt=run.attempt,
+        execution_mode=run.execution_mode,
+        worker=run.worker,
+        status=run.status,
+        message=run.message,
+        error=run.error,
+        equity_info=run.equity_info,
+        plan=run.plan,
+        result=run.result,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        orders=[OrderRecordResponse.model_validate(order) for order in orders],
+    )
+
+
+def history_response(history: EventHistory) -> EventHistoryResponse:
+    """Shape `EventStore.history`: orders grouped under the run that placed them."""
+    return EventHistoryResponse(
+        event=EventRecord.model_validate(history.event),
+        transitions=[TransitionRecord.model_validate(t) for t in history.transitions],
+        runs=[run_response(run, history.orders_of(run.run_id)) for run in history.runs],
     )
 
 
 async def event_history(store: EventStore, event_id: uuid.UUID) -> EventHistoryResponse | None:
     """The event's life from PostgreSQL, or None when no event has this id."""
-    raw = await store.history(event_id)
-    return None if raw is None else history_view(raw)
+    history = await store.history(event_id)
+    return None if history is None else history_response(history)

@@ -57,6 +57,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class _Stored(_Body):
+    """A body read from the store's views (frozen dataclasses of `rebalancer_shared.store`).
+
+    Their enums are shown as plain strings: the published schema of these bodies stays `string`,
+    so a status added later does not break a client generated from it.
+    """
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
 class ErrorResponse(_Body):
     """The body of every error the API itself raises (validation errors keep FastAPI's shape)."""
 
@@ -196,7 +206,7 @@ class RemovedEventResponse(_Body):
     status: Literal["removed"] = "removed"
 
 
-class EventRecord(_Body):
+class EventRecord(_Stored):
     """An event's row in the history."""
 
     event_id: uuid.UUID
@@ -214,7 +224,7 @@ class EventRecord(_Body):
     finished_at: AwareDatetime | None
 
 
-class TransitionRecord(_Body):
+class TransitionRecord(_Stored):
     """One change of an event's state (retrying carries the error in `detail`)."""
 
     state: str
@@ -223,7 +233,7 @@ class TransitionRecord(_Body):
     at: AwareDatetime
 
 
-class OrderRecordResponse(_Body):
+class OrderRecordResponse(_Stored):
     """An order a run placed, as the broker last reported it."""
 
     symbol: str
@@ -267,7 +277,7 @@ class EventHistoryResponse(_Body):
     runs: list[RunRecordResponse]
 
 
-class LastRun(_Body):
+class LastRun(_Stored):
     """The newest run of an account."""
 
     status: str

@@ -1,17 +1,16 @@
 """The container health check of a heartbeating service (broker, processor): exit 0 healthy, 1 not.
 
 Healthy means a process of *this* container wrote its heartbeat to Redis within `max_age_seconds`
-(the services write one at least every 5 s). Each service names its entry starting with the host
-name and a separator (`event_broker.service.default_instance`: `{host}-{pid}`;
-`event_processor.worker.worker_name`: `{host}:{pid}:{random}`), and a container's hostname is its
-own, so matching on it judges each scaled replica alone. It reads the same configuration as the
-service (CONFIG_FILE, REDIS_URL, REDIS_KEY_PREFIX).
+(the services write one at least every 5 s). Every service names its entry by the one scheme,
+`rebalancer_shared.heartbeats.instance_name`: `{host}:{pid}:{random}`, and a container's hostname is
+its own, so matching on `{host}:` judges each scaled replica alone (a host name has no colon, so
+`web:` never matches a process of `web-2`). It reads the same configuration as the service
+(CONFIG_FILE, REDIS_URL, REDIS_KEY_PREFIX).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,22 +20,21 @@ from redis.exceptions import RedisError
 
 from rebalancer_shared.config import Settings, load_settings
 from rebalancer_shared.errors import ConfigError
-from rebalancer_shared.heartbeats import Heartbeat, read_heartbeats
+from rebalancer_shared.heartbeats import Heartbeat, read_heartbeats, this_host_prefix
 
 REDIS_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
 class OwnHeartbeatCheck:
-    """The check for one service whose instance names are `{hostname}{separator}...`."""
+    """The check for one service (its instances are named by `instance_name`: `{hostname}:...`)."""
 
     service: str
-    separator: str
     max_age_seconds: float = 60.0
 
     def instance_prefix(self) -> str:
         """The start of every heartbeat entry a process of this host writes."""
-        return f"{socket.gethostname()}{self.separator}"
+        return this_host_prefix()
 
     def heartbeat_problem(self, beats: Iterable[Heartbeat], now: float) -> str | None:
         """None when this host's process beat recently enough, else what is wrong."""

@@ -27,16 +27,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
 
-from rebalancer_shared.events import Event, EventSource
+from rebalancer_shared.events import EventSource
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import RestoreOutcome
 from rebalancer_shared.queue.scripts import LOCK_RELEASE
-from rebalancer_shared.store import EventStatus
+from rebalancer_shared.store import EventStatus, EventSummary
 
 MARKER_FACT = "redis_marker"
 RESTORE_DETAIL = "restored from the history after Redis lost it"
@@ -59,26 +59,25 @@ class RecoveryReport:
     locked_out: bool = False
 
 
-async def _missing(lifecycle: EventLifecycle, events: list[tuple[Event, EventStatus]]) -> list[int]:
+async def _missing(lifecycle: EventLifecycle, events: list[EventSummary]) -> list[EventSummary]:
     keys = lifecycle.queue.keys
     async with lifecycle.queue.redis.pipeline(transaction=False) as pipe:
-        for event, _ in events:
+        for event in events:
             pipe.exists(keys.event(str(event.event_id)))
             pipe.zscore(keys.finished, str(event.event_id))
         replies = await pipe.execute()
-    return [i for i in range(len(events)) if not replies[2 * i] and replies[2 * i + 1] is None]
+    return [e for i, e in enumerate(events) if not replies[2 * i] and replies[2 * i + 1] is None]
 
 
 async def _restore_missing(lifecycle: EventLifecycle, lease_seconds: float) -> tuple[int, int]:
     unfinished = await lifecycle.store.unfinished_events()
     restored = 0
     missing = await _missing(lifecycle, unfinished)
-    for index in missing:
-        event, status = unfinished[index]
-        was_running = status is EventStatus.PROCESSING
+    for summary in missing:
+        was_running = summary.status is EventStatus.PROCESSING
         # A run that was in flight when Redis lost it counts as an attempt, as a reaped lease does.
-        times = event.times_queued + (1 if was_running else 0)
-        rebuilt = event.model_copy(update={"times_queued": times, "source": EventSource.RECOVERY})
+        times = summary.times_queued + (1 if was_running else 0)
+        rebuilt = replace(summary, times_queued=times, source=EventSource.RECOVERY).to_event()
         result = await lifecycle.restore(rebuilt, lease_seconds if was_running else 0.0, RESTORE_DETAIL)
         restored += result.outcome is RestoreOutcome.RESTORED
     return restored, len(unfinished) - len(missing)

@@ -82,8 +82,9 @@ class EventBrokerProcess:
     stderr_path: Path
 
     @property
-    def instance(self) -> str:
-        return f"{socket.gethostname()}-{self.process.pid}"
+    def instance_prefix(self) -> str:
+        """The start of the process's heartbeat name (`instance_name`: host, pid, then random)."""
+        return f"{socket.gethostname()}:{self.process.pid}:"
 
     @property
     def stderr(self) -> str:
@@ -147,9 +148,10 @@ async def broker_processes() -> AsyncIterator[list[EventBrokerProcess]]:
             await broker.process.wait()
 
 
-async def heartbeat_of(redis: Redis, prefix: str, instance: str) -> Heartbeat | None:
+async def heartbeat_of(redis: Redis, prefix: str, broker: EventBrokerProcess) -> Heartbeat | None:
     beats = await read_heartbeats(redis, prefix)
-    return next((b for b in beats if b.service == "event-broker" and b.instance == instance), None)
+    mine = (b for b in beats if b.service == "event-broker" and b.instance.startswith(broker.instance_prefix))
+    return next(mine, None)
 
 
 async def wait_subscribed(
@@ -158,7 +160,7 @@ async def wait_subscribed(
     async def subscribed() -> bool:
         if broker.process.returncode is not None:
             raise AssertionError(f"the broker exited with {broker.process.returncode}:\n{broker.stderr}")
-        beat = await heartbeat_of(redis, prefix, broker.instance)
+        beat = await heartbeat_of(redis, prefix, broker)
         return (
             beat is not None
             and beat.state == "connected"
@@ -166,7 +168,7 @@ async def wait_subscribed(
         )
 
     await wait_until(subscribed, "the broker's heartbeat to show its channels attached", seconds=START_S)
-    beat = await heartbeat_of(redis, prefix, broker.instance)
+    beat = await heartbeat_of(redis, prefix, broker)
     assert beat is not None
     return beat
 
@@ -284,7 +286,7 @@ async def test_burst_while_redis_answers_oom_is_held_and_queued_once_redis_has_m
     for event in events:
         history = await fresh_store.history(event.event_id)
         assert history is not None
-        assert [t["state"] for t in history["transitions"]] == ["queued"]
+        assert [t.state for t in history.transitions] == ["queued"]
     assert "could not be turned into events" not in broker.stderr, "no message may be dropped"
 
 
@@ -315,7 +317,7 @@ async def test_rejected_ably_key_exits_non_zero_and_says_so(
     assert "Ably rejected the API key" in broker.stderr
     assert "40101" in broker.stderr
     assert "ABLY_API_KEY" in broker.stderr
-    assert await heartbeat_of(redis_client, prefix, broker.instance) is None
+    assert await heartbeat_of(redis_client, prefix, broker) is None
 
 
 async def test_invalid_accounts_file_exits_non_zero_naming_the_problem(
@@ -361,6 +363,6 @@ async def test_sigterm_stops_the_broker_with_exit_0_and_removes_its_heartbeat(
 
     assert await broker.stop(signal.SIGTERM) == 0
 
-    assert await heartbeat_of(redis_client, prefix, broker.instance) is None
+    assert await heartbeat_of(redis_client, prefix, broker) is None
     assert "event broker stopped" in broker.stderr
     assert await asyncio.to_thread(threaded_ably.connected_clients_threadsafe) == []

@@ -57,7 +57,7 @@ async def test_rebalance_trigger_becomes_one_live_event_per_account_on_the_chann
     for event in events:
         history = await fresh_store.history(event.event_id)
         assert history is not None
-        assert [t["state"] for t in history["transitions"]] == ["queued"]
+        assert [t.state for t in history.transitions] == ["queued"]
     assert await queue.redis.exists(queue.keys.ably_seen(message_id))
 
 

@@ -171,7 +171,7 @@ async def test_a_trigger_whose_history_write_fails_is_accepted_and_its_history_f
         await client.aclose()
     assert drained == 2  # what any running service's drainer does
     assert history is not None
-    assert [t["state"] for t in history["transitions"]] == ["queued", "duplicate"]
+    assert [t.state for t in history.transitions] == ["queued", "duplicate"]
 
 
 def test_a_missing_database_the_user_may_not_create_names_the_createdb_to_run(

@@ -23,7 +23,7 @@ from tests.support.servers import free_port
 async def states(store: EventStore, event_id: uuid.UUID) -> list[str]:
     history = await store.history(event_id)
     assert history is not None
-    return [t["state"] for t in history["transitions"]]
+    return [t.state for t in history.transitions]
 
 
 async def test_submit_queues_or_notes_and_counts(lifecycle: EventLifecycle, store: EventStore) -> None:

@@ -66,7 +66,7 @@ async def test_a_wiped_redis_gets_exactly_the_unfinished_events_back(own_lifecyc
     assert {v.event.source for v in views.values()} == {EventSource.RECOVERY}
     history = await store.history(views["DU3"].event.event_id)
     assert history is not None
-    assert history["transitions"][-1]["state"] == "recovered"
+    assert history.transitions[-1].state == "recovered"
 
     claimed = [await own_lifecycle.claim("w", 0) for _ in range(4)]
     assert sorted(c.event.account_id for c in claimed if c) == ["DU2", "DU4", "DU5"]
@@ -133,4 +133,4 @@ async def test_a_lost_event_whose_key_is_live_again_is_superseded(own_lifecycle:
     assert [str(v.event.event_id) for v in await queue.list_events(10)] == [str(new.event_id)]
     history = await store.history(old.event_id)
     assert history is not None
-    assert (history["event"]["status"], history["transitions"][-1]["state"]) == ("removed", "superseded")
+    assert (history.event.status, history.transitions[-1].state) == ("removed", "superseded")

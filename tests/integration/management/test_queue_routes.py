@@ -101,8 +101,8 @@ async def test_removing_a_queued_event_clears_its_key_and_records_it(
     assert (await queue.enqueue(make_event(ACCOUNT_A, Command.REBALANCE))).outcome is EnqueueOutcome.QUEUED
     history = await store.history(event.event_id)
     assert history is not None
-    assert [t["state"] for t in history["transitions"]] == ["queued", "removed"]
-    assert history["event"]["status"] == "removed"
+    assert [t.state for t in history.transitions] == ["queued", "removed"]
+    assert history.event.status == "removed"
     counters = await read_counters(queue.redis, queue.keys.prefix)
     assert counters[Counter.EVENTS_REMOVED] == {"rebalance": 1}
 
@@ -156,7 +156,7 @@ async def test_posting_an_event_queues_it_with_source_api(
     assert (view.event.source.value, view.event.data) == ("api", {"exec": "print-rebalance"})
     history = await store.history(uuid.UUID(answer["event_id"]))
     assert history is not None
-    assert history["event"]["source"] == "api"
+    assert history.event.source == "api"
 
 
 async def test_posting_a_duplicate_is_409_with_the_existing_event_id(

@@ -65,10 +65,11 @@ async def test_each_command_runs_and_the_store_holds_its_result(
     assert all(o.order_ref == str(event.event_id) for o in tws.state.received_orders)
     history = await store.history(event.event_id)
     assert history is not None
-    assert history["event"]["status"] == "completed"
-    [run] = history["runs"]
-    assert run["status"] == "success", run
-    result = run["result"]
+    assert history.event.status == "completed"
+    [run] = history.runs
+    assert run.status == "success", run
+    result = run.result
+    assert result is not None
     assert result["account_id"] == ACCOUNT
     assert result["execution_mode"] == mode
     assert result["status"] == "success"
@@ -77,8 +78,8 @@ async def test_each_command_runs_and_the_store_holds_its_result(
     if command in (Command.REBALANCE, Command.PRINT_REBALANCE, Command.PRINT_EQUITY):
         assert result["equity_info"]["reserve_percentage"] == 1.0
     if command is Command.REBALANCE:
-        assert {o["symbol"] for o in history["orders"]} == {o.symbol for o in tws.state.received_orders}
-        assert all(o["perm_id"] for o in history["orders"])
+        assert {o.symbol for o in history.orders} == {o.symbol for o in tws.state.received_orders}
+        assert all(o.perm_id for o in history.orders)
     if command is Command.PRINT_POSITIONS:
         assert {p["symbol"] for p in result["details"]["positions"]} >= {"AAA", "BBB", "DDD"}
 

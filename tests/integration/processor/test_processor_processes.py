@@ -187,9 +187,9 @@ async def test_processor_killed_mid_rebalance_is_finished_by_another_without_buy
         state = tws.state()
     history = await fresh_store.history(event.event_id)
     assert history is not None
-    assert history["event"]["status"] == "completed"
-    assert history["event"]["times_queued"] == 2, "the interrupted run counts as a retry"
-    assert len({r["worker"] for r in history["runs"]}) == 2
+    assert history.event.status == "completed"
+    assert history.event.times_queued == 2, "the interrupted run counts as a retry"
+    assert len({r.worker for r in history.runs}) == 2
     account = state["accounts"]["DU1"]
     assert at_targets(account)
     bought: dict[str, float] = defaultdict(float)

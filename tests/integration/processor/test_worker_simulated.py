@@ -46,10 +46,11 @@ async def test_live_rebalance_reaches_targets_and_the_store_holds_the_run(
     assert positions["BBB"] == pytest.approx(equity * 0.4 / 50, abs=1)
     history = await store.history(event.event_id)
     assert history is not None
-    assert history["event"]["status"] == "completed"
-    [run] = history["runs"]
-    assert run["status"] == "success"
-    result = run["result"]
+    assert history.event.status == "completed"
+    [run] = history.runs
+    assert run.status == "success"
+    result = run.result
+    assert result is not None
     assert set(result) >= {
         "account_id",
         "execution_mode",
@@ -61,8 +62,8 @@ async def test_live_rebalance_reaches_targets_and_the_store_holds_the_run(
     }
     assert result["execution_mode"] == "live"
     assert result["equity_info"]["reserve_percentage"] == 1.0
-    assert {o["symbol"] for o in history["orders"]} == {"AAA", "BBB", "CCC"}
-    assert all(o["order_ref"] == str(event.event_id) for o in history["orders"])
+    assert {o.symbol for o in history.orders} == {"AAA", "BBB", "CCC"}
+    assert all(o.order_ref == str(event.event_id) for o in history.orders)
 
 
 async def test_dry_run_places_nothing_and_stores_the_plan(
@@ -75,10 +76,12 @@ async def test_dry_run_places_nothing_and_stores_the_plan(
     assert broker.placed_orders == []
     history = await store.history(event.event_id)
     assert history is not None
-    [run] = history["runs"]
-    assert run["result"]["execution_mode"] == "dry_run"
-    assert {o["symbol"] for o in run["result"]["orders"]} == {"AAA", "BBB", "CCC"}
-    assert run["plan"]["orders"]
+    [run] = history.runs
+    assert run.result is not None
+    assert run.plan is not None
+    assert run.result["execution_mode"] == "dry_run"
+    assert {o["symbol"] for o in run.result["orders"]} == {"AAA", "BBB", "CCC"}
+    assert run.plan["orders"]
 
 
 @pytest.mark.parametrize(
@@ -94,8 +97,8 @@ async def test_other_commands_complete_with_a_result(
         await proc.wait_until_idle()
     history = await store.history(event.event_id)
     assert history is not None
-    [run] = history["runs"]
-    assert run["status"] == "success", run
+    [run] = history.runs
+    assert run.status == "success", run
     assert broker.placed_orders == []
     assert (len(broker.cancelled_orders) == 1) is (command is Command.CANCEL_ORDERS)
 
@@ -150,17 +153,17 @@ async def test_a_failing_event_goes_to_the_back_and_later_events_run_first(
         await proc.wait_until_idle()
     history = await store.history(bad.event_id)
     assert history is not None
-    states = [t["state"] for t in history["transitions"]]
+    states = [t.state for t in history.transitions]
     assert states[:3] == ["queued", "processing", "retrying"]
     assert states[-1] == "completed"
-    assert history["event"]["times_queued"] >= 2
+    assert history.event.times_queued >= 2
     good_done = []
     for g in good:
         good_history = await store.history(g.event_id)
         assert good_history is not None
-        good_done += [t["at"] for t in good_history["transitions"] if t["state"] == "completed"]
+        good_done += [t.at for t in good_history.transitions if t.state == "completed"]
     first_good_done = min(good_done)
-    bad_done = next(t["at"] for t in history["transitions"] if t["state"] == "completed")
+    bad_done = next(t.at for t in history.transitions if t.state == "completed")
     assert first_good_done < bad_done
 
 

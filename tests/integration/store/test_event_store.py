@@ -7,7 +7,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from rebalancer_shared.events import Command, Event
+from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.logging import register_secret
 from rebalancer_shared.store import (
     INTENT,
@@ -74,12 +74,12 @@ async def test_history_records_every_transition_in_order(store: EventStore) -> N
     )
     history = await store.history(event.event_id)
     assert history is not None
-    states = [t["state"] for t in history["transitions"]]
+    states = [t.state for t in history.transitions]
     assert states == ["queued", "processing", "retrying", "coalesced", "processing", "completed"]
-    assert history["transitions"][2]["detail"] == "AllocationError: sum 0.9"
-    assert history["event"]["status"] == "completed"
-    assert history["event"]["times_queued"] == 2
-    assert history["event"]["finished_at"] is not None
+    assert history.transitions[2].detail == "AllocationError: sum 0.9"
+    assert history.event.status == "completed"
+    assert history.event.times_queued == 2
+    assert history.event.finished_at is not None
 
 
 async def test_a_missed_write_is_healed_by_the_next_one(store: EventStore) -> None:
@@ -97,7 +97,7 @@ async def test_an_entry_written_twice_is_stored_once(store: EventStore) -> None:
     await store.apply_history([queued, processing])  # the lifecycle wrote them; a drainer again
     history = await store.history(event.event_id)
     assert history is not None
-    assert [t["state"] for t in history["transitions"]] == ["queued", "processing"]
+    assert [t.state for t in history.transitions] == ["queued", "processing"]
 
 
 async def test_an_older_entry_written_late_never_moves_the_row_back(store: EventStore) -> None:
@@ -114,7 +114,7 @@ async def test_an_older_entry_written_late_never_moves_the_row_back(store: Event
     assert row.status == "completed"
     history = await store.history(event.event_id)
     assert history is not None
-    assert [t["state"] for t in history["transitions"]] == ["queued", "processing", "completed"]
+    assert [t.state for t in history.transitions] == ["queued", "processing", "completed"]
 
 
 async def test_a_note_creates_a_missing_row_but_never_changes_the_state(store: EventStore) -> None:
@@ -169,14 +169,14 @@ async def test_orders_are_one_row_each_from_intent_to_fill(store: EventStore) ->
     await store.save_run(RunRecord(**{**run.__dict__, "status": RunStatus.SUCCESS, "equity_info": equity}))
     history = await store.history(event.event_id)
     assert history is not None
-    assert [r["status"] for r in history["runs"]] == ["success"]
-    assert history["runs"][0]["equity_info"] == equity
-    assert [(o["symbol"], o["status"], o["perm_id"], o["filled_quantity"]) for o in history["orders"]] == [
+    assert [r.status for r in history.runs] == ["success"]
+    assert history.runs[0].equity_info == equity
+    assert [(o.symbol, o.status, o.perm_id, o.filled_quantity) for o in history.orders] == [
         ("AAA", "Filled", 9001, 5),
         ("BBB", INTENT, None, 0),
     ]
     last = await store.last_run_status(["DU4", "NOBODY"])
-    assert last["DU4"]["status"] == "success"
+    assert last["DU4"].status == "success"
     assert "NOBODY" not in last
 
 
@@ -198,11 +198,12 @@ async def test_a_run_left_running_is_closed_when_its_event_moves_on(store: Event
             entry(other, Transition.RETRYING, times=2, detail="boom"),
         ]
     )
-    runs = {r["event_id"]: r for e in (event, other) for r in (await store.history(e.event_id) or {})["runs"]}
-    assert runs[str(event.event_id)]["status"] == "interrupted"
-    assert "lease expired" in runs[str(event.event_id)]["error"]
-    assert runs[str(event.event_id)]["finished_at"] is not None
-    assert runs[str(other.event_id)]["status"] == "unknown"  # an order never reached a final status
+    histories = [await store.history(e.event_id) for e in (event, other)]
+    runs = {r.event_id: r for h in histories if h is not None for r in h.runs}
+    assert runs[event.event_id].status == "interrupted"
+    assert "lease expired" in (runs[event.event_id].error or "")
+    assert runs[event.event_id].finished_at is not None
+    assert runs[other.event_id].status == "unknown"  # an order never reached a final status
 
 
 async def test_a_run_of_the_current_attempt_is_not_closed(store: EventStore) -> None:
@@ -213,7 +214,7 @@ async def test_a_run_of_the_current_attempt_is_not_closed(store: EventStore) -> 
     await store.apply_history([entry(event, Transition.COALESCED, times=2)])
     history = await store.history(event.event_id)
     assert history is not None
-    assert history["runs"][0]["status"] == "running"
+    assert history.runs[0].status == "running"
 
 
 async def test_secrets_never_reach_the_history(store: EventStore) -> None:
@@ -227,7 +228,35 @@ async def test_secrets_never_reach_the_history(store: EventStore) -> None:
     history = await store.history(event.event_id)
     assert history is not None
     assert secret not in repr(history)
-    assert history["event"]["last_error"] == "401 for key ***"
+    assert history.event.last_error == "401 for key ***"
+
+
+async def test_history_is_read_as_typed_values_with_times_in_utc(store: EventStore) -> None:
+    event = make_event("DU16", Command.REBALANCE)
+    await store.apply_history([entry(event, Transition.QUEUED), entry(event, Transition.PROCESSING)])
+    first, second = run_of(event), run_of(event, attempt=2)
+    await store.save_run(first)
+    await store.save_run(second)
+    await store.save_orders(
+        second.run_id, event.event_id, [OrderRecord("AAA", "BUY", 1, "MKT", "r", INTENT, seq=0)]
+    )
+    history = await store.history(event.event_id)
+    assert history is not None
+    summary = history.event
+    assert (summary.status, summary.exec_command, summary.source) == (
+        EventStatus.PROCESSING,
+        Command.REBALANCE,
+        EventSource.API,
+    )
+    assert {type(t.state) for t in history.transitions} == {Transition}
+    assert {type(r.status) for r in history.runs} == {RunStatus}
+    times = [summary.created_at, summary.updated_at, *(t.at for t in history.transitions)]
+    times += [r.started_at for r in history.runs] + [o.updated_at for o in history.orders]
+    assert {t.tzinfo for t in times} == {UTC}
+    assert history.orders_of(first.run_id) == ()
+    assert [o.symbol for o in history.orders_of(second.run_id)] == ["AAA"]
+    assert summary.to_event() == event
+    assert await store.get_event(event.event_id) == summary
 
 
 async def test_unfinished_events_are_listed_oldest_first(fresh_store: EventStore) -> None:
@@ -244,7 +273,7 @@ async def test_unfinished_events_are_listed_oldest_first(fresh_store: EventStore
         [entry(e, t) for e, t in zip(reversed(events), reversed(transitions), strict=True)]
     )
     unfinished = await fresh_store.unfinished_events()
-    assert [(e.account_id, s) for e, s in unfinished] == [
+    assert [(e.account_id, e.status) for e in unfinished] == [
         ("A0", EventStatus.QUEUED),
         ("A2", EventStatus.RETRYING),
         ("A4", EventStatus.PROCESSING),

@@ -156,8 +156,8 @@ async def test_a_first_release_database_with_history_is_adopted_and_keeps_every_
     finally:
         await store.close()
     assert history is not None
-    assert history["event"]["status"] == "completed"
-    assert [o["perm_id"] for o in history["orders"]] == [70]
+    assert history.event.status == "completed"
+    assert [o.perm_id for o in history.orders] == [70]
 
 
 def test_three_processes_upgrading_a_missing_database_at_once_all_succeed(new_database_name: str) -> None:

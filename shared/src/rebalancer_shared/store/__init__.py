@@ -14,6 +14,13 @@ from rebalancer_shared.store.records import (
     RunStatus,
     Transition,
 )
+from rebalancer_shared.store.views import (
+    EventHistory,
+    EventSummary,
+    OrderView,
+    RunView,
+    TransitionView,
+)
 
 __all__ = [
     "FINAL_ORDER_STATUSES",
@@ -21,12 +28,17 @@ __all__ = [
     "INTENT",
     "STATUS_AFTER",
     "UNFINISHED",
+    "EventHistory",
     "EventStatus",
     "EventStore",
+    "EventSummary",
     "HistoryRecord",
     "OrderRecord",
+    "OrderView",
     "RunRecord",
     "RunStatus",
+    "RunView",
     "Transition",
+    "TransitionView",
     "async_database_url",
 ]

@@ -5,6 +5,8 @@ keyed by the outbox entry, so a crash between the Redis step and this write only
 orders are written by the processor as they happen: a run row when the command starts and when it
 ends; an order row before the order is sent (its intent), again with the broker's ids once sent, and
 with its fills, so every order the gateway saw is in `orders`.
+
+Reads return the frozen dataclasses of views.py (`EventSummary`, `EventHistory`, `RunView`, ...).
 """
 
 from __future__ import annotations
@@ -12,21 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from rebalancer_shared.events import Event, EventSource
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.store.history_writes import apply_record, dialect_insert
-from rebalancer_shared.store.records import (
-    UNFINISHED,
-    EventStatus,
-    HistoryRecord,
-    OrderRecord,
-    RunRecord,
-)
+from rebalancer_shared.store.records import UNFINISHED, HistoryRecord, OrderRecord, RunRecord
 from rebalancer_shared.store.tables import (
     Base,
     DeploymentFactRow,
@@ -34,6 +28,14 @@ from rebalancer_shared.store.tables import (
     OrderRow,
     RunRow,
     TransitionRow,
+)
+from rebalancer_shared.store.views import (
+    EventHistory,
+    EventSummary,
+    RunView,
+    event_view,
+    history_view,
+    run_view,
 )
 
 _RUN_TEXTS = ("message", "error")
@@ -120,8 +122,8 @@ class EventStore:
                     insert.on_conflict_do_update(index_elements=["run_id", "seq"], set_=changes)
                 )
 
-    async def unfinished_events(self) -> list[tuple[Event, EventStatus]]:
-        """Every event still queued, processing or retrying, oldest first, with its recorded status."""
+    async def unfinished_events(self) -> list[EventSummary]:
+        """Every event still queued, processing or retrying, oldest first."""
         stmt = (
             select(EventRow)
             .where(EventRow.status.in_([s.value for s in UNFINISHED]))
@@ -129,15 +131,16 @@ class EventStore:
         )
         async with self._sessions() as session:
             rows = (await session.scalars(stmt)).all()
-        return [(_event_of(row), EventStatus(row.status)) for row in rows]
+        return [event_view(row) for row in rows]
 
-    async def get_event(self, event_id: uuid.UUID) -> EventRow | None:
+    async def get_event(self, event_id: uuid.UUID) -> EventSummary | None:
         """The event's row, or None."""
         async with self._sessions() as session:
-            return await session.get(EventRow, event_id)
+            row = await session.get(EventRow, event_id)
+        return None if row is None else event_view(row)
 
-    async def history(self, event_id: uuid.UUID) -> dict[str, Any] | None:
-        """An event with its transitions, runs and each run's orders, or None when unknown."""
+    async def history(self, event_id: uuid.UUID) -> EventHistory | None:
+        """An event with its transitions, runs and their orders, or None when unknown."""
         async with self._sessions() as session:
             row = await session.get(EventRow, event_id)
             if row is None:
@@ -153,15 +156,10 @@ class EventStore:
             orders = await session.scalars(
                 select(OrderRow).where(OrderRow.event_id == event_id).order_by(OrderRow.id)
             )
-            return {
-                "event": _columns(row),
-                "transitions": [_columns(t) for t in transitions],
-                "runs": [_columns(r) for r in runs],
-                "orders": [_columns(o) for o in orders],
-            }
+            return history_view(row, transitions, runs, orders)
 
-    async def last_run_status(self, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The newest run of each account: status, command, times (accounts without runs omitted)."""
+    async def last_run_status(self, account_ids: Sequence[str]) -> dict[str, RunView]:
+        """The newest run of each account, by account id (accounts without runs omitted)."""
         newest = (
             select(RunRow.account_id, func.max(RunRow.started_at).label("started_at"))
             .where(RunRow.account_id.in_(list(account_ids)))
@@ -174,17 +172,7 @@ class EventStore:
         )
         async with self._sessions() as session:
             rows = (await session.scalars(stmt)).all()
-        return {
-            r.account_id: {
-                "status": r.status,
-                "exec_command": r.exec_command,
-                "event_id": str(r.event_id),
-                "started_at": _as_utc(r.started_at).isoformat(),
-                "finished_at": _as_utc(r.finished_at).isoformat() if r.finished_at else None,
-                "message": r.message,
-            }
-            for r in rows
-        }
+        return {row.account_id: run_view(row) for row in rows}
 
     async def get_fact(self, name: str) -> str | None:
         """A deployment fact (e.g. that the Redis marker was written), or None."""
@@ -208,32 +196,3 @@ class EventStore:
         """Raise when the database does not answer."""
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _event_of(row: EventRow) -> Event:
-    return Event(
-        event_id=row.event_id,
-        account_id=row.account_id,
-        exec_command=row.exec_command,  # type: ignore[arg-type]  # validated by pydantic
-        data=row.data,
-        source=EventSource(row.source),
-        created_at=_as_utc(row.created_at),
-        times_queued=row.times_queued,
-        ably_message_id=row.ably_message_id,
-    )
-
-
-def _columns(row: Base) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for column in row.__table__.columns:
-        value = getattr(row, column.key)
-        if isinstance(value, datetime):
-            value = _as_utc(value).isoformat()
-        elif isinstance(value, uuid.UUID):
-            value = str(value)
-        out[column.key] = value
-    return out
