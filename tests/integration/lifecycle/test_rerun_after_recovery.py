@@ -75,7 +75,7 @@ async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing
     assert len(tws.state.received_orders) == traded, "the second run placed an order"
     history = await fresh_store.history(event.event_id)
     assert history is not None
-    first, second = history["runs"]
-    assert (first["status"], second["status"]) == ("success", "success")
-    assert second["message"] == "nothing to trade: the account is at its targets"
-    assert "recovered" in [t["state"] for t in history["transitions"]]
+    first, second = history.runs
+    assert (first.status, second.status) == ("success", "success")
+    assert second.message == "nothing to trade: the account is at its targets"
+    assert "recovered" in [t.state for t in history.transitions]
