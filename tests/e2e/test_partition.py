@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import text
 
 from rebalancer_shared.events import Command
 from rebalancer_shared.queue import EventQueue
@@ -37,11 +38,10 @@ from tests.support.servers import REDIS_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 LEASE = 3.0
-FIRST, SECOND = 51, 52
 
 
-def working_spans(state: dict[str, Any], client_id: int) -> list[tuple[float, float]]:
-    """From the gateway's own clock: when each order of a client was received and when it ended."""
+def working_spans(state: dict[str, Any], order_ids: set[int]) -> list[tuple[float, float]]:
+    """From the gateway's own clock: when each of these orders was received and when it ended."""
     ended: dict[int, float] = {}
     for fill in state["fills"]:
         ended[fill["order_id"]] = max(ended.get(fill["order_id"], 0.0), fill["filled_at"])
@@ -50,7 +50,7 @@ def working_spans(state: dict[str, Any], client_id: int) -> list[tuple[float, fl
     still_open = {o["order_id"] for o in state["open_orders"]}
     spans = []
     for order in state["received_orders"]:
-        if order["client_id"] != client_id:
+        if order["order_id"] not in order_ids:
             continue
         end = (
             float("inf")
@@ -61,12 +61,25 @@ def working_spans(state: dict[str, Any], client_id: int) -> list[tuple[float, fl
     return spans
 
 
+async def orders_by_worker_pid(store: EventStore) -> dict[int, set[int]]:
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT r.worker, o.broker_order_id FROM orders o JOIN runs r ON o.run_id = r.run_id"
+                " WHERE o.broker_order_id IS NOT NULL"
+            )
+        )
+        found: dict[int, set[int]] = defaultdict(set)
+        for worker, order_id in rows:
+            found[int(worker.split(":")[1])].add(int(order_id))
+        return found
+
+
 async def test_a_partitioned_processor_stops_trading_before_another_takes_the_account(
     queue: EventQueue, fresh_store: EventStore, fresh_database_url: str, tmp_path: Path
 ) -> None:
     accounts_file = write_accounts(tmp_path, "chan", ["DU1"])
     state0 = tws_state(["DU1"], fill_delay=4.0)  # the sells fill after the lease could have expired
-    state0.master_client_id = SECOND  # the processor that takes over may cancel what the first left
     redis_port = urlsplit(REDIS_URL).port or 6379
     with (
         AllocationServer() as api,
@@ -79,9 +92,7 @@ async def test_a_partitioned_processor_stops_trading_before_another_takes_the_ac
             queue.keys.prefix, fresh_database_url, accounts_file, api.base_url, tws.port, **base
         )
         cut_off_url = f"redis://127.0.0.1:{proxy.port}{urlsplit(REDIS_URL).path or '/0'}"
-        first = start_processor(
-            env | {"REDIS_URL": cut_off_url, "IB_CLIENT_ID": str(FIRST)}, tmp_path / "first.log"
-        )
+        first = start_processor(env | {"REDIS_URL": cut_off_url}, tmp_path / "first.log")
         second = None
         try:
             event = await submit(queue, fresh_store, "DU1", Command.REBALANCE)
@@ -89,7 +100,7 @@ async def test_a_partitioned_processor_stops_trading_before_another_takes_the_ac
             while not tws.state()["received_orders"]:
                 assert time.monotonic() < deadline, "the first processor placed no order"
                 await asyncio.sleep(0.1)
-            second = start_processor(env | {"IB_CLIENT_ID": str(SECOND)}, tmp_path / "second.log")
+            second = start_processor(env, tmp_path / "second.log")
             proxy.cut()
             cut_at = time.time()
             await asyncio.sleep(3 * LEASE)
@@ -104,12 +115,16 @@ async def test_a_partitioned_processor_stops_trading_before_another_takes_the_ac
                 assert stop(second) == 0
         state = tws.state()
 
-    first_orders = [o for o in state["received_orders"] if o["client_id"] == FIRST]
-    second_orders = [o for o in state["received_orders"] if o["client_id"] == SECOND]
+    # Both trade as the account's one trading client id: the history says whose run sent which order.
+    assert second is not None
+    by_worker = await orders_by_worker_pid(fresh_store)
+    first_ids, second_ids = by_worker.get(first.pid, set()), by_worker.get(second.pid, set())
+    first_orders = [o for o in state["received_orders"] if o["order_id"] in first_ids]
+    second_orders = [o for o in state["received_orders"] if o["order_id"] in second_ids]
     assert first_orders, "the first processor traded before the partition"
     assert second_orders, "the second processor took the event over"
     assert max(o["received_at"] for o in first_orders) < cut_at + LEASE, "an order after the lease expired"
-    first_spans, second_spans = working_spans(state, FIRST), working_spans(state, SECOND)
+    first_spans, second_spans = working_spans(state, first_ids), working_spans(state, second_ids)
     last_first_working = max(end for _, end in first_spans)
     assert min(start for start, _ in second_spans) >= last_first_working, "two runs had working orders"
     account = state["accounts"]["DU1"]

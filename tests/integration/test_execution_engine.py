@@ -33,11 +33,11 @@ from tests.fakes.tws import FakeOrder, FakeQuote, FakeTws, serve
 from tests.fakes.tws.scenarios import (
     ACCOUNT,
     CASH,
-    CLIENT_ID,
     HOLDINGS,
     OPTION,
     PRICES,
     TARGETS,
+    TRADING_CLIENT_ID,
     drifted_state,
     ib_async_errors,
     ibkr_settings,
@@ -114,7 +114,7 @@ class TwsHarness:
         perm_id = self.state.take_perm_id()
         side: Literal["BUY", "SELL"] = "BUY" if action == "BUY" else "SELL"
         self.state.open_orders.append(
-            FakeOrder(CLIENT_ID, order_id, perm_id, ACCOUNT, symbol, side, quantity)
+            FakeOrder(TRADING_CLIENT_ID, order_id, perm_id, ACCOUNT, symbol, side, quantity)
         )
 
     def set_price(self, symbol: str, price: float) -> None:

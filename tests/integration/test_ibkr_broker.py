@@ -26,6 +26,7 @@ from tests.fakes.tws.scenarios import (
     ACCOUNT,
     CLIENT_ID,
     OPTION,
+    TRADING_CLIENT_ID,
     drifted_state,
     ib_async_errors,
     ibkr_settings,
@@ -71,7 +72,7 @@ async def test_snapshot_of_an_account_with_several_positions_reads_every_field_w
     fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.state.open_orders.append(
-        FakeOrder(CLIENT_ID, 3, 800_001, ACCOUNT, "BBB", "BUY", 5.0, order_ref="earlier-event")
+        FakeOrder(TRADING_CLIENT_ID, 3, 800_001, ACCOUNT, "BBB", "BUY", 5.0, order_ref="earlier-event")
     )
     broker = make_broker()
     values = await broker.get_account_values(ACCOUNT)
@@ -168,7 +169,9 @@ async def test_default_orders_are_day_market_orders_tagged_with_the_event_id(
         False,
         None,
     )
-    assert (order.order_ref, order.account, order.client_id) == ("event-42", ACCOUNT, CLIENT_ID)
+    trading_id = broker.trading_client_id(ACCOUNT)  # the account's own, not the reads connection's
+    assert (order.order_ref, order.account, order.client_id) == ("event-42", ACCOUNT, trading_id)
+    assert trading_id != CLIENT_ID
     assert (order.symbol, order.action, order.quantity) == ("AAA", "SELL", 10.0)
 
 
@@ -197,6 +200,7 @@ async def test_extended_hours_sends_limit_orders_outside_rth_only_outside_regula
     fake: FakeTws, make_broker: Callable[..., IbkrBroker], now: datetime, expected: tuple[str, bool]
 ) -> None:
     broker = make_broker(OrderSettings(extended_hours_enabled=True), now=now)
+    fake.set_market_time(now)  # the session is the gateway's
     await _place(broker, OrderRequest("BBB", "BUY", 1, 100.0))
     [order] = fake.state.received_orders
     assert (order.order_type, order.outside_rth) == expected
@@ -242,7 +246,7 @@ async def test_connection_dropped_while_waiting_for_fills_is_a_broker_error_and_
 async def test_cancel_waits_for_confirmation_and_a_cancel_never_confirmed_fails_after_the_timeout(
     fake: FakeTws, make_broker: Callable[..., IbkrBroker]
 ) -> None:
-    fake.state.open_orders.append(FakeOrder(CLIENT_ID, 3, 800_001, ACCOUNT, "BBB", "BUY", 5.0))
+    fake.state.open_orders.append(FakeOrder(TRADING_CLIENT_ID, 3, 800_001, ACCOUNT, "BBB", "BUY", 5.0))
     fake.state.confirm_cancels = False
     broker = make_broker()
     started = time.monotonic()

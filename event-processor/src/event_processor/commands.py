@@ -45,16 +45,20 @@ class CommandContext:
 
 
 async def _rebalance(ctx: CommandContext) -> ExecutionReport:
-    return await execution.rebalance(
-        ctx.broker,
-        ctx.account.account_id,
-        await ctx.targets(),
-        ctx.account.settings,
-        ctx.event_id,
-        cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
-        fill_timeout_seconds=ctx.processing.fill_timeout_seconds,
-        guard=ctx.guard,
-    )
+    targets = await ctx.targets()
+    try:
+        return await execution.rebalance(
+            ctx.broker,
+            ctx.account.account_id,
+            targets,
+            ctx.account.settings,
+            ctx.event_id,
+            cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
+            fill_timeout_seconds=ctx.processing.fill_timeout_seconds,
+            guard=ctx.guard,
+        )
+    finally:
+        await ctx.broker.release(ctx.account.account_id)  # the run's trading connection
 
 
 async def _print_rebalance(ctx: CommandContext) -> ExecutionReport:
@@ -79,13 +83,16 @@ async def _print_orders(ctx: CommandContext) -> ExecutionReport:
 
 
 async def _cancel_orders(ctx: CommandContext) -> ExecutionReport:
-    return await execution.cancel_orders(
-        ctx.broker,
-        ctx.account.account_id,
-        ctx.event_id,
-        cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
-        guard=ctx.guard,
-    )
+    try:
+        return await execution.cancel_orders(
+            ctx.broker,
+            ctx.account.account_id,
+            ctx.event_id,
+            cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
+            guard=ctx.guard,
+        )
+    finally:
+        await ctx.broker.release(ctx.account.account_id)
 
 
 COMMANDS: dict[Command, Callable[[CommandContext], Awaitable[ExecutionReport]]] = {

@@ -35,7 +35,7 @@ def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
         return simulated_broker_from_file(settings.processing.simulated_broker_file, accounts)
     if settings.ibkr.trading_mode == "live":
         log.warning("TRADING_MODE=live: orders will trade real money", host=settings.ibkr.host)
-    return IbkrBroker(settings.ibkr, settings.orders)
+    return IbkrBroker(settings.ibkr, settings.orders, account_ids=list(accounts))
 
 
 async def run_processor(settings: Settings) -> None:

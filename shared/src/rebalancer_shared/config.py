@@ -98,6 +98,8 @@ class IbkrSettings(_Section):
     client_id: int | None = Field(default=None, ge=0)
     client_id_min: int = Field(default=100, ge=1)
     client_id_max: int = Field(default=999, ge=1)
+    # Mutating runs of an account trade as client `trading_client_id_base` + a number from its id.
+    trading_client_id_base: int = Field(default=1_000_000, ge=1000, le=2_000_000_000)
     trading_mode: Literal["paper", "live"] = "paper"
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     connect_attempts: int = Field(default=3, ge=1)

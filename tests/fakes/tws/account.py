@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from tests.fakes.tws.market_hours import DEFAULT_MARKET_TIME
+
 Action = Literal["BUY", "SELL"]
 
 
@@ -105,7 +107,7 @@ class ReceivedOrder:
 
 @dataclass
 class FillRecord:
-    """One execution the fake made, in order."""
+    """One execution the fake made, in order. Order ids are unique per client id only (as in IB)."""
 
     order_id: int
     symbol: str
@@ -113,6 +115,8 @@ class FillRecord:
     shares: float
     price: float
     filled_at: float
+    client_id: int = 0
+    account: str = ""
 
 
 @dataclass
@@ -145,6 +149,8 @@ class TwsState:
     next_order_id: int = 1
     next_perm_id: int = 900_001
     con_ids: dict[str, int] = field(default_factory=dict)
+    # client ids and market hours
+    market_time: float = DEFAULT_MARKET_TIME  # the gateway's clock (epoch seconds), for sessions
 
     def add_account(self, account_id: str, cash: float, positions: dict[str, float] | None = None) -> None:
         account = FakeAccount(account_id, cash)
@@ -190,7 +196,18 @@ class TwsState:
         if held.quantity == 0:
             del account.positions[order.symbol]
         account.cash -= signed * price + self.commission_per_order
-        self.fills.append(FillRecord(order.order_id, order.symbol, order.action, shares, price, now()))
+        self.fills.append(
+            FillRecord(
+                order.order_id,
+                order.symbol,
+                order.action,
+                shares,
+                price,
+                now(),
+                order.client_id,
+                order.account,
+            )
+        )
         total = order.filled + shares
         order.avg_fill_price = (order.avg_fill_price * order.filled + price * shares) / total
         order.filled = total

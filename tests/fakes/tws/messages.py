@@ -112,10 +112,24 @@ def executions_end(req_id: int) -> bytes:
     return frame([55, 1, req_id])
 
 
-def contract_details(req_id: int, con_id: int, symbol: str) -> bytes:
+def contract_details(
+    req_id: int, con_id: int, symbol: str, *, trading_hours: str = "", liquid_hours: str = ""
+) -> bytes:
     fields: list[Field] = [10, req_id, symbol, "STK", "", 0.0, "", "SMART", "USD", symbol, "NMS", symbol]
     fields += [con_id, 0.01, "", "ACTIVETIM,LMT,MKT", "SMART,NASDAQ,NYSE", 1, 0, f"{symbol} INC"]
-    fields += ["NASDAQ", "", "", "", "", "US/Eastern", "", "", "", "", 0]  # ... evMultiplier, numSecIds
+    fields += [
+        "NASDAQ",
+        "",
+        "",
+        "",
+        "",
+        "US/Eastern",
+        trading_hours,
+        liquid_hours,
+        "",
+        "",
+        0,
+    ]  # ..., numSecIds
     fields += [1, "", "", "26", "", "COMMON", 0.0001, 0.0001, 100]
     return frame(fields)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from event_processor.brokers.ibkr import default_trading_client_id
 from rebalancer_shared.config import IbkrSettings
 from tests.fakes.tws.account import FakePosition, TwsState
 
 ACCOUNT = "DU1"
-CLIENT_ID = 7
+CLIENT_ID = 7  # the reads connection's
+# The client id ACCOUNT's mutating runs trade as (an earlier attempt of ours placed its orders).
+TRADING_CLIENT_ID = default_trading_client_id(ACCOUNT, IbkrSettings().trading_client_id_base)
 # Drifted: AAA over target, BBB under, CCC not held, DDD held but not targeted, plus an option.
 TARGETS = {"AAA": 0.3, "BBB": 0.3, "CCC": 0.4}
 HOLDINGS = {"AAA": 100.0, "BBB": 10.0, "DDD": 20.0}

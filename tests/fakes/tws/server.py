@@ -18,13 +18,16 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 
 import structlog
 
 from tests.fakes.tws import messages as msg
 from tests.fakes.tws.account import FakeOrder, FakePosition, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
 
 log = structlog.get_logger(__name__)
+CALENDAR = MarketCalendar()
 
 _LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "close": 9, "last_timestamp": 45}
 _DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "close": 75, "last_timestamp": 88}
@@ -82,6 +85,61 @@ class FakeTws:
     def changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.state)
+
+    # --- the market clock and fills -----------------------------------------------------------------
+
+    def market_moment(self) -> datetime:
+        return datetime.fromtimestamp(self.state.market_time, NEW_YORK)
+
+    def may_execute(self, order: FakeOrder) -> bool:
+        """Regular hours: any order; extended hours: a limit order with outsideRth; else held."""
+        moment = self.market_moment()
+        if CALENDAR.is_regular(moment):
+            return True
+        return CALENDAR.is_extended(moment) and order.outside_rth and order.order_type == "LMT"
+
+    def set_market_time(self, moment: datetime) -> None:
+        """Move the gateway's clock; held orders that may now execute are released to the market."""
+        self.state.market_time = moment.timestamp()
+        for order in list(self.state.open_orders):
+            if order.status == "PreSubmitted" and self.may_execute(order):
+                order.status = "Submitted"
+                for session in self.sessions_for(order.client_id):
+                    session.send(msg.order_status(order))
+                self.spawn(self.fill_later(order))
+        self.changed()
+
+    async def fill_later(self, order: FakeOrder) -> None:
+        if self.state.fill_delay_seconds > 0:
+            await asyncio.sleep(self.state.fill_delay_seconds)
+        if order not in self.state.open_orders:
+            return
+        quote = self.state.quotes.get(order.symbol)
+        price = quote.fill_price(order.action) if quote is not None else None
+        if price is None or not _limit_allows(order, price):
+            return
+        shares = order.quantity * self.state.partial_fills.get(order.symbol, 1.0)
+        if float(order.quantity).is_integer():
+            shares = math.floor(shares)
+        if shares <= 0:
+            return
+        self.fill(order, shares, price)
+
+    def fill(self, order: FakeOrder, shares: float, price: float) -> None:
+        self.state.apply_fill(order, shares, price)
+        if order.filled >= order.quantity:
+            order.status = "Filled"
+            self.state.open_orders.remove(order)
+        exec_id = f"0001f4e8.{order.perm_id}.{len(self.state.received_orders)}.01"
+        con_id = self.state.con_id(order.symbol)
+        for session in self.sessions_for(order.client_id):
+            session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
+            session.send(msg.order_status(order))
+            session.send(msg.commission_report(exec_id, self.state.commission_per_order))
+        account = self.state.accounts[order.account]
+        held = account.positions.get(order.symbol, FakePosition(order.symbol, 0.0))
+        self.broadcast(msg.position(order.account, con_id, held))
+        self.changed()
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -147,7 +205,7 @@ class _Session:
             58: self._global_cancel,
             8: lambda _: self.send(msg.next_valid_id(self.state.next_order_id)),
             17: lambda _: self.send(msg.managed_accounts(list(self.state.accounts))),
-            49: lambda _: self.send(msg.frame([49, 1, int(now())])),
+            49: lambda _: self.send(msg.frame([49, 1, int(self.state.market_time)])),
         }
 
     def send(self, data: bytes) -> None:
@@ -181,7 +239,19 @@ class _Session:
     # --- connection and account -------------------------------------------------------------------
 
     def _start_api(self, fields: list[str]) -> None:
-        self.client_id = int(fields[2])
+        client_id = int(fields[2])
+        if client_id in self.server.connected_client_ids:
+            # TWS API: a client id can be connected once; the second connection is refused.
+            self.send(
+                msg.error(
+                    -1,
+                    326,
+                    "Unable to connect as the client id is already in use. Retry with a unique client id.",
+                )
+            )
+            self.close()
+            return
+        self.client_id = client_id
         self.send(msg.next_valid_id(self.state.next_order_id))
         self.send(msg.managed_accounts(list(self.state.accounts)))
 
@@ -230,7 +300,16 @@ class _Session:
         if not self.state.knows(symbol):
             self.send(msg.error(req_id, 200, "No security definition has been found for the request"))
             return
-        self.send(msg.contract_details(req_id, self.state.con_id(symbol), symbol))
+        moment = datetime.fromtimestamp(self.state.market_time, NEW_YORK)
+        self.send(
+            msg.contract_details(
+                req_id,
+                self.state.con_id(symbol),
+                symbol,
+                trading_hours=CALENDAR.hours(moment, extended=True),
+                liquid_hours=CALENDAR.hours(moment, extended=False),
+            )
+        )
         self.send(msg.contract_details_end(req_id))
 
     def _market_data_type(self, fields: list[str]) -> None:
@@ -321,40 +400,19 @@ class _Session:
         )
         self.state.next_order_id = max(self.state.next_order_id, order.order_id + 1)
         self.state.open_orders.append(order)
+        if not self.server.may_execute(order):
+            # IB holds a market order outside regular hours (and any order outside its session).
+            order.status = "PreSubmitted"
+            opens = CALENDAR.next_open(datetime.fromtimestamp(self.state.market_time, NEW_YORK))
+            text = (
+                f"Order Message:\n{order.action} {order.quantity:g} {order.symbol} NASDAQ.NMS\nWarning: your "
+                f"order will not be placed at the exchange until {opens:%Y-%m-%d %H:%M:%S} US/Eastern"
+            )
+            self.send(msg.error(order.order_id, 399, text))
+            self._send_order(order)
+            return
         self._send_order(order)
-        self.server.spawn(self._fill_later(order))
-
-    async def _fill_later(self, order: FakeOrder) -> None:
-        if self.state.fill_delay_seconds > 0:
-            await asyncio.sleep(self.state.fill_delay_seconds)
-        if order not in self.state.open_orders:
-            return
-        quote = self.state.quotes.get(order.symbol)
-        price = quote.fill_price(order.action) if quote is not None else None
-        if price is None or not _limit_allows(order, price):
-            return
-        shares = order.quantity * self.state.partial_fills.get(order.symbol, 1.0)
-        if float(order.quantity).is_integer():
-            shares = math.floor(shares)
-        if shares <= 0:
-            return
-        self._fill(order, shares, price)
-
-    def _fill(self, order: FakeOrder, shares: float, price: float) -> None:
-        self.state.apply_fill(order, shares, price)
-        if order.filled >= order.quantity:
-            order.status = "Filled"
-            self.state.open_orders.remove(order)
-        exec_id = f"0001f4e8.{order.perm_id}.{len(self.state.received_orders)}.01"
-        con_id = self.state.con_id(order.symbol)
-        for session in self.server.sessions_for(order.client_id):
-            session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
-            session.send(msg.order_status(order))
-            session.send(msg.commission_report(exec_id, self.state.commission_per_order))
-        account = self.state.accounts[order.account]
-        held = account.positions.get(order.symbol, FakePosition(order.symbol, 0.0))
-        self.server.broadcast(msg.position(order.account, con_id, held))
-        self.server.changed()
+        self.server.spawn(self.server.fill_later(order))
 
     def _cancel_order(self, fields: list[str]) -> None:
         order_id = int(fields[2])

@@ -91,11 +91,11 @@ async def overlapping_mutating_runs(store: EventStore) -> list[tuple[Any, ...]]:
 def order_intervals_overlap(state: dict[str, Any]) -> list[str]:
     """From the TWS's own timeline: the orders of two events of one account never interleave."""
     spans: dict[tuple[str, str], list[float]] = defaultdict(list)
-    fills_by_order = defaultdict(list)
+    fills_by_order = defaultdict(list)  # order ids are unique per client id only
     for fill in state["fills"]:
-        fills_by_order[fill["order_id"]].append(fill["filled_at"])
+        fills_by_order[(fill["client_id"], fill["order_id"])].append(fill["filled_at"])
     for order in state["received_orders"]:
-        times = [order["received_at"], *fills_by_order[order["order_id"]]]
+        times = [order["received_at"], *fills_by_order[(order["client_id"], order["order_id"])]]
         spans[(order["account"], order["order_ref"])].extend(times)
     problems = []
     by_account: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
@@ -161,11 +161,9 @@ async def test_processor_killed_mid_rebalance_is_finished_by_another_without_buy
 ) -> None:
     accounts_file = write_accounts(tmp_path, "chan", ["DU1"])
     with tws_process(tws_state(["DU1"], fill_delay=1.5), tmp_path) as tws:
-        # One fixed client id, as the README advises, so the successor can see and cancel the
+        # Nothing configured: the account's fixed trading client id lets the successor cancel the
         # orders its dead predecessor left working.
-        env = processor_env(
-            queue.keys.prefix, fresh_database_url, accounts_file, api.base_url, tws.port, IB_CLIENT_ID="21"
-        )
+        env = processor_env(queue.keys.prefix, fresh_database_url, accounts_file, api.base_url, tws.port)
         first = start_processor(env, tmp_path / "first.log")
         event = await submit(queue, fresh_store, "DU1", Command.REBALANCE)
 

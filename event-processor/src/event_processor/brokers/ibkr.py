@@ -10,12 +10,29 @@ A symbol IB does not know at all is a `BrokerError`.
 Orders: `order_tickets.order_ticket` decides type, limit, time in force and outsideRth; every order
 carries `orderRef` = the event id and the account. Requests that share a reply key in ib_async
 (positions, open orders, the connection-wide market data type) run one at a time.
+
+Client ids. IB lets only the client that placed an order cancel it (client 0 also cancels orders
+entered by hand in TWS). So every mutating run of an account (cancel-orders, rebalance) trades through
+a connection of its own with the account's fixed trading client id (`trading_client_ids`): any later
+attempt, after a crash or on another replica, connects with the same id and can cancel what an
+earlier one left working. The account lock lets only one mutating run of an account at a time, so
+the id is never wanted twice (a connection the gateway has not dropped yet gives error 326: retried
+briefly, then the event retries). Reads (positions, values, prices) use one shared connection with
+`IB_CLIENT_ID` or a random id. An open order of the account with another client id (placed by hand
+in TWS, by another program, or by a release before this scheme) cannot be cancelled by us: the run
+stops and says so. Orders of other accounts, and FA group orders without an account, are not ours.
+
+Market hours. Before placing, the gateway's clock (reqCurrentTime) is held against the contract's
+sessions (contract details' liquidHours and tradingHours, `sessions.py`): outside the regular session
+a market order is not placed (IB would hold it until the open); with EXTENDED_HOURS_ENABLED in the
+extended session a limit order with outsideRth goes instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +51,7 @@ from event_processor.brokers.models import (
 )
 from event_processor.brokers.order_tickets import OrderTicket, order_ticket
 from event_processor.brokers.quotes import Quote, choose_price
+from event_processor.brokers.sessions import Session, market_hours
 from rebalancer_shared.config import IbkrSettings, OrderSettings
 
 log = structlog.get_logger(__name__)
@@ -88,6 +106,73 @@ def _open_order(trade: Trade) -> OpenOrder:
     )
 
 
+TRADING_CLIENT_ID_SPAN = 1_000_000
+
+
+def default_trading_client_id(account_id: str, base: int) -> int:
+    """`base` + a stable number from the account id (the same on every machine, every start)."""
+    return base + zlib.crc32(account_id.encode()) % TRADING_CLIENT_ID_SPAN
+
+
+def trading_client_ids(account_ids: Sequence[str], base: int) -> dict[str, int]:
+    """Each account's fixed trading client id; two accounts whose numbers meet step apart in id order."""
+    taken: set[int] = set()
+    ids: dict[str, int] = {}
+    for account_id in sorted(account_ids):
+        candidate = default_trading_client_id(account_id, base)
+        while candidate in taken:
+            candidate = base + (candidate - base + 1) % TRADING_CLIENT_ID_SPAN
+        taken.add(candidate)
+        ids[account_id] = candidate
+    return ids
+
+
+class MarketClosedError(BrokerError):
+    """Orders were not placed: the market is closed now (or only in extended hours, not enabled)."""
+
+    def __init__(
+        self, now: datetime, opens: datetime | None, session: Session, extended_enabled: bool
+    ) -> None:
+        self.now = now
+        self.opens = opens
+        local = now.astimezone(opens.tzinfo) if opens is not None else now
+        when = f"; the next regular session opens {opens:%Y-%m-%d %H:%M %Z}" if opens else ""
+        if session is Session.EXTENDED:
+            why = "only the extended session is open and EXTENDED_HOURS_ENABLED is off"
+        else:
+            why = "the market is closed"
+        super().__init__(
+            f"no order placed: {why} (gateway time {local:%Y-%m-%d %H:%M %Z}{when}); IB would hold "
+            "market orders until the open, so the event retries instead"
+        )
+
+
+async def _open_trades(connection: IbkrConnection, ib: IB, account_id: str) -> list[Trade]:
+    """Open orders of exactly this account (FA group orders without an account are not its own)."""
+    trades = await connection.request(f"open orders of {account_id}", ib.reqAllOpenOrdersAsync())
+    return [t for t in trades if t.order.account == account_id and not t.isDone()]
+
+
+def _describe_open(order: OpenOrder) -> str:
+    return f"{order.order_id} ({order.action} {order.quantity:g} {order.symbol}, client {order.client_id})"
+
+
+def _uncancellable(account_id: str, own_id: int, foreign: Sequence[Trade]) -> str:
+    described = []
+    for order in map(_open_order, foreign):
+        origin = (
+            "entered by hand in TWS" if order.client_id == 0 else f"placed by API client {order.client_id}"
+        )
+        described.append(
+            f"{order.action} {order.quantity:g} {order.symbol} (order {order.order_id}, {origin})"
+        )
+    return (
+        f"account {account_id}: open order(s) this processor cannot cancel: {'; '.join(described)}. IB lets "
+        f"only the client that placed an order cancel it, and this account trades as client {own_id}; "
+        "cancel them in TWS (or wait until they are done), then the event retries"
+    )
+
+
 def _result(placed: _Placed) -> OrderResult:
     trade = placed.trade
     status = trade.orderStatus
@@ -127,19 +212,53 @@ class IbkrBroker:
         clock: Callable[[], datetime] = utc_now,
         poll_interval_seconds: float = 0.1,
         ib_factory: Callable[[], IB] = IB,
+        account_ids: Sequence[str] = (),
     ) -> None:
         self._settings = settings
         self._orders = orders
         self._clock = clock
         self._poll = poll_interval_seconds
+        self._ib_factory = ib_factory
         self._connection = IbkrConnection(settings, ib_factory)
+        self._trading_ids = trading_client_ids(account_ids, settings.trading_client_id_base)
+        self._traders: dict[str, IbkrConnection] = {}
         self._request_lock = asyncio.Lock()
         self._contracts: dict[str, Contract] = {}
         self._quotes: dict[str, Quote] = {}
-        self._placed: dict[int, _Placed] = {}
+        # Order ids are unique per client id only: each account's trading client numbers its own.
+        self._placed: dict[tuple[str, int], _Placed] = {}
 
     async def close(self) -> None:
+        for account_id in list(self._traders):
+            await self.release(account_id)
         await self._connection.close()
+
+    def trading_client_id(self, account_id: str) -> int:
+        """The fixed client id of the account's mutating runs."""
+        known = self._trading_ids.get(account_id)
+        return (
+            known
+            if known is not None
+            else default_trading_client_id(account_id, self._settings.trading_client_id_base)
+        )
+
+    def _trader(self, account_id: str) -> IbkrConnection:
+        trader = self._traders.get(account_id)
+        if trader is None:
+            trader = IbkrConnection(
+                self._settings,
+                self._ib_factory,
+                client_id=self.trading_client_id(account_id),
+                purpose=f"trading {account_id}",
+            )
+            self._traders[account_id] = trader
+        return trader
+
+    async def release(self, account_id: str) -> None:
+        """The account's mutating run ended: close its trading connection."""
+        trader = self._traders.pop(account_id, None)
+        if trader is not None:
+            await trader.close()
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -205,14 +324,9 @@ class IbkrBroker:
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         ib = await self._connection.client()
-        return [_open_order(trade) for trade in await self._open_trades(ib, account_id)]
-
-    async def _open_trades(self, ib: IB, account_id: str) -> list[Trade]:
         async with self._request_lock:
-            trades = await self._connection.request(
-                f"open orders of {account_id}", ib.reqAllOpenOrdersAsync()
-            )
-        return [t for t in trades if t.order.account in (account_id, "") and not t.isDone()]
+            trades = await _open_trades(self._connection, ib, account_id)
+        return [_open_order(trade) for trade in trades]
 
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         ib = await self._connection.client()
@@ -288,43 +402,75 @@ class IbkrBroker:
 
     # --- writes -----------------------------------------------------------------------------------
 
+    async def _session(self, ib: IB, contract: Contract) -> Session:
+        """The session now, by the gateway's clock and the contract's hours; raise if closed for us."""
+        what = f"trading hours of {contract.symbol}"
+        details = await self._connection.request(what, ib.reqContractDetailsAsync(contract))
+        now = await self._connection.request("the gateway's time", ib.reqCurrentTimeAsync())
+        if not details:
+            raise BrokerError(f"{what}: IB Gateway sent no contract details")
+        first = details[0]
+        hours = market_hours(first.liquidHours, first.tradingHours, first.timeZoneId)
+        session = hours.session_at(now)
+        extended_ok = session is Session.EXTENDED and self._orders.extended_hours_enabled
+        if session is Session.REGULAR or extended_ok:
+            return session
+        raise MarketClosedError(
+            now, hours.next_regular_open(now), session, self._orders.extended_hours_enabled
+        )
+
     async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
-        ib = await self._connection.client()
+        trader = self._trader(account_id)
+        ib = await trader.client()
+        own_id = self.trading_client_id(account_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
         requested: dict[tuple[int, int, int], OpenOrder] = {}
         while True:
-            still_open = await self._open_trades(ib, account_id)
+            still_open = await _open_trades(trader, ib, account_id)
+            foreign = [t for t in still_open if int(t.order.clientId) != own_id]
+            ours = [t for t in still_open if int(t.order.clientId) == own_id]
             if not still_open:
                 return list(requested.values())
-            for trade in still_open:
-                key = (trade.order.clientId, trade.order.orderId, trade.order.permId)
-                if key not in requested:
-                    requested[key] = _open_order(trade)
-                    log.info("cancelling open order", account_id=account_id, **requested[key].to_dict())
-                    with self._connection.translated(f"cancelling order {trade.order.orderId}"):
-                        ib.cancelOrder(trade.order)
+            for trade in ours:
+                self._cancel(trader, ib, account_id, trade, requested)
+            if foreign:
+                raise BrokerError(_uncancellable(account_id, own_id, foreign))
             remaining = deadline - loop.time()
             if remaining <= 0:
-                described = ", ".join(
-                    f"{o.order_id} ({o.action} {o.quantity:g} {o.symbol}, client {o.client_id})"
-                    for o in map(_open_order, still_open)
-                )
+                described = ", ".join(_describe_open(o) for o in map(_open_order, still_open))
                 raise BrokerError(
                     f"account {account_id}: {len(still_open)} open order(s) not cancelled within "
                     f"{timeout_seconds:g} s: {described}"
                 )
             await asyncio.sleep(min(self._poll, remaining))
 
+    @staticmethod
+    def _cancel(
+        trader: IbkrConnection,
+        ib: IB,
+        account_id: str,
+        trade: Trade,
+        requested: dict[tuple[int, int, int], OpenOrder],
+    ) -> None:
+        key = (trade.order.clientId, trade.order.orderId, trade.order.permId)
+        if key in requested:
+            return
+        requested[key] = _open_order(trade)
+        log.info("cancelling open order", account_id=account_id, **requested[key].to_dict())
+        with trader.translated(f"cancelling order {trade.order.orderId}"):
+            ib.cancelOrder(trade.order)
+
     async def place_orders(
         self, account_id: str, orders: Sequence[OrderRequest], order_ref: str
     ) -> list[OrderResult]:
-        ib = await self._connection.client()
+        trader = self._trader(account_id)
+        ib = await trader.client()
         contracts = await self._qualify(ib, [o.symbol for o in orders])
-        now = self._clock()
+        session = await self._session(ib, next(iter(contracts.values()))) if contracts else Session.REGULAR
         results: list[OrderResult] = []
         for request in orders:
-            ticket = order_ticket(request, self._quotes.get(request.symbol), self._orders, now)
+            ticket = order_ticket(request, self._quotes.get(request.symbol), self._orders, session)
             order = Order(
                 action=request.action,
                 totalQuantity=request.quantity,
@@ -336,12 +482,10 @@ class IbkrBroker:
             )
             if ticket.limit_price is not None:
                 order.lmtPrice = ticket.limit_price
-            with self._connection.translated(
-                f"placing {request.action} {request.quantity:g} {request.symbol}"
-            ):
+            with trader.translated(f"placing {request.action} {request.quantity:g} {request.symbol}"):
                 trade = ib.placeOrder(contracts[request.symbol], order)
-            placed = _Placed(trade, request, ticket, order_ref, self._connection.generation)
-            self._placed[int(trade.order.orderId)] = placed
+            placed = _Placed(trade, request, ticket, order_ref, trader.generation)
+            self._placed[(account_id, int(trade.order.orderId))] = placed
             result = _result(placed)
             log.info("order placed", account_id=account_id, **result.to_dict())
             results.append(result)
@@ -350,19 +494,20 @@ class IbkrBroker:
     async def wait_for_fills(
         self, account_id: str, order_ids: Sequence[int], timeout_seconds: float
     ) -> list[OrderResult]:
-        unknown = [i for i in order_ids if i not in self._placed]
+        unknown = [i for i in order_ids if (account_id, i) not in self._placed]
         if unknown:
             raise BrokerError(
                 f"account {account_id}: orders {unknown} were not placed through this connection"
             )
-        placed = [self._placed[i] for i in order_ids]
+        placed = [self._placed[(account_id, i)] for i in order_ids]
+        trader = self._trader(account_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
         while not all(p.trade.isDone() for p in placed):
-            current = self._connection.generation
-            if not self._connection.is_connected() or any(p.generation != current for p in placed):
+            current = trader.generation
+            if not trader.is_connected() or any(p.generation != current for p in placed):
                 raise BrokerError(
-                    f"account {account_id}: connection to IB Gateway at {self._connection.endpoint} lost "
+                    f"account {account_id}: connection to IB Gateway at {trader.endpoint} lost "
                     f"while waiting for fills of orders {list(order_ids)}; their outcome is unknown"
                 )
             remaining = deadline - loop.time()

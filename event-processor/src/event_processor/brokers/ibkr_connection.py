@@ -1,8 +1,10 @@
 """One lasting ib_async connection to IB Gateway: connected lazily, retried briefly, replaced when lost.
 
 Connect retries are few and short (tenacity, fixed delay, `connect_attempts` x `connect_timeout_seconds`)
-so a dead gateway fails the event fast and the queue keeps moving. Without a configured client id each
-attempt draws a fresh one from `client_id_min..client_id_max`, which also steps around an id in use.
+so a dead gateway fails the event fast and the queue keeps moving. A connection has a fixed client id
+(an account's trading id, or the configured `IB_CLIENT_ID`) or, without one, draws a fresh one from
+`client_id_min..client_id_max` at each attempt. A fixed id the gateway says is in use (error 326: an
+earlier connection with it is still open) is tried again briefly, then named in the error.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import structlog
 from ib_async import IB
-from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from event_processor.brokers.models import BrokerError
 from rebalancer_shared.config import IbkrSettings
@@ -26,11 +28,31 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+class ClientIdInUseError(BrokerError):
+    """IB Gateway refused the connection: another one with the same client id is open (error 326)."""
+
+
+CLIENT_ID_IN_USE = 326
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ClientIdInUseError) or retry_if_transient.predicate(exc)
+
+
 class IbkrConnection:
     """Owns the `IB` client; `client()` returns a connected one or raises `BrokerError`."""
 
-    def __init__(self, settings: IbkrSettings, ib_factory: Callable[[], IB] = IB) -> None:
+    def __init__(
+        self,
+        settings: IbkrSettings,
+        ib_factory: Callable[[], IB] = IB,
+        *,
+        client_id: int | None = None,
+        purpose: str = "reads",
+    ) -> None:
         self.settings = settings
+        self.fixed_client_id = client_id if client_id is not None else settings.client_id
+        self.purpose = purpose
         self._ib_factory = ib_factory
         self._ib: IB | None = None
         self._lock = asyncio.Lock()
@@ -68,8 +90,8 @@ class IbkrConnection:
 
     def _client_id(self) -> int:
         s = self.settings
-        if s.client_id is not None:
-            return s.client_id
+        if self.fixed_client_id is not None:
+            return self.fixed_client_id
         low, high = sorted((s.client_id_min, s.client_id_max))
         return low + secrets.randbelow(high - low + 1)
 
@@ -83,13 +105,20 @@ class IbkrConnection:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(s.connect_attempts),
             wait=wait_fixed(s.connect_retry_delay_seconds),
-            retry=retry_if_transient,  # refused, reset, timed out: the gateway may be starting
+            # refused, reset, timed out: the gateway may be starting; an id in use may be freed soon
+            retry=retry_if_exception(_retryable),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(attempt.retry_state.attempt_number)
+        except ClientIdInUseError as exc:
+            raise ClientIdInUseError(
+                f"{exc} after {s.connect_attempts} attempt(s): another connection with this client id is "
+                "still open at the gateway (a processor still running, or a session the gateway has not "
+                "dropped yet); the event retries"
+            ) from exc
         except OSError as exc:
             raise BrokerError(
                 f"cannot connect to IB Gateway at {self.endpoint} ({s.trading_mode} mode) after "
@@ -100,12 +129,48 @@ class IbkrConnection:
     async def _attempt(self, number: int) -> IB:
         ib = self._ib_factory()
         client_id = self._client_id()
-        log.info("connecting to IB Gateway", endpoint=self.endpoint, client_id=client_id, attempt=number)
-        s = self.settings
-        await ib.connectAsync(
-            s.host, s.effective_port(), clientId=client_id, timeout=s.connect_timeout_seconds
+        log.info(
+            "connecting to IB Gateway",
+            endpoint=self.endpoint,
+            client_id=client_id,
+            purpose=self.purpose,
+            attempt=number,
         )
-        log.info("connected to IB Gateway", endpoint=self.endpoint, client_id=client_id, mode=s.trading_mode)
+        s = self.settings
+        in_use = asyncio.Event()
+
+        def on_error(req_id: int, code: int, message: str, contract: object) -> None:
+            if code == CLIENT_ID_IN_USE:
+                in_use.set()
+
+        ib.errorEvent += on_error
+        try:
+            connect = asyncio.ensure_future(
+                ib.connectAsync(
+                    s.host, s.effective_port(), clientId=client_id, timeout=s.connect_timeout_seconds
+                )
+            )
+            refused = asyncio.ensure_future(in_use.wait())
+            await asyncio.wait({connect, refused}, return_when=asyncio.FIRST_COMPLETED)
+            refused.cancel()
+            if in_use.is_set():
+                connect.cancel()
+                with suppress(BaseException):
+                    await connect
+                ib.disconnect()
+                raise ClientIdInUseError(
+                    f"IB Gateway at {self.endpoint}: client id {client_id} is already in use"
+                )
+            await connect
+        finally:
+            ib.errorEvent -= on_error
+        log.info(
+            "connected to IB Gateway",
+            endpoint=self.endpoint,
+            client_id=client_id,
+            purpose=self.purpose,
+            mode=s.trading_mode,
+        )
         return ib
 
     async def request(self, what: str, awaitable: Awaitable[T]) -> T:

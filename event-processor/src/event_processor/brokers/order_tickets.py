@@ -4,8 +4,8 @@
 - `ORDER_TYPE=LMT`: buys limited at ask x (1 + slippage), sells at bid x (1 - slippage), with
   `LIMIT_SLIPPAGE_BPS` in basis points; without a usable bid/ask the planning price stands in.
   Buy limits round up and sell limits round down to the tick, so the order stays marketable.
-- `EXTENDED_HOURS_ENABLED` and outside regular US hours (Mon-Fri 09:30-16:00 New York; exchange
-  holidays are not modelled): a limit order with outsideRth, because IB refuses market orders there.
+- `EXTENDED_HOURS_ENABLED` and the extended session (pre-market or after-hours, as IB's contract
+  hours say, `sessions.py`): a limit order with outsideRth, because IB holds market orders there.
 - `TIME_IN_FORCE`: DAY or GTC, passed through.
 """
 
@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, time
-from zoneinfo import ZoneInfo
 
 from event_processor.brokers.models import OrderRequest
 from event_processor.brokers.quotes import Quote, is_usable
+from event_processor.brokers.sessions import Session
 from rebalancer_shared.config import OrderSettings
-
-NEW_YORK = ZoneInfo("America/New_York")
-REGULAR_OPEN = time(9, 30)
-REGULAR_CLOSE = time(16, 0)
 
 
 @dataclass(frozen=True)
@@ -33,12 +28,6 @@ class OrderTicket:
     limit_price: float | None
     time_in_force: str
     outside_rth: bool
-
-
-def is_regular_us_hours(now: datetime) -> bool:
-    """Mon-Fri 09:30 <= t < 16:00 in New York. `now` must be timezone-aware."""
-    local = now.astimezone(NEW_YORK)
-    return local.weekday() < 5 and REGULAR_OPEN <= local.time() < REGULAR_CLOSE
 
 
 def _tick(price: float) -> float:
@@ -61,10 +50,10 @@ def limit_price(request: OrderRequest, quote: Quote | None, slippage_bps: float)
 
 
 def order_ticket(
-    request: OrderRequest, quote: Quote | None, settings: OrderSettings, now: datetime
+    request: OrderRequest, quote: Quote | None, settings: OrderSettings, session: Session
 ) -> OrderTicket:
-    """The IB order fields for `request` under `settings` at time `now`."""
-    extended = settings.extended_hours_enabled and not is_regular_us_hours(now)
+    """The IB order fields for `request` under `settings` in the market's `session` now."""
+    extended = settings.extended_hours_enabled and session is Session.EXTENDED
     order_type = "LMT" if extended else settings.order_type
     limit = limit_price(request, quote, settings.limit_slippage_bps) if order_type == "LMT" else None
     return OrderTicket(

@@ -66,6 +66,10 @@ class Broker(ReadOnlyBroker, Protocol):
         """
         ...
 
+    async def release(self, account_id: str) -> None:
+        """The account's mutating run ended: free what was opened for it (its trading connection)."""
+        ...
+
     async def close(self) -> None:
         """Release the connection (the broker may be used again afterwards: it reconnects)."""
         ...

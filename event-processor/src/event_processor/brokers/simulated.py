@@ -152,6 +152,9 @@ class SimulatedBroker:
         self._next_order_id += 1
         return self._next_order_id - 1
 
+    async def release(self, account_id: str) -> None:
+        return None
+
     async def place_orders(
         self, account_id: str, orders: Sequence[OrderRequest], order_ref: str
     ) -> list[OrderResult]:
