@@ -162,7 +162,8 @@ async def test_the_fake_holds_a_market_order_placed_outside_regular_hours_until_
     ib = IB()
     await ib.connectAsync("127.0.0.1", fake.port, clientId=77, timeout=3)
     try:
-        [contract] = await ib.qualifyContractsAsync(Stock("BBB", "SMART", "USD"))
+        contract = Stock("BBB", "SMART", "USD")
+        await ib.qualifyContractsAsync(contract)
         order = MarketOrder("BUY", 1)
         order.account = ACCOUNT
         trade = ib.placeOrder(contract, order)
