@@ -25,5 +25,5 @@ def test_the_allocation_api_example_is_accepted_by_the_processor() -> None:
 def test_the_paper_to_live_checklist_names_only_real_settings() -> None:
     checklist = README.split("## From paper to live", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([A-Z][A-Z_]{3,})(?:=[^`]*)?`", checklist))
-    assert {"TRADING_MODE", "ENFORCE_LIVE_GUARD", "IB_CLIENT_ID"} <= named
+    assert {"TRADING_MODE", "ENFORCE_LIVE_GUARD"} <= named
     assert named - set(ENV_VARIABLES) == set()

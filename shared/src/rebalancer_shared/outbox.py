@@ -33,7 +33,8 @@ from rebalancer_shared.store import EventStore, HistoryRecord, Transition
 log = structlog.get_logger(__name__)
 
 DRAIN_BATCH = 500
-DRAIN_LOCK_SECONDS = 30.0
+# Short: a drainer killed while holding it delays the others by this much at most (renewed per batch).
+DRAIN_LOCK_SECONDS = 5.0
 DRAIN_INTERVAL_SECONDS = 1.0
 
 

@@ -51,6 +51,11 @@ async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing
             await proc.wait_until_idle()
             traded = len(tws.state.received_orders)
             assert traded, "the first run traded"
+            for _ in range(200):  # the history of the completion follows the queue step
+                done = await fresh_store.get_event(event.event_id)
+                if done is not None and done.status == "completed":
+                    break
+                await asyncio.sleep(0.05)
             # Redis forgets everything, and PostgreSQL never heard that the run completed.
             async with fresh_store.engine.begin() as conn:
                 await conn.execute(
