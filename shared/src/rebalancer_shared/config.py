@@ -104,7 +104,12 @@ class IbkrSettings(_Section):
     connect_retry_delay_seconds: float = Field(default=1.0, ge=0)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     market_data_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Every price field (last, bid/ask, close; live, frozen or delayed) older than this is not used.
     max_price_age_seconds: float = Field(default=900.0, gt=0)
+    # A bid/ask wider than this % of its midpoint gives no midpoint price and no limit price.
+    max_spread_pct: float = Field(default=5.0, gt=0, le=100)
+    # Snapshots at once: the login has 100 lines by default, shared with TWS; keep some for it.
+    market_data_lines: int = Field(default=90, ge=1, le=10_000)
     username: SecretStr | None = None
     password: SecretStr | None = None
 
@@ -209,6 +214,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
     "IB_CLIENT_ID": ("ibkr", "client_id"),
+    "IB_MARKET_DATA_LINES": ("ibkr", "market_data_lines"),
     "TRADING_MODE": ("ibkr", "trading_mode"),
     "IB_USERNAME": ("ibkr", "username"),
     "IB_PASSWORD": ("ibkr", "password"),
