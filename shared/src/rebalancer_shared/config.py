@@ -23,11 +23,19 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from rebalancer_shared.accounts import RebalancingSettings
+from rebalancer_shared.accounts import FRACTIONAL_VIA_IBKR, RebalancingSettings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_scheme_problem
 from rebalancer_shared.yaml_text import describe_yaml_error
@@ -184,6 +192,17 @@ class Settings(BaseSettings):
     management: ManagementSettings = ManagementSettings()
     logging: LoggingSettings = LoggingSettings()
     startup: StartupSettings = StartupSettings()
+
+    @field_validator("rebalancing_defaults")
+    @classmethod
+    def _fractional_needs_a_broker_that_trades_fractions(
+        cls, value: RebalancingSettings, info: ValidationInfo
+    ) -> RebalancingSettings:
+        processing = info.data.get("processing")
+        broker = processing.broker if isinstance(processing, ProcessingSettings) else None
+        if value.fractional_shares and broker == "ibkr":
+            raise ValueError(f"fractional_shares is true, but {FRACTIONAL_VIA_IBKR}")
+        return value
 
     @classmethod
     def settings_customise_sources(
