@@ -369,8 +369,18 @@ async def test_a_rejected_order_reports_the_ib_error_and_fills_nothing(
     [result] = await broker.wait_for_fills(ACCOUNT, [placed[0].order_id], timeout_seconds=2.0)
     assert result.filled_quantity == 0
     assert result.is_done
-    assert "201" in result.message
-    assert "insufficient buying power" in result.message
+    assert result.message == "IB error 201: Order rejected - reason:insufficient buying power"
+
+
+async def test_a_fractional_quantity_is_refused_by_ib_with_error_10243_and_fills_nothing(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker]
+) -> None:
+    broker = make_broker()
+    placed = await broker.place_orders(ACCOUNT, [OrderRequest("BBB", "BUY", 1.5, 100.0)], order_ref="e")
+    [result] = await broker.wait_for_fills(ACCOUNT, [placed[0].order_id], timeout_seconds=2.0)
+    assert (result.status, result.filled_quantity) == ("Cancelled", 0.0)
+    assert result.message.startswith("IB error 10243: Fractional-sized order cannot be placed via API")
+    assert fake.state.fills == []
 
 
 def test_state_round_trips_through_json() -> None:
