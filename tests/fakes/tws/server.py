@@ -187,7 +187,7 @@ class _Session:
         while True:
             fields = await self._read_frame()
             if not self.pacer.admit(time.monotonic()):
-                # Over the rate: refused unread, as a real gateway does (error 100 has no request id).
+                # Over the rate: refused unprocessed, as a real gateway does (error 100, request id -1).
                 self.state.paced_out.append(int(fields[0]))
                 self.send(msg.error(-1, 100, PACING_TEXT))
                 await self.writer.drain()

@@ -10,8 +10,11 @@ plan with a `PlanError` naming it, so nothing is ever traded on a bad price. A s
 know at all is a `BrokerError`.
 
 Orders: `order_tickets.order_ticket` decides type, limit, time in force and outsideRth; every order
-carries `orderRef` = the event id and the account. Requests that share a reply key in ib_async
-(positions, open orders, the connection-wide market data type) run one at a time.
+carries `orderRef` = the event id and the account. IB's rejection of an order (error 201 with its
+reason, 10243 for a fractional size, ...) becomes its result's `message`. Requests that share a reply
+key in ib_async (positions, open orders, the connection-wide market data type) run one at a time.
+
+Pacing: every message leaves at most 40 a second, in bursts of 5 (`paced`), under IB's 50.
 """
 
 from __future__ import annotations
