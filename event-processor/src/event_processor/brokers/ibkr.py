@@ -234,7 +234,9 @@ class IbkrBroker:
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         ib = await self._connection.client()
         wanted = list(dict.fromkeys(symbols))
-        contracts = await self._qualify(ib, wanted)
+        contracts: dict[str, Contract] = {}
+        for start in range(0, len(wanted), QUALIFY_BATCH):  # each batch gets the request timeout
+            contracts.update(await self._qualify(ib, wanted[start : start + QUALIFY_BATCH]))
         prices: dict[str, float] = {}
         async with self._request_lock:
             for data_type in MARKET_DATA_TYPES:
@@ -273,22 +275,19 @@ class IbkrBroker:
 
     async def _qualify(self, ib: IB, symbols: Sequence[str]) -> dict[str, Contract]:
         missing = [s for s in symbols if s not in self._contracts]
-        for start in range(0, len(missing), QUALIFY_BATCH):
-            await self._qualify_batch(ib, missing[start : start + QUALIFY_BATCH])
-        return {s: self._contracts[s] for s in symbols}
-
-    async def _qualify_batch(self, ib: IB, missing: Sequence[str]) -> None:
-        fresh = [Stock(symbol, "SMART", "USD") for symbol in missing]
-        results = await self._connection.request(
-            f"contract details of {', '.join(missing)}", ib.qualifyContractsAsync(*fresh)
-        )
-        unknown = [s for s, r in zip(missing, results, strict=True) if not isinstance(r, Contract)]
-        if unknown:
-            raise BrokerError(
-                f"IB does not know (or finds ambiguous) the US stock(s) {', '.join(unknown)} "
-                "on SMART in USD; check the symbols of the allocation"
+        if missing:
+            fresh = [Stock(symbol, "SMART", "USD") for symbol in missing]
+            results = await self._connection.request(
+                f"contract details of {', '.join(missing)}", ib.qualifyContractsAsync(*fresh)
             )
-        self._contracts.update(zip(missing, fresh, strict=True))
+            unknown = [s for s, r in zip(missing, results, strict=True) if not isinstance(r, Contract)]
+            if unknown:
+                raise BrokerError(
+                    f"IB does not know (or finds ambiguous) the US stock(s) {', '.join(unknown)} "
+                    "on SMART in USD; check the symbols of the allocation"
+                )
+            self._contracts.update(zip(missing, fresh, strict=True))
+        return {s: self._contracts[s] for s in symbols}
 
     # --- writes -----------------------------------------------------------------------------------
 
