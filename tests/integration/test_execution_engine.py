@@ -29,7 +29,7 @@ from event_processor.planner import PlanError
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.config import OrderSettings
 from rebalancer_shared.events import Command
-from tests.fakes.tws import FakeOrder, FakeQuote, FakeTws, serve
+from tests.fakes.tws import FakeOrder, FakeQuote, FakeTws, TwsState, serve
 from tests.fakes.tws.scenarios import (
     ACCOUNT,
     CASH,
@@ -374,3 +374,32 @@ async def test_connection_dropped_mid_run_is_a_broker_error(tws: TwsHarness) -> 
         await rebalance(tws.broker, ACCOUNT, TARGETS, SETTINGS, "event-1", **FAST)
 
     assert len(tws.state.received_orders) == 1
+
+
+@pytest.mark.parametrize("size", [40, 80])
+async def test_a_large_rebalance_stays_under_the_gateways_50_messages_a_second(
+    caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    caplog.set_level(logging.INFO, logger="ib_async")
+    symbols = [f"T{i:02d}" for i in range(size)]
+    state = TwsState()
+    state.add_account(ACCOUNT, 1_500.0 * size, {s: 400.0 for s in symbols[: size // 4]})  # sells first
+    for i, symbol in enumerate(symbols):
+        state.set_price(symbol, 20.0 + i % 40)
+    targets = {s: 1 / len(symbols) for s in symbols}
+
+    async with serve(state) as fake:
+        broker = IbkrBroker(ibkr_settings(fake.port), OrderSettings(), poll_interval_seconds=0.02)
+        try:
+            report = await rebalance(
+                broker, ACCOUNT, targets, SETTINGS, "e", cancel_timeout_seconds=5, fill_timeout_seconds=15
+            )
+        finally:
+            await broker.close()
+
+    assert fake.state.paced_out == []
+    assert [r.getMessage() for r in caplog.records if "Error 100," in r.getMessage()] == []
+    assert report.outcome == "filled"
+    assert {o.action for o in report.orders} == {"BUY", "SELL"}
+    assert len(report.orders) == len(symbols)
+    assert ib_async_errors(caplog.records) == []

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,12 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 # Tuesday 2024-01-09: 15:00 UTC is 10:00 in New York (regular hours), 23:00 UTC is 18:00 (after hours).
 REGULAR_HOURS = datetime(2024, 1, 9, 15, 0, tzinfo=UTC)
 AFTER_HOURS = datetime(2024, 1, 9, 23, 0, tzinfo=UTC)
+TWO_DAYS = 2 * 86_400.0
+
+
+def ago(seconds: float) -> int:
+    """An IB trade time `seconds` before the brokers' clock (REGULAR_HOURS)."""
+    return int(REGULAR_HOURS.timestamp() - seconds)
 
 
 @pytest.fixture
@@ -110,16 +116,17 @@ async def test_account_values_are_read_fresh_after_cash_changes(
 async def test_price_falls_back_from_last_to_mid_to_close_and_from_live_to_frozen_to_delayed(
     fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
 ) -> None:
-    stale = int(REGULAR_HOURS.timestamp()) - 3_600
+    # Every field is young enough for a two-day limit on a Tuesday at 10:00 New York: the close is
+    # Monday's (18 h), frozen data Monday's close, delayed data 20 minutes behind.
     fake.state.quotes = {
-        "LAST": FakeQuote(last=10.0, bid=9.0, ask=11.0, close=8.0),
-        "MID": FakeQuote(bid=19.0, ask=21.0, close=18.0),
+        "LAST": FakeQuote(last=10.0, bid=9.75, ask=10.25, close=8.0, last_timestamp=ago(5)),
+        "MID": FakeQuote(bid=19.75, ask=20.25, close=18.0),
         "CLOSE": FakeQuote(close=30.0),
-        "STALE": FakeQuote(last=1.0, bid=39.0, ask=41.0, last_timestamp=stale),
-        "FROZEN": FakeQuote(last=50.0, data_type=2),
-        "DELAYED": FakeQuote(last=60.0, bid=59.0, ask=61.0, data_type=3),
+        "STALE": FakeQuote(last=1.0, bid=39.75, ask=40.25, last_timestamp=ago(3 * 86_400)),
+        "FROZEN": FakeQuote(last=50.0, data_type=2, last_timestamp=ago(3_600)),
+        "DELAYED": FakeQuote(last=60.0, bid=59.75, ask=60.25, data_type=3),
     }
-    broker = make_broker(max_price_age_seconds=900.0)
+    broker = make_broker(max_price_age_seconds=TWO_DAYS)
     prices = await broker.get_prices(list(fake.state.quotes))
     assert prices == {
         "LAST": 10.0,
@@ -129,6 +136,57 @@ async def test_price_falls_back_from_last_to_mid_to_close_and_from_live_to_froze
         "FROZEN": 50.0,
         "DELAYED": 60.0,
     }
+    assert ib_async_errors(caplog.records) == []
+
+
+async def test_a_stale_field_is_never_used_last_mid_or_close_live_frozen_or_delayed(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.state.quotes = {
+        "LIVE_LAST": FakeQuote(last=10.0, last_timestamp=ago(3_600)),
+        "LIVE_CLOSE": FakeQuote(close=30.0),  # Monday's close, 18 h before Tuesday 10:00
+        "FROZEN_MID": FakeQuote(bid=19.75, ask=20.25, data_type=2),  # from Monday's close
+        "FROZEN_LAST": FakeQuote(last=50.0, data_type=2),
+        "DELAYED_LAST": FakeQuote(last=60.0, data_type=3),  # 15-20 minutes behind
+        "DELAYED_MID": FakeQuote(bid=59.75, ask=60.25, data_type=3),
+        "DELAYED_CLOSE": FakeQuote(close=75.0, data_type=3),
+        "WIDE_MID": FakeQuote(bid=90.0, ask=110.0),  # 20 % of the midpoint
+        "CROSSED_MID": FakeQuote(bid=41.0, ask=39.0),
+        "FRESH_LAST": FakeQuote(last=10.0, close=9.0, last_timestamp=ago(5)),
+        "FRESH_MID": FakeQuote(bid=19.75, ask=20.25, close=18.0),
+    }
+    broker = make_broker(max_price_age_seconds=900.0)
+    with structlog.testing.capture_logs() as logs:
+        prices = await broker.get_prices(list(fake.state.quotes))
+    assert prices == {"FRESH_LAST": 10.0, "FRESH_MID": 20.0}
+    why = {e["symbol"]: e["problems"] for e in logs if e["event"] == "snapshot has no usable price"}
+    assert "mid is 1200 s old (max 900)" in why["DELAYED_MID"]
+    assert any("wider than 5 % of the midpoint" in p for p in why["WIDE_MID"])
+    assert ib_async_errors(caplog.records) == []
+
+
+@pytest.mark.parametrize("lines", [None, 40], ids=["lines-default-90", "lines-40"])
+async def test_150_symbols_on_a_login_with_50_market_data_lines_all_get_their_price(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture, lines: int | None
+) -> None:
+    fake.state.market_data_lines = 50
+    wanted = {f"S{i:03d}": 10.0 + i for i in range(150)}
+    for symbol, price in wanted.items():
+        fake.state.set_price(symbol, price)
+    settings: dict[str, Any] = {} if lines is None else {"market_data_lines": lines}
+    broker = make_broker(**settings)
+
+    prices = await broker.get_prices(list(wanted))
+
+    assert prices == wanted
+    if lines is not None:  # batches under the login's lines: IB never had to refuse one
+        assert fake.state.market_data_refusals == []
+    for _ in range(200):  # the last batch's cancels leave at the paced rate
+        if fake.lines.in_use == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.lines.in_use == 0, "every snapshot ended or was cancelled"
+    assert fake.state.paced_out == []
     assert ib_async_errors(caplog.records) == []
 
 
@@ -189,6 +247,52 @@ async def test_limit_gtc_orders_buy_above_the_ask_and_sell_below_the_bid_by_the_
     assert not sell.outside_rth
     assert not buy.outside_rth
     assert fake.state.accounts[ACCOUNT].positions["BBB"].quantity == 13.0  # the limits were marketable
+
+
+@pytest.mark.parametrize(
+    ("quote", "max_spread_pct"),
+    [
+        (FakeQuote(last=100.0, bid=90.0, ask=110.0, last_timestamp=ago(5)), None),  # default 5 %
+        (FakeQuote(last=100.0, bid=101.0, ask=99.0, last_timestamp=ago(5)), None),
+        (FakeQuote(last=100.0, bid=99.5, ask=100.5, last_timestamp=ago(5)), 0.5),
+    ],
+    ids=["wide", "crossed", "wider-than-configured"],
+)
+async def test_a_limit_is_not_set_from_a_crossed_or_too_wide_quote_but_from_the_planning_price(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], quote: FakeQuote, max_spread_pct: float | None
+) -> None:
+    fake.state.quotes["BBB"] = quote
+    spread: dict[str, Any] = {} if max_spread_pct is None else {"max_spread_pct": max_spread_pct}
+    broker = make_broker(OrderSettings(order_type="LMT", limit_slippage_bps=10), **spread)
+    assert await broker.get_prices(["BBB"]) == {"BBB": 100.0}
+    await broker.place_orders(ACCOUNT, [OrderRequest("BBB", "BUY", 3, 100.0)], order_ref="e")
+    for _ in range(100):
+        if fake.state.received_orders:
+            break
+        await asyncio.sleep(0.02)
+    [order] = fake.state.received_orders
+    assert order.limit_price == 100.1  # the planning price x 1.001, not the ask x 1.001
+
+
+async def test_a_limit_is_not_set_from_a_bid_ask_that_aged_past_the_limit_before_the_order(
+    fake: FakeTws,
+) -> None:
+    fake.state.quotes["BBB"] = FakeQuote(last=100.0, bid=99.5, ask=100.5, last_timestamp=ago(5))
+    clock = [REGULAR_HOURS]
+    orders = OrderSettings(order_type="LMT", limit_slippage_bps=10)
+    broker = IbkrBroker(ibkr_settings(fake.port), orders, clock=lambda: clock[0])
+    try:
+        assert await broker.get_prices(["BBB"]) == {"BBB": 100.0}
+        clock[0] += timedelta(minutes=16)  # the sells took their time
+        await broker.place_orders(ACCOUNT, [OrderRequest("BBB", "BUY", 3, 100.0)], order_ref="e")
+        for _ in range(100):
+            if fake.state.received_orders:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await broker.close()
+    [order] = fake.state.received_orders
+    assert order.limit_price == 100.1  # not 100.5 x 1.001: that ask is 16 minutes old
 
 
 @pytest.mark.parametrize(
@@ -269,8 +373,18 @@ async def test_a_rejected_order_reports_the_ib_error_and_fills_nothing(
     [result] = await broker.wait_for_fills(ACCOUNT, [placed[0].order_id], timeout_seconds=2.0)
     assert result.filled_quantity == 0
     assert result.is_done
-    assert "201" in result.message
-    assert "insufficient buying power" in result.message
+    assert result.message == "IB error 201: Order rejected - reason:insufficient buying power"
+
+
+async def test_a_fractional_quantity_is_refused_by_ib_with_error_10243_and_fills_nothing(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker]
+) -> None:
+    broker = make_broker()
+    placed = await broker.place_orders(ACCOUNT, [OrderRequest("BBB", "BUY", 1.5, 100.0)], order_ref="e")
+    [result] = await broker.wait_for_fills(ACCOUNT, [placed[0].order_id], timeout_seconds=2.0)
+    assert (result.status, result.filled_quantity) == ("Cancelled", 0.0)
+    assert result.message.startswith("IB error 10243: Fractional-sized order cannot be placed via API")
+    assert fake.state.fills == []
 
 
 def test_state_round_trips_through_json() -> None:

@@ -12,6 +12,7 @@ from rebalancer_shared.accounts import (
     RebalancingSettings,
     accounts_by_channel,
     load_accounts,
+    refuse_fractional_shares,
 )
 from rebalancer_shared.config import ENV_VARIABLES, load_settings
 from rebalancer_shared.errors import ConfigError
@@ -173,6 +174,38 @@ def test_reserve_inside_the_range_is_kept(tmp_path: Path, value: str) -> None:
 def test_invalid_accounts_file_names_file_account_and_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(AccountsFileError, match=message):
         load_accounts(write(tmp_path, "accounts.yaml", text))
+
+
+def test_fractional_shares_by_default_with_the_ibkr_broker_are_refused_naming_the_file_and_key(
+    tmp_path: Path,
+) -> None:
+    config = write(tmp_path, "config.yaml", "rebalancing_defaults:\n  fractional_shares: true\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, {})
+    message = str(refused.value)
+    assert message.startswith(f"{config}: key 'rebalancing_defaults': fractional_shares is true, but ")
+    assert "processing.broker is 'ibkr'" in message
+    assert "error 10243" in message
+    simulated = load_settings(config, {"BROKER": "simulated"})
+    assert simulated.rebalancing_defaults.fractional_shares is True
+
+
+def test_an_account_trading_fractional_shares_is_refused_for_ibkr_naming_file_account_and_key(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "accounts.yaml",
+        "- account_id: A\n  notification: {channel: c}\n"
+        "- account_id: B\n  notification: {channel: c}\n  rebalancing: {fractional_shares: true}\n",
+    )
+    accounts = load_accounts(path)  # a valid file: the simulated broker trades fractions
+    with pytest.raises(AccountsFileError) as refused:
+        refuse_fractional_shares(accounts, path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: account 'B': key 'rebalancing.fractional_shares': true, but ")
+    assert "Fractional-sized order cannot be placed via API" in message
+    refuse_fractional_shares({"A": accounts["A"]}, path)
 
 
 def test_the_readme_documents_every_environment_variable() -> None:

@@ -35,6 +35,7 @@ def _row(order: OrderResult, seq: int) -> OrderRecord:
         broker_order_id=order.order_id,
         perm_id=order.perm_id,
         seq=seq,
+        message=order.message or None,
     )
 
 

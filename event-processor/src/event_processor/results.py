@@ -46,6 +46,7 @@ def _placed_orders(report: ExecutionReport) -> list[dict[str, Any]]:
             "avg_fill_price": o.avg_fill_price,
             "order_id": o.order_id,
             "perm_id": o.perm_id,
+            "message": o.message,  # IB's rejection or error, e.g. "IB error 201: Order rejected - ..."
         }
         for o in report.orders
     ]

@@ -14,7 +14,7 @@ from event_processor.brokers import Broker, IbkrBroker
 from event_processor.brokers.simulated_file import simulated_broker_from_file
 from event_processor.runner import EventRunner
 from event_processor.worker import Worker
-from rebalancer_shared.accounts import Account, load_accounts
+from rebalancer_shared.accounts import Account, load_accounts, refuse_fractional_shares
 from rebalancer_shared.config import Settings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.recovery import reconcile_queue
@@ -26,13 +26,18 @@ SERVICE_NAME = "event-processor"
 
 
 def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
-    """`BROKER=ibkr` (default): IB Gateway through ib_async; `simulated`: an in-memory account."""
+    """`BROKER=ibkr` (default): IB Gateway through ib_async; `simulated`: an in-memory account.
+
+    The `ibkr` broker refuses accounts that trade fractional shares (`AccountsFileError`): IB does not
+    take fractional-sized orders through its API, so the processor does not start with them.
+    """
     if settings.processing.broker == "simulated":
         if settings.processing.simulated_broker_file is None:
             raise ConfigError(
                 "BROKER=simulated needs SIMULATED_BROKER_FILE (processing.simulated_broker_file)"
             )
         return simulated_broker_from_file(settings.processing.simulated_broker_file, accounts)
+    refuse_fractional_shares(accounts, settings.accounts_file)
     if settings.ibkr.trading_mode == "live":
         log.warning("TRADING_MODE=live: orders will trade real money", host=settings.ibkr.host)
     return IbkrBroker(settings.ibkr, settings.orders, account_ids=list(accounts))

@@ -249,6 +249,7 @@ class OrderRecordResponse(_Stored):
     avg_fill_price: float | None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    message: str | None = None  # the broker's rejection or error, e.g. "IB error 201: ..."
 
 
 class RunRecordResponse(_Body):

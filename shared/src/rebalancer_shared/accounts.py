@@ -7,7 +7,7 @@ File format (the product brief's, plus optional per-account trading settings)::
         channel: "strategy-name-100"
       rebalancing:
         equity_reserve_percentage: 1.0   # 0-10, default 1
-        fractional_shares: false         # default false
+        fractional_shares: false         # default false; refused with the ibkr broker
         drift_threshold_pct: 0.0         # default 0: off
         min_order_value: 0.0             # default 0: off
 
@@ -15,6 +15,8 @@ Settings an account leaves out come from `rebalancing_defaults` in config.yaml. 
 0-10 % or not a number falls back to 1 % with a warning naming the account (the brief's rule); any
 other mistake (duplicate id, missing channel, unknown key) is an `AccountsFileError` naming the file,
 the account and the key, because trading with a misread account file is worse than not starting.
+The `ibkr` broker also refuses accounts with `fractional_shares: true` (`refuse_fractional_shares`):
+IB does not take fractional-sized stock orders through its API.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from rebalancer_shared.yaml_text import describe_yaml_error
 
 DEFAULT_RESERVE_PERCENTAGE = 1.0
 MAX_RESERVE_PERCENTAGE = 10.0
+# Why an account that trades fractions cannot run on the `ibkr` broker (TWS API message code 10243).
+FRACTIONAL_VIA_IBKR = (
+    "processing.broker is 'ibkr' and IB refuses fractional-sized stock orders placed through its API "
+    '(error 10243 "Fractional-sized order cannot be placed via API"): set fractional_shares to false '
+    "(whole shares), or use BROKER=simulated"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -172,6 +180,17 @@ def load_accounts(path: Path, defaults: RebalancingSettings | None = None) -> di
     except yaml.YAMLError as exc:
         raise AccountsFileError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from exc
     return parse_accounts(raw, path, defaults)
+
+
+def refuse_fractional_shares(accounts: Mapping[str, Account], path: Path) -> None:
+    """Raise `AccountsFileError` naming the first account with `fractional_shares: true`.
+
+    For the `ibkr` broker: every order it would place for such an account could be refused.
+    """
+    for account in accounts.values():
+        if account.settings.fractional_shares:
+            key = "rebalancing.fractional_shares"
+            raise _fail(path, account.account_id, key, f"true, but {FRACTIONAL_VIA_IBKR}")
 
 
 def accounts_by_channel(accounts: Mapping[str, Account]) -> dict[str, list[Account]]:

@@ -23,11 +23,19 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from rebalancer_shared.accounts import RebalancingSettings
+from rebalancer_shared.accounts import FRACTIONAL_VIA_IBKR, RebalancingSettings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_scheme_problem
 from rebalancer_shared.yaml_text import describe_yaml_error
@@ -106,7 +114,12 @@ class IbkrSettings(_Section):
     connect_retry_delay_seconds: float = Field(default=1.0, ge=0)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     market_data_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Every price field (last, bid/ask, close; live, frozen or delayed) older than this is not used.
     max_price_age_seconds: float = Field(default=900.0, gt=0)
+    # A bid/ask wider than this % of its midpoint gives no midpoint price and no limit price.
+    max_spread_pct: float = Field(default=5.0, gt=0, le=100)
+    # Snapshots at once: the login has 100 lines by default, shared with TWS; keep some for it.
+    market_data_lines: int = Field(default=90, ge=1, le=10_000)
     username: SecretStr | None = None
     password: SecretStr | None = None
 
@@ -182,6 +195,17 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     startup: StartupSettings = StartupSettings()
 
+    @field_validator("rebalancing_defaults")
+    @classmethod
+    def _fractional_needs_a_broker_that_trades_fractions(
+        cls, value: RebalancingSettings, info: ValidationInfo
+    ) -> RebalancingSettings:
+        processing = info.data.get("processing")
+        broker = processing.broker if isinstance(processing, ProcessingSettings) else None
+        if value.fractional_shares and broker == "ibkr":
+            raise ValueError(f"fractional_shares is true, but {FRACTIONAL_VIA_IBKR}")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -211,6 +235,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
     "IB_CLIENT_ID": ("ibkr", "client_id"),
+    "IB_MARKET_DATA_LINES": ("ibkr", "market_data_lines"),
     "TRADING_MODE": ("ibkr", "trading_mode"),
     "IB_USERNAME": ("ibkr", "username"),
     "IB_PASSWORD": ("ibkr", "password"),

@@ -20,12 +20,20 @@ def usable(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+# How old a quote's last trade is when the test does not say: live a moment; frozen, the last trade
+# of a closed session; delayed, 15-20 minutes behind (IB's delayed data, "Delayed Streaming Data").
+LAST_TRADE_AGE_SECONDS = {1: 2.0, 2: 4 * 3600.0, 3: 17 * 60.0}
+
+
 @dataclass
 class FakeQuote:
     """What a market data snapshot returns for one symbol; None sends no tick of that kind.
 
     `data_type` is the most permissive market data type the fake needs before it answers:
-    1 live data is there, 2 only frozen data, 3 only delayed data (ticks 66/67/68/75).
+    1 live data is there, 2 only frozen data, 3 only delayed data (ticks 66/67/68/75, time 88).
+    The last trade's time (tick 45, or 88 delayed) is `last_timestamp` (epoch seconds) when given,
+    else `last_age_seconds` (default: the data type's usual age) before the moment of the answer.
+    `close` is the previous session's close, as IB's close tick always is.
     """
 
     last: float | None = None
@@ -34,6 +42,16 @@ class FakeQuote:
     close: float | None = None
     last_timestamp: int | None = None
     data_type: int = 1
+    last_age_seconds: float | None = None
+
+    def last_time(self, at: float) -> int:
+        """The last trade's time as the answer at epoch time `at` reports it."""
+        if self.last_timestamp is not None:
+            return self.last_timestamp
+        age = self.last_age_seconds
+        if age is None:
+            age = LAST_TRADE_AGE_SECONDS.get(self.data_type, 0.0)
+        return int(at - age)
 
     def mark(self) -> float | None:
         """The price the fake values a position at and fills a market order at."""
@@ -151,6 +169,13 @@ class TwsState:
     con_ids: dict[str, int] = field(default_factory=dict)
     # client ids and market hours
     market_time: float = DEFAULT_MARKET_TIME  # the gateway's clock (epoch seconds), for sessions
+    # market data, rejections and pacing
+    market_data_lines: int = 100  # lines of the login (TWS and every API client share them)
+    snapshot_seconds: float = 11.0  # a snapshot holds its line this long, then ends (tickSnapshotEnd)
+    fractional_orders: bool = False  # True: accept fractional-sized orders (IB refuses them via the API)
+    max_messages_per_second: int | None = 50  # per connection; None: no pacing
+    market_data_refusals: list[str] = field(default_factory=list)  # symbols answered with error 101
+    paced_out: list[int] = field(default_factory=list)  # message ids dropped with error 100
 
     def add_account(self, account_id: str, cash: float, positions: dict[str, float] | None = None) -> None:
         account = FakeAccount(account_id, cash)
@@ -159,9 +184,9 @@ class TwsState:
         self.accounts[account_id] = account
 
     def set_price(self, symbol: str, price: float | None, spread: float = 0.0) -> None:
-        """A quote with last = price and, when `spread` > 0, bid/ask that far either side."""
-        quote = FakeQuote(last=price, close=price)
-        if spread > 0 and price is not None:
+        """A full live quote: last = close = price, bid/ask `spread` either side (0: both at price)."""
+        quote = FakeQuote(last=price, close=price, bid=price, ask=price)
+        if price is not None:
             quote.bid, quote.ask = price - spread, price + spread
         self.quotes[symbol] = quote
 
@@ -240,6 +265,10 @@ class TwsState:
             "confirm_cancels",
             "drop_on_order",
             "master_client_id",
+            "market_data_lines",
+            "snapshot_seconds",
+            "fractional_orders",
+            "max_messages_per_second",
         ):
             if key in data:
                 setattr(state, key, data[key])

@@ -29,6 +29,10 @@ _REPLACEABLE = (
     "confirm_cancels",
     "drop_on_order",
     "unknown_symbols",
+    "market_data_lines",
+    "snapshot_seconds",
+    "fractional_orders",
+    "max_messages_per_second",
 )
 
 

@@ -10,6 +10,10 @@ account updates multi, executions), contract details, market data snapshots, acc
 placeOrder (open order, order status, execution, commission report; fills move shares and cash),
 cancelOrder, reqAllOpenOrders and reqGlobalCancel. The knobs on `TwsState` add latency, partial fills,
 rejections, cancels that never confirm and a connection dropped on the N-th order.
+
+By default it is as strict as a real gateway: market data lines (error 101), snapshots that end 11 s
+later, delayed ticks and timestamps, rejections (201) and fractional-size refusals (10243), and
+pacing (error 100). README.md lists each habit, its knob and the IB document behind it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
@@ -24,6 +29,7 @@ import structlog
 
 from tests.fakes.tws import messages as msg
 from tests.fakes.tws.account import FakeOrder, FakePosition, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, MarketDataLines, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
 
 log = structlog.get_logger(__name__)
@@ -32,6 +38,11 @@ CALENDAR = MarketCalendar()
 _LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "close": 9, "last_timestamp": 45}
 _DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "close": 75, "last_timestamp": 88}
 _SIZES = {"bid": 100.0, "ask": 100.0, "last": 10.0, "close": 0.0}
+# IB's message codes ("TWS API: Message Codes"); the status the order ends in after each rejection.
+_FRACTIONAL_TEXT = (
+    "Fractional-sized order cannot be placed via API. Please use desktop version to place this order."
+)
+_REJECTED_STATUS = {201: "Inactive", 10243: "Cancelled"}
 
 
 class FakeTws:
@@ -53,6 +64,7 @@ class FakeTws:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session_tasks: set[asyncio.Task[object]] = set()
         self.errors: list[str] = []
+        self.lines = MarketDataLines(self.state)
 
     @property
     def port(self) -> int:
@@ -173,6 +185,7 @@ class FakeTws:
             log.exception("fake tws session failed")
         finally:
             self._sessions.discard(session)
+            self.lines.release_all(session)
             self._session_tasks.discard(current)
             session.close()
 
@@ -187,6 +200,7 @@ class _Session:
         self.writer = writer
         self.client_id: int | None = None
         self.market_data_type = 1
+        self.pacer = Pacer(server.state)
         self.handlers: dict[int, Callable[[list[str]], None]] = {
             71: self._start_api,
             61: self._positions,
@@ -200,6 +214,7 @@ class _Session:
             9: self._contract_details,
             59: self._market_data_type,
             1: self._market_data,
+            2: self._cancel_market_data,
             3: self._place_order,
             4: self._cancel_order,
             58: self._global_cancel,
@@ -229,6 +244,12 @@ class _Session:
         self.send(msg.handshake_reply())
         while True:
             fields = await self._read_frame()
+            if not self.pacer.admit(time.monotonic()):
+                # Over the rate: refused unprocessed, as a real gateway does (error 100, request id -1).
+                self.state.paced_out.append(int(fields[0]))
+                self.send(msg.error(-1, 100, PACING_TEXT))
+                await self.writer.drain()
+                continue
             if self.state.latency_seconds > 0:
                 await asyncio.sleep(self.state.latency_seconds)
             handler = self.handlers.get(int(fields[0]))
@@ -316,10 +337,15 @@ class _Session:
         self.market_data_type = int(fields[2])
 
     def _market_data(self, fields: list[str]) -> None:
-        req_id, symbol = int(fields[2]), fields[4]
+        # [1, 11, reqId, 12 contract fields, deltaNeutral, genericTicks, snapshot, regulatory, options]
+        req_id, symbol, snapshot = int(fields[2]), fields[4], fields[-3] == "1"
         quote = self.state.quotes.get(symbol)
         if quote is not None and quote.data_type > self.market_data_type:
             self.send(msg.error(req_id, 354, "Requested market data is not subscribed."))
+            return
+        if not self.server.lines.take(self, req_id):
+            self.state.market_data_refusals.append(symbol)
+            self.send(msg.error(req_id, 101, MAX_TICKERS_TEXT))
             return
         if quote is not None:
             ticks = _DELAYED_TICKS if quote.data_type == 3 else _LIVE_TICKS
@@ -328,9 +354,19 @@ class _Session:
                 price = getattr(quote, name)
                 if price is not None:
                     self.send(msg.tick_price(req_id, ticks[name], price, _SIZES[name]))
-            if quote.last_timestamp is not None:
-                self.send(msg.tick_string(req_id, ticks["last_timestamp"], str(quote.last_timestamp)))
-        self.send(msg.tick_snapshot_end(req_id))
+            if quote.last is not None:
+                self.send(msg.tick_string(req_id, ticks["last_timestamp"], str(quote.last_time(now()))))
+        if snapshot:
+            self.server.spawn(self._end_snapshot(req_id))
+
+    async def _end_snapshot(self, req_id: int) -> None:
+        # IB sends what it has at once and ends the snapshot 11 s later; the line is held till then.
+        await asyncio.sleep(self.state.snapshot_seconds)
+        if self.server.lines.release(self, req_id):
+            self.send(msg.tick_snapshot_end(req_id))
+
+    def _cancel_market_data(self, fields: list[str]) -> None:
+        self.server.lines.release(self, int(fields[2]))
 
     # --- orders -----------------------------------------------------------------------------------
 
@@ -378,11 +414,9 @@ class _Session:
         if self.state.drop_on_order == len(self.state.received_orders):
             self.close()
             return
-        reason = self.state.rejections.get(received.symbol)
-        if received.account not in self.state.accounts:
-            reason = f"account {received.account!r} is not managed by this login"
-        if reason is not None:
-            self.send(msg.error(received.order_id, 201, f"Order rejected - reason:{reason}"))
+        rejection = self._rejection(received)
+        if rejection is not None:
+            self._reject(received, *rejection)
             return
         order = FakeOrder(
             client_id=received.client_id,
@@ -413,6 +447,32 @@ class _Session:
             return
         self._send_order(order)
         self.server.spawn(self.server.fill_later(order))
+
+    def _rejection(self, received: ReceivedOrder) -> tuple[int, str] | None:
+        reason = self.state.rejections.get(received.symbol)
+        if received.account not in self.state.accounts:
+            reason = f"account {received.account!r} is not managed by this login"
+        if reason is not None:
+            return 201, f"Order rejected - reason:{reason}"
+        if not self.state.fractional_orders and not float(received.quantity).is_integer():
+            return 10243, _FRACTIONAL_TEXT
+        return None
+
+    def _reject(self, received: ReceivedOrder, code: int, text: str) -> None:
+        """The error, then the order's last status; it never enters the book."""
+        self.send(msg.error(received.order_id, code, text))
+        order = FakeOrder(
+            client_id=received.client_id,
+            order_id=received.order_id,
+            perm_id=self.state.take_perm_id(),
+            account=received.account,
+            symbol=received.symbol,
+            action="BUY" if received.action == "BUY" else "SELL",
+            quantity=received.quantity,
+            status=_REJECTED_STATUS[code],
+        )
+        self.state.next_order_id = max(self.state.next_order_id, order.order_id + 1)
+        self.send(msg.order_status(order))
 
     def _cancel_order(self, fields: list[str]) -> None:
         order_id = int(fields[2])

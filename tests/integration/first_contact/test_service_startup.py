@@ -85,6 +85,38 @@ def test_a_bad_accounts_file_stops_the_service_with_one_line(
     assert "account 'DU123456': key 'notification.chanel': unknown key" in line
 
 
+def test_the_processor_does_not_start_with_an_account_trading_fractional_shares_through_ibkr(
+    folder: Path, env: dict[str, str]
+) -> None:
+    (folder / "accounts.yaml").write_text(
+        '- account_id: "DU123456"\n  notification:\n    channel: "x"\n  rebalancing:\n'
+        "    fractional_shares: true\n"
+    )
+    result = run_service("event-processor", folder, env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = plain_lines(result.stderr)
+    assert line.startswith(
+        f"event-processor: invalid accounts file: {folder / 'accounts.yaml'}: account 'DU123456': "
+        "key 'rebalancing.fractional_shares': true, but processing.broker is 'ibkr'"
+    )
+    assert "error 10243" in line
+    assert " started" not in result.stderr
+
+
+def test_fractional_shares_by_default_with_ibkr_stop_a_service_at_configuration_load(
+    folder: Path, env: dict[str, str]
+) -> None:
+    (folder / "config.yaml").write_text("rebalancing_defaults:\n  fractional_shares: true\n")
+    result = run_service("event-processor", folder, env)
+    assert result.returncode == 2, result.stderr
+    [line] = plain_lines(result.stderr)
+    assert line.startswith(
+        f"event-processor: invalid configuration: {folder / 'config.yaml'}: key 'rebalancing_defaults': "
+        "fractional_shares is true, but processing.broker is 'ibkr'"
+    )
+
+
 class Management:
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.port = free_port()

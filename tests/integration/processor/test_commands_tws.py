@@ -152,3 +152,43 @@ async def test_bad_allocations_send_no_order_to_the_gateway_and_name_the_problem
     finally:
         await broker.close()
     assert tws.state.received_orders, "once the API is fixed the retry trades"
+
+
+async def test_a_rejected_order_is_kept_with_ibs_code_and_reason_in_its_row_the_run_and_the_events_error(
+    queue: EventQueue, store: EventStore, api: AllocationServer, tws: FakeTws
+) -> None:
+    reason = "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE"
+    expected = f"IB error 201: Order rejected - reason:{reason}"
+    tws.state.rejections["CCC"] = reason
+    broker = IbkrBroker(ibkr_settings(tws.port), OrderSettings(), poll_interval_seconds=0.02)
+    try:
+        async with running_processor(queue, store, broker, api, accounts_on("chan", ACCOUNT)) as proc:
+            event = await proc.submit(ACCOUNT, Command.REBALANCE)
+            for _ in range(200):
+                row = await store.get_event(event.event_id)
+                if row is not None and row.last_error:
+                    break
+                await asyncio.sleep(0.05)
+            history = await store.history(event.event_id)
+            tws.state.rejections.clear()
+            await proc.wait_until_idle()
+    finally:
+        await broker.close()
+
+    assert row is not None
+    assert row.last_error is not None
+    assert f"BUY 113 CCC: filled 0, Inactive ({expected})" in row.last_error
+    assert history is not None
+    first = history.runs[0]
+    assert first.error is not None
+    assert row.last_error.endswith(first.error)
+    [rejected] = [o for o in history.orders_of(first.run_id) if o.symbol == "CCC"]
+    assert (rejected.status, rejected.filled_quantity, rejected.message) == ("Inactive", 0.0, expected)
+    assert {o.message for o in history.orders_of(first.run_id) if o.symbol != "CCC"} == {None}
+    assert first.result is not None
+    by_symbol = {o["symbol"]: o for o in first.result["orders"]}
+    assert by_symbol["CCC"]["message"] == expected
+    assert by_symbol["BBB"]["status"] == "Filled"
+    final = await store.history(event.event_id)
+    assert final is not None
+    assert final.event.status == "completed", "once IB accepts the order the retry completes"

@@ -2,14 +2,19 @@
 
 Prices: US stocks on SMART in USD, qualified once and cached. Each symbol is asked for with market
 data type live (1), then frozen (2), then delayed (3), until its snapshot has a usable price
-(`quotes.choose_price`: last, then mid, then close; never zero, negative, NaN or a stale last).
-A symbol that has none after all three is left out of the result and logged: the planner then
-refuses the plan with a `PlanError` naming it, so nothing is ever traded on a bad price.
-A symbol IB does not know at all is a `BrokerError`.
+(`quotes.choose_price`: last, then mid, then close; never zero, negative, NaN, older than
+`max_price_age_seconds` or a midpoint of a crossed or too wide spread). Snapshots go out in batches
+under the login's market data lines (`ibkr_market_data.SnapshotReader`). A symbol that has no usable
+price after all three is left out of the result and logged with why: the planner then refuses the
+plan with a `PlanError` naming it, so nothing is ever traded on a bad price. A symbol IB does not
+know at all is a `BrokerError`.
 
 Orders: `order_tickets.order_ticket` decides type, limit, time in force and outsideRth; every order
-carries `orderRef` = the event id and the account. Requests that share a reply key in ib_async
-(positions, open orders, the connection-wide market data type) run one at a time.
+carries `orderRef` = the event id and the account. IB's rejection of an order (error 201 with its
+reason, 10243 for a fractional size, ...) becomes its result's `message`. Requests that share a reply
+key in ib_async (positions, open orders, the connection-wide market data type) run one at a time.
+
+Pacing: every message leaves at most 40 a second, in bursts of 5 (`paced`), under IB's 50.
 
 Client ids. IB lets only the client that placed an order cancel it (client 0 also cancels orders
 entered by hand in TWS). So every mutating run of an account (cancel-orders, rebalance) trades through
@@ -38,9 +43,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from ib_async import IB, AccountValue, Contract, Order, Stock, Ticker, Trade
+from ib_async import IB, AccountValue, Contract, Order, Stock, Trade
 
 from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.ibkr_market_data import SnapshotReader
 from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
@@ -50,7 +56,7 @@ from event_processor.brokers.models import (
     OrderResult,
 )
 from event_processor.brokers.order_tickets import OrderTicket, order_ticket
-from event_processor.brokers.quotes import Quote, choose_price
+from event_processor.brokers.quotes import PriceRules, Quote, choose_price, price_problems
 from event_processor.brokers.sessions import Session, market_hours
 from rebalancer_shared.config import IbkrSettings, OrderSettings
 
@@ -58,27 +64,27 @@ log = structlog.get_logger(__name__)
 
 MARKET_DATA_TYPES = (1, 2, 3)  # live, frozen, delayed
 ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue")
+# Contract details asked for at once: each request waits `request_timeout_seconds`, and messages
+# leave at `MESSAGES_PER_SECOND`.
+QUALIFY_BATCH = 40
+# IB refuses (error 100, and drops) a connection's messages beyond 50 in a second. ib_async's own
+# throttle (45 per 1 s, sent as one burst) is measured where messages leave: a burst that reaches the
+# gateway late shares one of its seconds with the next burst, up to 90. So messages leave at 40 a
+# second in bursts of 5 every 1/8 s: any one second at the gateway holds at most 40 + 5.
+MESSAGES_PER_SECOND = 40
+PACING_BURSTS_PER_SECOND = 8
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _number(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
-
-
-def quote_from_ticker(symbol: str, ticker: Ticker) -> Quote:
-    """The snapshot's values in plain form (ib_async marks "none" with NaN or -1)."""
-    return Quote(
-        symbol=symbol,
-        last=_number(ticker.last),
-        bid=_number(ticker.bid),
-        ask=_number(ticker.ask),
-        close=_number(ticker.close),
-        last_time=ticker.lastTimestamp or ticker.delayedLastTimestamp,
-        market_data_type=int(ticker.marketDataType),
-    )
+def paced(ib: IB) -> IB:
+    """`ib` with its request throttle set to stay under IB's pacing limit (see MESSAGES_PER_SECOND)."""
+    ib.client.MaxRequests = MESSAGES_PER_SECOND // PACING_BURSTS_PER_SECOND
+    # Seconds, compared with loop.time(); ib_async declares the attribute with an int default (1).
+    ib.client.RequestsInterval = 1 / PACING_BURSTS_PER_SECOND  # type: ignore[assignment]
+    return ib
 
 
 @dataclass
@@ -173,6 +179,16 @@ def _uncancellable(account_id: str, own_id: int, foreign: Sequence[Trade]) -> st
     )
 
 
+def _ib_error(trade: Trade) -> str:
+    """IB's last word on the order when it was an error or a rejection: "IB error 201: <IB's text>"."""
+    errors = [entry for entry in trade.log if entry.errorCode]
+    if not errors:
+        return ""
+    # ib_async logs "Error 201, reqId 7: Order rejected - reason:..."; keep IB's own text.
+    text = errors[-1].message.split(": ", 1)[-1]
+    return f"IB error {errors[-1].errorCode}: {text}"
+
+
 def _result(placed: _Placed) -> OrderResult:
     trade = placed.trade
     status = trade.orderStatus
@@ -181,8 +197,7 @@ def _result(placed: _Placed) -> OrderResult:
     avg = float(status.avgFillPrice or 0.0)
     if not avg and filled:
         avg = sum(float(e.shares) * float(e.price) for e in fills) / filled
-    errors = [entry for entry in trade.log if entry.errorCode]
-    message = f"IB error {errors[-1].errorCode}: {errors[-1].message}" if errors else ""
+    message = _ib_error(trade)
     return OrderResult(
         symbol=placed.request.symbol,
         action=placed.request.action,
@@ -219,7 +234,9 @@ class IbkrBroker:
         self._clock = clock
         self._poll = poll_interval_seconds
         self._ib_factory = ib_factory
-        self._connection = IbkrConnection(settings, ib_factory)
+        self._connection = IbkrConnection(settings, lambda: paced(ib_factory()))
+        self._rules = PriceRules(settings.max_price_age_seconds, settings.max_spread_pct)
+        self._snapshots = SnapshotReader(settings, self._connection, clock, poll_interval_seconds)
         self._trading_ids = trading_client_ids(account_ids, settings.trading_client_id_base)
         self._traders: dict[str, IbkrConnection] = {}
         self._request_lock = asyncio.Lock()
@@ -247,7 +264,7 @@ class IbkrBroker:
         if trader is None:
             trader = IbkrConnection(
                 self._settings,
-                self._ib_factory,
+                lambda: paced(self._ib_factory()),
                 client_id=self.trading_client_id(account_id),
                 purpose=f"trading {account_id}",
             )
@@ -331,7 +348,9 @@ class IbkrBroker:
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         ib = await self._connection.client()
         wanted = list(dict.fromkeys(symbols))
-        contracts = await self._qualify(ib, wanted)
+        contracts: dict[str, Contract] = {}
+        for start in range(0, len(wanted), QUALIFY_BATCH):  # each batch gets the request timeout
+            contracts.update(await self._qualify(ib, wanted[start : start + QUALIFY_BATCH]))
         prices: dict[str, float] = {}
         async with self._request_lock:
             for data_type in MARKET_DATA_TYPES:
@@ -340,7 +359,7 @@ class IbkrBroker:
                     break
                 with self._connection.translated("setting the market data type"):
                     ib.reqMarketDataType(data_type)
-                quotes = await self._snapshot(ib, {s: contracts[s] for s in pending})
+                quotes = await self._snapshots.quotes(ib, {s: contracts[s] for s in pending})
                 prices.update(self._usable(quotes, data_type))
         for symbol in wanted:
             if symbol not in prices:
@@ -351,10 +370,14 @@ class IbkrBroker:
         now = self._clock()
         usable: dict[str, float] = {}
         for symbol, quote in quotes.items():
-            chosen = choose_price(quote, now, self._settings.max_price_age_seconds)
+            chosen = choose_price(quote, now, self._rules)
             if chosen is None:
                 log.info(
-                    "snapshot has no usable price", symbol=symbol, market_data_type=data_type, quote=quote
+                    "snapshot has no usable price",
+                    symbol=symbol,
+                    market_data_type=data_type,
+                    problems=[p for p in price_problems(quote, now, self._rules) if p],
+                    quote=quote,
                 )
                 continue
             self._quotes[symbol] = quote
@@ -363,26 +386,6 @@ class IbkrBroker:
                 "price", symbol=symbol, price=chosen.price, source=chosen.source, market_data_type=data_type
             )
         return usable
-
-    async def _snapshot(self, ib: IB, contracts: dict[str, Contract]) -> dict[str, Quote]:
-        # ib_async keeps one Ticker per contract across requests: drop it so values from an
-        # earlier snapshot cannot pass for this one's.
-        for contract in contracts.values():
-            ib.wrapper.tickers.pop(hash(contract), None)
-        what = f"market data snapshot of {', '.join(contracts)}"
-        try:
-            with self._connection.translated(what):
-                await asyncio.wait_for(
-                    ib.reqTickersAsync(*contracts.values()), self._settings.market_data_timeout_seconds
-                )
-        except TimeoutError:
-            log.warning("market data snapshot timed out; using what arrived", symbols=list(contracts))
-        quotes: dict[str, Quote] = {}
-        for symbol, contract in contracts.items():
-            ticker = ib.ticker(contract)
-            if ticker is not None:
-                quotes[symbol] = quote_from_ticker(symbol, ticker)
-        return quotes
 
     async def _qualify(self, ib: IB, symbols: Sequence[str]) -> dict[str, Contract]:
         missing = [s for s in symbols if s not in self._contracts]
@@ -470,7 +473,9 @@ class IbkrBroker:
         session = await self._session(ib, next(iter(contracts.values()))) if contracts else Session.REGULAR
         results: list[OrderResult] = []
         for request in orders:
-            ticket = order_ticket(request, self._quotes.get(request.symbol), self._orders, session)
+            ticket = order_ticket(
+                request, self._quotes.get(request.symbol), self._orders, session, self._clock(), self._rules
+            )
             order = Order(
                 action=request.action,
                 totalQuantity=request.quantity,

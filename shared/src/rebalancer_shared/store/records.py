@@ -116,6 +116,7 @@ class OrderRecord:
     broker_order_id: int | None = None
     perm_id: int | None = None
     seq: int | None = None
+    message: str | None = None  # the broker's rejection or error, e.g. "IB error 201: Order rejected - ..."
 
 
 @dataclass(frozen=True)

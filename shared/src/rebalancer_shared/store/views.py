@@ -109,6 +109,7 @@ class OrderView:
     avg_fill_price: float | None
     created_at: datetime
     updated_at: datetime
+    message: str | None = None  # the broker's rejection or error, when it gave one
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def order_view(row: OrderRow) -> OrderView:
         avg_fill_price=row.avg_fill_price,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        message=row.message,
     )
 
 

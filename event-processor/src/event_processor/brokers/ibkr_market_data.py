@@ -1,0 +1,186 @@
+"""Market data snapshots from IB Gateway, in batches under the login's market data line limit.
+
+A snapshot holds one of the login's lines (100 by default, shared with TWS and every API client)
+until IB ends it, which IB does about 11 s after sending what it has, or until it is cancelled; a
+request beyond the lines in use is refused with error 101 ("Max number of tickers has been
+reached"). So `SnapshotReader` sends `ibkr.market_data_lines` requests at a time. A batch is over when
+each snapshot has ended or holds every field (bid, ask, last with its time, close), or when nothing
+new has arrived for `market_data_timeout_seconds`; a snapshot still open then is cancelled, which
+gives its line back at once. Symbols refused with 101 go first into the next batch, which is no
+larger than the lines the refused one got; a batch that gets no line at all waits one timeout and
+tries once more, then fails with a `BrokerError` that says what to change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from ib_async import IB, Contract, Ticker
+
+from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.models import BrokerError
+from event_processor.brokers.quotes import Quote
+from rebalancer_shared.config import IbkrSettings
+
+log = structlog.get_logger(__name__)
+
+MAX_TICKERS_REACHED = 101
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def quote_from_ticker(symbol: str, ticker: Ticker, received_at: datetime) -> Quote:
+    """The snapshot's values in plain form (ib_async marks "none" with NaN or -1)."""
+    return Quote(
+        symbol=symbol,
+        last=_number(ticker.last),
+        bid=_number(ticker.bid),
+        ask=_number(ticker.ask),
+        close=_number(ticker.close),
+        last_time=ticker.lastTimestamp or ticker.delayedLastTimestamp,
+        market_data_type=int(ticker.marketDataType),
+        received_at=received_at,
+    )
+
+
+def _complete(ticker: Ticker) -> bool:
+    """Every field a snapshot can bring is in: waiting for IB to end it adds nothing."""
+    fields = (ticker.bid, ticker.ask, ticker.last, ticker.close)
+    stamped = ticker.lastTimestamp or ticker.delayedLastTimestamp
+    return stamped is not None and all(_number(value) is not None for value in fields)
+
+
+@dataclass
+class _Request:
+    symbol: str
+    ticker: Ticker
+    future: asyncio.Future[object]
+
+    @property
+    def answered(self) -> bool:
+        return self.future.done() or _complete(self.ticker)
+
+
+class SnapshotReader:
+    """Reads quotes for many contracts without asking for more lines than `market_data_lines`."""
+
+    def __init__(
+        self,
+        settings: IbkrSettings,
+        connection: IbkrConnection,
+        clock: Callable[[], datetime],
+        poll_interval_seconds: float,
+    ) -> None:
+        self._settings = settings
+        self._connection = connection
+        self._clock = clock
+        self._poll = poll_interval_seconds
+
+    async def quotes(self, ib: IB, contracts: Mapping[str, Contract]) -> dict[str, Quote]:
+        """A quote per symbol IB answered for (with the connection's current market data type)."""
+        queue = list(contracts)
+        size = self._settings.market_data_lines
+        quotes: dict[str, Quote] = {}
+        stalled = False
+        while queue:
+            batch, queue = queue[:size], queue[size:]
+            got, refused = await self._batch(ib, {s: contracts[s] for s in batch})
+            quotes.update(got)
+            if not refused:
+                continue
+            queue = [*refused, *queue]
+            size = len(batch) - len(refused)
+            if size == 0:
+                await self._wait_for_lines(refused, stalled)
+                size, stalled = 1, True
+            else:
+                stalled = False
+        return quotes
+
+    async def _wait_for_lines(self, refused: list[str], stalled: bool) -> None:
+        lines = self._settings.market_data_lines
+        if stalled:
+            raise BrokerError(
+                f"IB Gateway refused market data for {', '.join(refused)} with error 101 (max number of "
+                f"tickers reached): every market data line of the login is in use; lower "
+                f"ibkr.market_data_lines ({lines}) or free lines in TWS"
+            )
+        log.warning("no market data line free; waiting for lines", symbols=len(refused), lines=lines)
+        await asyncio.sleep(self._settings.market_data_timeout_seconds)
+
+    async def _batch(self, ib: IB, contracts: Mapping[str, Contract]) -> tuple[dict[str, Quote], list[str]]:
+        requests: dict[int, _Request] = {}
+        refused: list[str] = []
+
+        def on_error(req_id: int, code: int, text: str, contract: object) -> None:
+            request = requests.get(req_id)
+            if request is not None and code == MAX_TICKERS_REACHED:
+                refused.append(request.symbol)
+
+        what = f"market data snapshot of {', '.join(contracts)}"
+        ib.errorEvent += on_error
+        try:
+            with self._connection.translated(what):
+                for symbol, contract in contracts.items():
+                    req_id, requests[req_id] = self._request(ib, symbol, contract)
+                if not await self._answered(ib, list(requests.values())):
+                    log.warning("market data snapshot timed out; using what arrived", symbols=list(contracts))
+                if not ib.isConnected():
+                    raise ConnectionError("socket closed during the snapshot")
+        finally:
+            ib.errorEvent -= on_error
+            self._finish(ib, requests)
+        received_at = self._clock()
+        quotes = {
+            r.symbol: quote_from_ticker(r.symbol, r.ticker, received_at)
+            for r in requests.values()
+            if r.symbol not in refused
+        }
+        return quotes, refused
+
+    @staticmethod
+    def _request(ib: IB, symbol: str, contract: Contract) -> tuple[int, _Request]:
+        # ib_async keeps one Ticker per contract across requests: drop it so values from an earlier
+        # snapshot cannot pass for this one's. The wrapper and client calls are untyped in ib_async 2.1.
+        ib.wrapper.tickers.pop(hash(contract), None)
+        req_id = ib.client.getReqId()
+        future: asyncio.Future[object] = ib.wrapper.startReq(req_id, contract)  # type: ignore[no-untyped-call]
+        ticker: Ticker = ib.wrapper.startTicker(req_id, contract, "snapshot")
+        ib.client.reqMktData(req_id, contract, "", True, False, [])  # type: ignore[no-untyped-call]
+        return req_id, _Request(symbol, ticker, future)
+
+    async def _answered(self, ib: IB, requests: list[_Request]) -> bool:
+        """Wait until every request is answered; False when nothing new came for the timeout.
+
+        The time counts from the latest answer, and only once ib_async's throttle has sent every
+        message it holds back (requests, and the cancels of the batch before, leave at a paced rate).
+        """
+        loop = asyncio.get_running_loop()
+        timeout = self._settings.market_data_timeout_seconds
+        deadline, answered = loop.time() + timeout, 0
+        while (now_answered := sum(r.answered for r in requests)) < len(requests):
+            if now_answered > answered or ib.client._msgQ:
+                answered, deadline = now_answered, loop.time() + timeout
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(self._poll, remaining))
+        return True
+
+    @staticmethod
+    def _finish(ib: IB, requests: Mapping[int, _Request]) -> None:
+        """Cancel the snapshots IB has not ended (their lines come back at once) and forget them all."""
+        for req_id, request in requests.items():
+            if not request.future.done() and ib.isConnected():
+                ib.client.cancelMktData(req_id)  # type: ignore[no-untyped-call]
+            elif request.future.done() and not request.future.cancelled():
+                request.future.exception()  # read, so asyncio does not log it as never retrieved
+            ib.wrapper._endReq(req_id)  # type: ignore[no-untyped-call]
+            ib.wrapper.endTicker(request.ticker, "snapshot")
