@@ -85,14 +85,24 @@ def account_summary_end(req_id: int) -> bytes:
     return frame([64, 1, req_id])
 
 
-def _contract_fields(con_id: int, symbol: str, sec_type: str, local_symbol: str = "") -> list[Field]:
+def _contract_fields(
+    con_id: int,
+    symbol: str,
+    sec_type: str,
+    local_symbol: str = "",
+    exchange: str = "SMART",
+    currency: str = "USD",
+) -> list[Field]:
     # conId, symbol, secType, lastTradeDate, strike, right, multiplier, exchange, currency,
     # localSymbol, tradingClass: the 11-field contract block of positions, executions and orders.
-    return [con_id, symbol, sec_type, "", 0.0, "", "", "SMART", "USD", local_symbol or symbol, symbol]
+    return [con_id, symbol, sec_type, "", 0.0, "", "", exchange, currency, local_symbol or symbol, symbol]
 
 
 def position(account: str, con_id: int, held: FakePosition) -> bytes:
-    contract = _contract_fields(con_id, held.symbol, held.sec_type, held.local_symbol)
+    """POSITION (61): a position's contract names its listing (primary exchange) and currency."""
+    contract = _contract_fields(
+        con_id, held.symbol, held.sec_type, held.local_symbol, held.listing_exchange(), held.currency
+    )
     return frame([61, 3, account, *contract, held.quantity, held.avg_cost])
 
 
@@ -112,10 +122,12 @@ def executions_end(req_id: int) -> bytes:
     return frame([55, 1, req_id])
 
 
-def contract_details(req_id: int, con_id: int, symbol: str) -> bytes:
-    fields: list[Field] = [10, req_id, symbol, "STK", "", 0.0, "", "SMART", "USD", symbol, "NMS", symbol]
-    fields += [con_id, 0.01, "", "ACTIVETIM,LMT,MKT", "SMART,NASDAQ,NYSE", 1, 0, f"{symbol} INC"]
-    fields += ["NASDAQ", "", "", "", "", "US/Eastern", "", "", "", "", 0]  # ... evMultiplier, numSecIds
+def contract_details(req_id: int, con_id: int, listing: FakePosition) -> bytes:
+    """CONTRACT_DETAILS (10) of a stock listing: SMART routing, its primary exchange and currency."""
+    symbol, currency, primary = listing.symbol, listing.currency, listing.listing_exchange()
+    fields: list[Field] = [10, req_id, symbol, "STK", "", 0.0, "", "SMART", currency, symbol, "NMS", symbol]
+    fields += [con_id, 0.01, "", "ACTIVETIM,LMT,MKT", f"SMART,{primary}", 1, 0, f"{symbol} INC"]
+    fields += [primary, "", "", "", "", "US/Eastern", "", "", "", "", 0]  # ... evMultiplier, numSecIds
     fields += [1, "", "", "26", "", "COMMON", 0.0001, 0.0001, 100]
     return frame(fields)
 

@@ -10,6 +10,12 @@ account updates multi, executions), contract details, market data snapshots, acc
 placeOrder (open order, order status, execution, commission report; fills move shares and cash),
 cancelOrder, reqAllOpenOrders and reqGlobalCancel. The knobs on `TwsState` add latency, partial fills,
 rejections, cancels that never confirm and a connection dropped on the N-th order.
+
+What a real gateway does with positions, contracts and currencies is on by default (README.md here):
+every position is sent `position_copies` times per reqPositions answer (ib_insync #575); positions show
+a fill `position_lag_seconds` after the cash does (ib_async #15); positions, contract details and orders
+name a listing by conId with its exchange and currency (SHEL on the LSE is not the NYSE ADR); account
+values are in the account's base currency, with CashBalance and ExchangeRate per currency.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakeOrder, FakePosition, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.account import FakeOrder, ReceivedCancel, ReceivedOrder, TwsState, now
 
 log = structlog.get_logger(__name__)
 
 _LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "close": 9, "last_timestamp": 45}
 _DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "close": 75, "last_timestamp": 88}
 _SIZES = {"bid": 100.0, "ask": 100.0, "last": 10.0, "close": 0.0}
+_NO_DEFINITION = "No security definition has been found for the request"
 
 
 class FakeTws:
@@ -186,24 +193,58 @@ class _Session:
         self.send(msg.managed_accounts(list(self.state.accounts)))
 
     def _positions(self, _fields: list[str]) -> None:
-        for account in self.state.accounts.values():
-            for key, held in account.positions.items():
-                self.send(msg.position(account.account_id, self.state.con_id(key), held))
+        # IB may send one conId more than once in one answer; copies go out as whole rounds.
+        rows = [
+            msg.position(account.account_id, self.state.con_id(key), held)
+            for account in self.state.accounts.values()
+            for key, held in self.state.reported_positions(account)
+        ]
+        for _ in range(max(self.state.position_copies, 1)):
+            for row in rows:
+                self.send(row)
         self.send(msg.position_end())
 
-    def _values(self, account_id: str) -> list[tuple[str, str]]:
+    def _position_changed(self, account_id: str, key: str) -> None:
+        """Broadcast a filled listing's position once positions show the fill (after the lag)."""
+
+        async def later() -> None:
+            await asyncio.sleep(self.state.position_lag_seconds)
+            account = self.state.accounts[account_id]
+            shown = dict(self.state.reported_positions(account))
+            held = shown.get(key) or self.state.listing(key)  # quantity 0: no longer held
+            self.server.broadcast(msg.position(account_id, self.state.con_id(key), held))
+
+        self.server.spawn(later())
+
+    def _summary_values(self, account_id: str) -> list[tuple[str, str, str]]:
+        """(tag, value, currency) of the summary tags: in the account's base currency."""
         account = self.state.accounts[account_id]
+        base = account.base_currency
         return [
-            ("NetLiquidation", repr(self.state.net_liquidation(account))),
-            ("TotalCashValue", repr(float(account.cash))),
+            ("NetLiquidation", repr(self.state.net_liquidation(account)), base),
+            ("TotalCashValue", repr(self.state.total_cash(account)), base),
         ]
+
+    def _update_values(self, account_id: str) -> list[tuple[str, str, str]]:
+        """Account updates add the cash of each currency and its rate to the base ("BASE" is the sum)."""
+        account = self.state.accounts[account_id]
+        values = self._summary_values(account_id)
+        currencies = {*account.cash_balances(), *(p.currency for p in account.positions.values())}
+        for currency in sorted(currencies):
+            if currency in account.cash_balances():
+                values.append(("CashBalance", repr(account.cash_balances()[currency]), currency))
+            rate = self.state.to_base(account, 1.0, currency)
+            values.append(("ExchangeRate", repr(rate), currency))
+        values.append(("CashBalance", repr(self.state.total_cash(account)), "BASE"))
+        values.append(("ExchangeRate", "1.00", "BASE"))
+        return values
 
     def _account_updates(self, fields: list[str]) -> None:
         subscribe, account_id = fields[2], fields[3]
         if subscribe != "1" or account_id not in self.state.accounts:
             return
-        for tag, value in self._values(account_id):
-            self.send(msg.account_value(tag, value, "USD", account_id))
+        for tag, value, currency in self._update_values(account_id):
+            self.send(msg.account_value(tag, value, currency, account_id))
         self.send(msg.account_time("09:30"))
         self.send(msg.account_download_end(account_id))
 
@@ -211,26 +252,34 @@ class _Session:
         req_id, account_id = int(fields[2]), fields[3]
         for known in self.state.accounts:
             if account_id in ("", known):
-                for tag, value in self._values(known):
-                    self.send(msg.account_update_multi(req_id, known, tag, value, "USD"))
+                for tag, value, currency in self._update_values(known):
+                    self.send(msg.account_update_multi(req_id, known, tag, value, currency))
         self.send(msg.account_update_multi_end(req_id))
 
     def _account_summary(self, fields: list[str]) -> None:
         req_id, tags = int(fields[2]), set(fields[4].split(","))
         for account_id in self.state.accounts:
-            for tag, value in self._values(account_id):
+            for tag, value, currency in self._summary_values(account_id):
                 if tag in tags:
-                    self.send(msg.account_summary(req_id, account_id, tag, value, "USD"))
+                    self.send(msg.account_summary(req_id, account_id, tag, value, currency))
         self.send(msg.account_summary_end(req_id))
 
     # --- contracts and market data ----------------------------------------------------------------
 
     def _contract_details(self, fields: list[str]) -> None:
-        req_id, symbol = int(fields[2]), fields[4]
-        if not self.state.knows(symbol):
-            self.send(msg.error(req_id, 200, "No security definition has been found for the request"))
+        # conId, symbol, secType, ..., exchange, primaryExchange, currency: a conId names one listing;
+        # else symbol and currency do (Stock("SHEL", "SMART", "USD") is the NYSE ADR, not the LSE line).
+        req_id, con_id = int(fields[2]), int(fields[3] or 0)
+        symbol, exchange, currency = fields[4], fields[10], fields[12]
+        key = (
+            self.state.key_for_con_id(con_id)
+            if con_id
+            else self.state.find_listing(symbol, currency, exchange)
+        )
+        if key is None:
+            self.send(msg.error(req_id, 200, _NO_DEFINITION))
             return
-        self.send(msg.contract_details(req_id, self.state.con_id(symbol), symbol))
+        self.send(msg.contract_details(req_id, self.state.con_id(key), self.state.listing(key)))
         self.send(msg.contract_details_end(req_id))
 
     def _market_data_type(self, fields: list[str]) -> None:
@@ -290,6 +339,7 @@ class _Session:
             order_ref=fields[26],
             received_at=now(),
             fields=fields,
+            con_id=int(fields[2] or 0),
         )
 
     def _place_order(self, fields: list[str]) -> None:
@@ -298,6 +348,10 @@ class _Session:
         self.server.changed()
         if self.state.drop_on_order == len(self.state.received_orders):
             self.close()
+            return
+        key = self._order_listing(received)
+        if key is None:
+            self.send(msg.error(received.order_id, 200, _NO_DEFINITION))
             return
         reason = self.state.rejections.get(received.symbol)
         if received.account not in self.state.accounts:
@@ -310,7 +364,7 @@ class _Session:
             order_id=received.order_id,
             perm_id=self.state.take_perm_id(),
             account=received.account,
-            symbol=received.symbol,
+            symbol=key,
             action="BUY" if received.action == "BUY" else "SELL",
             quantity=received.quantity,
             order_type=received.order_type,
@@ -323,6 +377,13 @@ class _Session:
         self.state.open_orders.append(order)
         self._send_order(order)
         self.server.spawn(self._fill_later(order))
+
+    def _order_listing(self, received: ReceivedOrder) -> str | None:
+        """The listing an order trades: its conId's when it has one, else the symbol's in its currency."""
+        if received.con_id:
+            return self.state.key_for_con_id(received.con_id)
+        fields = received.fields
+        return self.state.find_listing(received.symbol, fields[11], fields[9])
 
     async def _fill_later(self, order: FakeOrder) -> None:
         if self.state.fill_delay_seconds > 0:
@@ -351,9 +412,7 @@ class _Session:
             session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
             session.send(msg.order_status(order))
             session.send(msg.commission_report(exec_id, self.state.commission_per_order))
-        account = self.state.accounts[order.account]
-        held = account.positions.get(order.symbol, FakePosition(order.symbol, 0.0))
-        self.server.broadcast(msg.position(order.account, con_id, held))
+        self._position_changed(order.account, order.symbol)
         self.server.changed()
 
     def _cancel_order(self, fields: list[str]) -> None:

@@ -51,6 +51,13 @@ async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing
             await proc.wait_until_idle()
             traded = len(tws.state.received_orders)
             assert traded, "the first run traded"
+            # The history is written just after the Redis step: let it land, or it would overwrite
+            # the loss staged below (a race the slower runs of a lagging gateway made visible).
+            for _ in range(200):
+                row = await fresh_store.get_event(event.event_id)
+                if row is not None and row.status == "completed":
+                    break
+                await asyncio.sleep(0.05)
             # Redis forgets everything, and PostgreSQL never heard that the run completed.
             async with fresh_store.engine.begin() as conn:
                 await conn.execute(
