@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TypedDict
 
 import pytest
 import structlog
 
-from event_processor.brokers import IbkrBroker
+from event_processor.brokers import IbkrBroker, OrderRequest, OrderResult
 from event_processor.execution import print_rebalance, rebalance
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.config import OrderSettings
@@ -158,3 +158,26 @@ async def test_positions_lagging_past_the_wait_are_taken_from_the_fills(
     again = await print_rebalance(broker, ACCOUNT, TARGETS, SETTINGS, "event-2")
     assert again.plan is not None
     assert again.plan.orders == (), "planned from the fills, the buys reached the targets"
+
+
+async def test_the_buys_are_planned_at_prices_read_after_the_sells(fake: FakeTws) -> None:
+    class MarketMovesDuringTheSells(IbkrBroker):
+        async def place_orders(
+            self, account_id: str, orders: Sequence[OrderRequest], order_ref: str
+        ) -> list[OrderResult]:
+            placed = await super().place_orders(account_id, orders, order_ref)
+            if all(o.action == "SELL" for o in orders):
+                fake.state.set_price("CCC", 50.0)
+            return placed
+
+    broker = MarketMovesDuringTheSells(ibkr_settings(fake.port), OrderSettings(), poll_interval_seconds=0.02)
+    try:
+        report = await rebalance(broker, ACCOUNT, TARGETS, SETTINGS, "event-1", **FAST)
+    finally:
+        await broker.close()
+
+    assert report.plan is not None
+    assert report.buy_plan is not None
+    assert {o.symbol: o.est_price for o in report.plan.buys()}["CCC"] == 40.0
+    assert {o.symbol: o.est_price for o in report.buy_plan.buys()}["CCC"] == 50.0
+    assert cash_of(fake) >= report.buy_plan.equity_info.reserve_amount
