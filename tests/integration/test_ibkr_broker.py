@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from ib_async import IB
 
 from event_processor.brokers import BrokerError, IbkrBroker, OrderRequest
 from rebalancer_shared.config import OrderSettings
@@ -25,9 +26,11 @@ from tests.fakes.tws.control import ControlServer
 from tests.fakes.tws.scenarios import (
     ACCOUNT,
     CLIENT_ID,
+    LONDON_SHEL,
     OPTION,
     TRADING_CLIENT_ID,
     drifted_state,
+    hold_london_shel,
     ib_async_errors,
     ibkr_settings,
 )
@@ -101,6 +104,85 @@ async def test_snapshot_of_an_account_with_several_positions_reads_every_field_w
     ]
     assert ib_async_errors(caplog.records) == []
     assert fake.errors == []
+
+
+async def test_positions_come_once_per_conid_with_their_listing_and_currency(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.state.position_copies = 3  # ib_insync #575: three rows for one conId
+    fake.state.unknown_symbols.add("NOPE")
+    hold_london_shel(fake.state, 100.0)
+    broker = make_broker()
+
+    positions = await broker.get_positions(ACCOUNT)
+    listings = await broker.get_listings(["SHEL", "AAA", "NOPE"])
+
+    by_con_id = {p.con_id: p for p in positions}
+    assert len(positions) == len(by_con_id) == 5
+    shel = by_con_id[fake.state.con_id(LONDON_SHEL)]
+    assert (shel.symbol, shel.exchange, shel.currency, shel.quantity) == ("SHEL", "LSE", "GBP", 100.0)
+    aaa = by_con_id[fake.state.con_id("AAA")]
+    assert (aaa.symbol, aaa.sec_type, aaa.exchange, aaa.currency) == ("AAA", "STK", "NASDAQ", "USD")
+    assert set(listings) == {"SHEL", "AAA"}, "a symbol IB does not know has no listing"
+    assert listings["SHEL"].con_id == fake.state.con_id("SHEL") != shel.con_id
+    assert (listings["SHEL"].currency, listings["AAA"].con_id) == ("USD", aaa.con_id)
+    assert ib_async_errors(caplog.records) == []
+
+
+async def test_positions_lag_a_fill_while_the_cash_has_already_moved(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker]
+) -> None:
+    fake.state.position_lag_seconds = 0.5
+    broker = make_broker()
+    await _place(broker, OrderRequest("AAA", "SELL", 10, 50.0))
+
+    cash = (await broker.get_account_values(ACCOUNT)).total_cash
+    lagging = {p.symbol: p.quantity for p in await broker.get_positions(ACCOUNT) if p.sec_type == "STK"}
+    await asyncio.sleep(0.5)
+    settled = {p.symbol: p.quantity for p in await broker.get_positions(ACCOUNT) if p.sec_type == "STK"}
+
+    assert cash == 5_000.0 + 10 * 50.0
+    assert lagging["AAA"] == 100.0
+    assert settled["AAA"] == 90.0
+
+
+async def test_account_values_carry_the_base_currency(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    account = fake.state.accounts[ACCOUNT]
+    account.base_currency = "CAD"
+    account.other_cash = {"CAD": 1_000.0}
+    broker = make_broker()
+
+    values = await broker.get_account_values(ACCOUNT)
+
+    rate = fake.state.exchange_rates["USD"] / fake.state.exchange_rates["CAD"]
+    assert values.currency == "CAD"
+    assert values.total_cash == pytest.approx(1_000.0 + 5_000.0 * rate)
+    assert values.net_liquidation == pytest.approx(fake.state.net_liquidation(account))
+    assert ib_async_errors(caplog.records) == []
+
+
+async def test_account_updates_carry_cash_and_exchange_rates_per_currency(
+    fake: FakeTws, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = fake.state.accounts[ACCOUNT]
+    account.other_cash = {"GBP": 200.0}
+    hold_london_shel(fake.state, 100.0)
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", fake.port, clientId=3, timeout=3)
+    try:
+        values = {(v.tag, v.currency): v.value for v in ib.accountValues(ACCOUNT)}
+    finally:
+        ib.disconnect()
+
+    assert values[("NetLiquidation", "USD")] == repr(fake.state.net_liquidation(account))
+    assert float(values[("CashBalance", "USD")]) == 5_000.0
+    assert float(values[("CashBalance", "GBP")]) == 200.0
+    assert float(values[("CashBalance", "BASE")]) == pytest.approx(5_000.0 + 200.0 * 1.27)
+    assert float(values[("ExchangeRate", "GBP")]) == pytest.approx(1.27)
+    assert values[("ExchangeRate", "BASE")] == "1.00"
+    assert ib_async_errors(caplog.records) == []
 
 
 async def test_account_values_are_read_fresh_after_cash_changes(

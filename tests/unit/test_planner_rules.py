@@ -137,6 +137,31 @@ def test_non_stock_holdings_are_left_alone_and_reported() -> None:
     assert "SPY_C" not in plan.projected_weights
 
 
+def test_holdings_in_another_currency_or_on_a_foreign_listing_are_left_alone_and_reported() -> None:
+    holdings = {
+        "SHEL (LSE GBP, conId 7)": Holding(100, currency="GBP", us_listing=False, exchange="LSE", con_id=7),
+        "RY (TSE USD, conId 8)": Holding(10, us_listing=False, exchange="TSE", con_id=8),
+    }
+    plan = plan_rebalance(account({"AAA": 1.0}, {"AAA": 10.0}, 1_000.0, holdings, net_liquidation=5_000.0))
+    assert set(orders_by_symbol(plan)) == {"AAA"}
+    assert skip_reasons(plan) == {
+        "SHEL (LSE GBP, conId 7)": "other_currency",
+        "RY (TSE USD, conId 8)": "foreign_listing",
+    }
+    shel = next(s for s in plan.skipped if s.symbol.startswith("SHEL"))
+    assert shel.detail == (
+        "100 on LSE (conId 7) held in GBP, not USD; only US-listed stock in USD is traded, left alone"
+    )
+    assert not set(plan.projected_weights) & set(holdings)
+
+
+def test_targeted_symbol_held_only_as_a_foreign_listing_is_a_plan_error() -> None:
+    held = {"SHEL": Holding(100, currency="GBP", us_listing=False, exchange="LSE")}
+    with pytest.raises(PlanError, match="SHEL is a target but is held in GBP") as caught:
+        plan_rebalance(account({"SHEL": 1.0}, {"SHEL": 70.0}, 1_000.0, held, 5_000.0))
+    assert caught.value.symbol == "SHEL"
+
+
 def test_targeted_symbol_held_as_an_option_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match="AAA") as caught:
         plan_rebalance(account({"AAA": 1.0}, {"AAA": 10.0}, 100.0, {"AAA": Holding(1, "OPT")}, 200.0))

@@ -139,3 +139,15 @@ async def test_a_rejected_sell_means_no_buys_are_placed_so_cash_never_goes_below
         await rebalance(broker, "DU1", {"AAA": 0.5, "BBB": 0.5}, RebalancingSettings(), "ev-1")
     assert [o.action for o in broker.placed_orders] == ["SELL"]
     assert broker.accounts["DU1"].cash == 1_000.0
+
+
+async def test_every_stock_is_its_symbols_us_listing_and_each_position_has_a_conid_of_its_own() -> None:
+    broker = _broker()
+
+    positions = {p.symbol: p for p in await broker.get_positions("SIM1")}
+    listings = await broker.get_listings(["AAA", "BBB"])
+
+    assert listings["AAA"].con_id == positions["AAA"].con_id != positions["BOND1"].con_id
+    assert (positions["AAA"].currency, listings["BBB"].currency) == ("USD", "USD")
+    assert len({p.con_id for p in positions.values()} | {listings["BBB"].con_id}) == 3
+    assert (await broker.get_account_values("SIM1")).currency == "USD"

@@ -55,6 +55,7 @@ async def _rebalance(ctx: CommandContext) -> ExecutionReport:
             ctx.event_id,
             cancel_timeout_seconds=ctx.processing.cancel_timeout_seconds,
             fill_timeout_seconds=ctx.processing.fill_timeout_seconds,
+            position_settle_timeout_seconds=ctx.processing.position_settle_timeout_seconds,
             guard=ctx.guard,
         )
     finally:

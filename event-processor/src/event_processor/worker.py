@@ -45,7 +45,25 @@ log = structlog.get_logger(__name__)
 SERVICE = "event-processor"
 # The processor beats at least this often, whatever the lease renewal interval.
 MAX_HEARTBEAT_SECONDS = 5.0
+# A background task still running this long after its cancel is cancelled again (see cancel_and_wait).
+RECANCEL_SECONDS = 1.0
 T = TypeVar("T")
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until every one has ended.
+
+    A cancel can be lost: redis-py may catch the CancelledError that lands in the middle of a command
+    and carry on (seen in the outbox drainer's XRANGE), and the task then sleeps on as if nothing
+    happened, which would hang the shutdown. So a task still running after `RECANCEL_SECONDS` is
+    cancelled again.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -131,9 +149,7 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await cancel_and_wait(background)
         with contextlib.suppress(Exception):
             await self.lifecycle.outbox.drain()
         self.heartbeat.stop()

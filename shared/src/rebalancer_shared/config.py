@@ -151,6 +151,8 @@ class ProcessingSettings(_Section):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     cancel_timeout_seconds: float = Field(default=60.0, gt=0)
     fill_timeout_seconds: float = Field(default=300.0, gt=0)
+    # How long a live run waits for IB's positions to show its fills (they lag the cash).
+    position_settle_timeout_seconds: float = Field(default=5.0, gt=0)
     # BROKER=simulated only: a JSON file with the simulated accounts (see event_processor.brokers).
     simulated_broker_file: Path | None = None
 
@@ -252,6 +254,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "RECONCILE_INTERVAL_SECONDS": ("processing", "reconcile_interval_seconds"),
     "CANCEL_TIMEOUT_SECONDS": ("processing", "cancel_timeout_seconds"),
     "FILL_TIMEOUT_SECONDS": ("processing", "fill_timeout_seconds"),
+    "POSITION_SETTLE_TIMEOUT_SECONDS": ("processing", "position_settle_timeout_seconds"),
     "SIMULATED_BROKER_FILE": ("processing", "simulated_broker_file"),
     "ABLY_API_KEY": ("ably", "api_key"),
     "ABLY_ENDPOINT": ("ably", "endpoint"),

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from tests.fakes.tws.market_hours import DEFAULT_MARKET_TIME
 
 Action = Literal["BUY", "SELL"]
+
+US_EXCHANGE = "NASDAQ"
+# Dollars per unit of each currency: account values convert with these (ExchangeRate = rate / base's).
+EXCHANGE_RATES = {"USD": 1.0, "CAD": 0.73, "EUR": 1.08, "GBP": 1.27, "CHF": 1.12, "JPY": 0.0067}
 
 
 def usable(value: float | None) -> bool:
@@ -68,18 +72,44 @@ class FakeQuote:
 
 @dataclass
 class FakePosition:
+    """One holding. The account's dict key names the listing (the symbol for a US stock, "SHEL.L" for
+    SHEL on the LSE, an option's OCC code); the key has its own conId (`TwsState.con_id`)."""
+
     symbol: str
     quantity: float
     sec_type: str = "STK"
-    avg_cost: float = 0.0
+    avg_cost: float = 0.0  # in the position's currency
     local_symbol: str = ""  # defaults to the symbol; an option's OCC code, say
+    exchange: str = ""  # the listing's primary exchange; "" is NASDAQ for a US stock
+    currency: str = "USD"
+
+    def listing_exchange(self) -> str:
+        if self.exchange or self.sec_type != "STK" or self.currency != "USD":
+            return self.exchange
+        return US_EXCHANGE
 
 
 @dataclass
 class FakeAccount:
+    """`cash` is the USD balance (US stocks settle in it); `other_cash` holds the other currencies'.
+    Account values are reported in `base_currency`, converted at `TwsState.exchange_rates`."""
+
     account_id: str
     cash: float = 0.0
     positions: dict[str, FakePosition] = field(default_factory=dict)
+    base_currency: str = "USD"
+    other_cash: dict[str, float] = field(default_factory=dict)
+
+    def cash_balances(self) -> dict[str, float]:
+        return {"USD": self.cash, **self.other_cash}
+
+
+@dataclass
+class LaggingPosition:
+    """What reqPositions shows for a listing until `until` (None: not held yet), after a fill."""
+
+    shown: FakePosition | None
+    until: float
 
 
 @dataclass
@@ -121,6 +151,7 @@ class ReceivedOrder:
     order_ref: str
     received_at: float
     fields: list[str] = field(default_factory=list)
+    con_id: int = 0  # the contract's conId as sent (0: the order named it by symbol only)
 
 
 @dataclass
@@ -176,9 +207,20 @@ class TwsState:
     max_messages_per_second: int | None = 50  # per connection; None: no pacing
     market_data_refusals: list[str] = field(default_factory=list)  # symbols answered with error 101
     paced_out: list[int] = field(default_factory=list)  # message ids dropped with error 100
+    # positions, contracts and currencies
+    position_copies: int = 2  # every row of a reqPositions answer is sent this many times (ib_insync #575)
+    position_lag_seconds: float = 0.3  # positions show a fill this long after cash does (ib_async #15)
+    exchange_rates: dict[str, float] = field(default_factory=lambda: dict(EXCHANGE_RATES))
+    lagging: dict[str, LaggingPosition] = field(default_factory=dict)  # "account/key" -> shown until
 
-    def add_account(self, account_id: str, cash: float, positions: dict[str, float] | None = None) -> None:
-        account = FakeAccount(account_id, cash)
+    def add_account(
+        self,
+        account_id: str,
+        cash: float,
+        positions: dict[str, float] | None = None,
+        base_currency: str = "USD",
+    ) -> None:
+        account = FakeAccount(account_id, cash, base_currency=base_currency)
         for symbol, quantity in (positions or {}).items():
             account.positions[symbol] = FakePosition(symbol, quantity)
         self.accounts[account_id] = account
@@ -191,18 +233,90 @@ class TwsState:
         self.quotes[symbol] = quote
 
     def con_id(self, symbol: str) -> int:
+        """The conId of a listing key (a US stock's key is its symbol)."""
         return self.con_ids.setdefault(symbol, 10_000 + len(self.con_ids))
 
     def knows(self, symbol: str) -> bool:
         return symbol not in self.unknown_symbols
 
+    def listing(self, key: str) -> FakePosition:
+        """The contract behind a listing key: a held one as held, any other key a US stock."""
+        for account in self.accounts.values():
+            held = account.positions.get(key)
+            if held is not None:
+                return FakePosition(
+                    held.symbol, 0.0, held.sec_type, 0.0, held.local_symbol, held.exchange, held.currency
+                )
+        return FakePosition(key, 0.0)
+
+    def find_listing(self, symbol: str, currency: str, exchange: str = "") -> str | None:
+        """The key of the stock `symbol` in `currency` ("" is USD), on `exchange` ("" or SMART: any).
+
+        A held listing matches on its own identity; any other symbol in USD is a US stock (the fake
+        knows every US ticker but `unknown_symbols`), so SHEL in USD is the NYSE ADR even when the
+        account holds only SHEL on the LSE.
+        """
+        currency = currency or "USD"
+        if not self.knows(symbol):
+            return None
+        for account in self.accounts.values():
+            for key, held in account.positions.items():
+                same = held.sec_type == "STK" and (held.symbol, held.currency) == (symbol, currency)
+                if same and exchange in ("", "SMART", held.listing_exchange()):
+                    return key
+        return symbol if currency == "USD" and exchange in ("", "SMART", US_EXCHANGE) else None
+
+    def key_for_con_id(self, con_id: int) -> str | None:
+        return next((key for key, known in self.con_ids.items() if known == con_id), None)
+
+    def to_base(self, account: FakeAccount, amount: float, currency: str) -> float:
+        if currency == account.base_currency:
+            return amount
+        return amount * self.exchange_rates[currency] / self.exchange_rates[account.base_currency]
+
+    def total_cash(self, account: FakeAccount) -> float:
+        """Cash of every currency, in the base currency (TotalCashValue)."""
+        total = 0.0
+        for currency, amount in account.cash_balances().items():
+            total += self.to_base(account, amount, currency)
+        return total
+
     def net_liquidation(self, account: FakeAccount) -> float:
-        value = account.cash
-        for held in account.positions.values():
-            quote = self.quotes.get(held.symbol) if held.sec_type == "STK" else None
+        """Cash and positions (at their quote's mark, else their cost), in the base currency."""
+        value = self.total_cash(account)
+        for key, held in account.positions.items():
+            quote = self.quotes.get(key) if held.sec_type == "STK" else None
             mark = quote.mark() if quote is not None else None
-            value += held.quantity * (mark if mark is not None else held.avg_cost)
+            amount = held.quantity * (mark if mark is not None else held.avg_cost)
+            value += self.to_base(account, amount, held.currency)
         return value
+
+    def reported_positions(self, account: FakeAccount) -> list[tuple[str, FakePosition]]:
+        """The positions as reqPositions shows them now: a listing filled within the lag still shows
+        its quantity from before the fill (it is not shown at all if it was not held)."""
+        now_ = now()
+        shown: dict[str, FakePosition | None] = dict(account.positions)
+        prefix = f"{account.account_id}/"
+        for lag_key, lagging in list(self.lagging.items()):
+            if not lag_key.startswith(prefix):
+                continue
+            if lagging.until > now_:
+                shown[lag_key.removeprefix(prefix)] = lagging.shown
+            else:
+                del self.lagging[lag_key]
+        return [(key, held) for key, held in shown.items() if held is not None and held.quantity != 0]
+
+    def _lag(self, account: FakeAccount, key: str) -> None:
+        if self.position_lag_seconds <= 0:
+            return
+        lag_key = f"{account.account_id}/{key}"
+        until = now() + self.position_lag_seconds
+        lagging = self.lagging.get(lag_key)
+        if lagging is not None and lagging.until > now():
+            lagging.until = until  # a later fill of a lagging listing shows no sooner than it
+            return
+        held = account.positions.get(key)
+        self.lagging[lag_key] = LaggingPosition(None if held is None else replace(held), until)
 
     def take_order_id(self) -> int:
         self.next_order_id += 1
@@ -215,6 +329,7 @@ class TwsState:
     def apply_fill(self, order: FakeOrder, shares: float, price: float) -> None:
         """Move shares and cash in the account; the order's filled/avg fields follow."""
         account = self.accounts[order.account]
+        self._lag(account, order.symbol)
         signed = shares if order.action == "BUY" else -shares
         held = account.positions.setdefault(order.symbol, FakePosition(order.symbol, 0.0, avg_cost=price))
         held.quantity += signed
@@ -269,12 +384,15 @@ class TwsState:
             "snapshot_seconds",
             "fractional_orders",
             "max_messages_per_second",
+            "position_copies",
+            "position_lag_seconds",
         ):
             if key in data:
                 setattr(state, key, data[key])
         state.partial_fills = dict(data.get("partial_fills", {}))
         state.rejections = dict(data.get("rejections", {}))
         state.unknown_symbols = set(data.get("unknown_symbols", []))
+        state.exchange_rates = dict(data.get("exchange_rates", EXCHANGE_RATES))
         for account_id, raw in data.get("accounts", {}).items():
             positions = raw.get("positions", {})
             state.accounts[account_id] = FakeAccount(
@@ -284,6 +402,8 @@ class TwsState:
                     s: FakePosition(**p) if isinstance(p, dict) else FakePosition(s, p)
                     for s, p in positions.items()
                 },
+                base_currency=raw.get("base_currency", "USD"),
+                other_cash=dict(raw.get("other_cash", {})),
             )
         state.quotes = {s: FakeQuote(**q) for s, q in data.get("quotes", {}).items()}
         state.open_orders = [FakeOrder(**o) for o in data.get("open_orders", [])]

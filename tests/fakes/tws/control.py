@@ -1,7 +1,7 @@
 """A tiny HTTP endpoint that drives a running fake TWS from another process (e2e tests).
 
 GET  /state                      -> the whole TwsState as JSON (accounts, quotes, orders, cancels)
-POST /state  {"quotes": {...}, "latency_seconds": 0.2, "rejections": {...}, ...}  -> {}
+POST /state  {"quotes": {...}, "latency_seconds": 0.2, "position_lag_seconds": 1.0, ...}  -> {}
              (the keys TwsState.from_json reads; the ones given replace the current values)
 POST /drop                       -> {}  (closes every client connection)
 """
@@ -33,6 +33,9 @@ _REPLACEABLE = (
     "snapshot_seconds",
     "fractional_orders",
     "max_messages_per_second",
+    "position_copies",
+    "position_lag_seconds",
+    "exchange_rates",
 )
 
 

@@ -85,14 +85,24 @@ def account_summary_end(req_id: int) -> bytes:
     return frame([64, 1, req_id])
 
 
-def _contract_fields(con_id: int, symbol: str, sec_type: str, local_symbol: str = "") -> list[Field]:
+def _contract_fields(
+    con_id: int,
+    symbol: str,
+    sec_type: str,
+    local_symbol: str = "",
+    exchange: str = "SMART",
+    currency: str = "USD",
+) -> list[Field]:
     # conId, symbol, secType, lastTradeDate, strike, right, multiplier, exchange, currency,
     # localSymbol, tradingClass: the 11-field contract block of positions, executions and orders.
-    return [con_id, symbol, sec_type, "", 0.0, "", "", "SMART", "USD", local_symbol or symbol, symbol]
+    return [con_id, symbol, sec_type, "", 0.0, "", "", exchange, currency, local_symbol or symbol, symbol]
 
 
 def position(account: str, con_id: int, held: FakePosition) -> bytes:
-    contract = _contract_fields(con_id, held.symbol, held.sec_type, held.local_symbol)
+    """POSITION (61): a position's contract names its listing (primary exchange) and currency."""
+    contract = _contract_fields(
+        con_id, held.symbol, held.sec_type, held.local_symbol, held.listing_exchange(), held.currency
+    )
     return frame([61, 3, account, *contract, held.quantity, held.avg_cost])
 
 
@@ -113,12 +123,15 @@ def executions_end(req_id: int) -> bytes:
 
 
 def contract_details(
-    req_id: int, con_id: int, symbol: str, *, trading_hours: str = "", liquid_hours: str = ""
+    req_id: int, con_id: int, listing: FakePosition, *, trading_hours: str = "", liquid_hours: str = ""
 ) -> bytes:
-    fields: list[Field] = [10, req_id, symbol, "STK", "", 0.0, "", "SMART", "USD", symbol, "NMS", symbol]
-    fields += [con_id, 0.01, "", "ACTIVETIM,LMT,MKT", "SMART,NASDAQ,NYSE", 1, 0, f"{symbol} INC"]
+    """CONTRACT_DETAILS (10) of a stock listing: SMART routing, its primary exchange and currency, and
+    its sessions (IB's tradingHours / liquidHours strings)."""
+    symbol, currency, primary = listing.symbol, listing.currency, listing.listing_exchange()
+    fields: list[Field] = [10, req_id, symbol, "STK", "", 0.0, "", "SMART", currency, symbol, "NMS", symbol]
+    fields += [con_id, 0.01, "", "ACTIVETIM,LMT,MKT", f"SMART,{primary}", 1, 0, f"{symbol} INC"]
     fields += [
-        "NASDAQ",
+        primary,
         "",
         "",
         "",

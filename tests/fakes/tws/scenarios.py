@@ -19,6 +19,9 @@ HOLDINGS = {"AAA": 100.0, "BBB": 10.0, "DDD": 20.0}
 PRICES = {"AAA": 50.0, "BBB": 100.0, "CCC": 40.0, "DDD": 25.0}
 CASH = 5_000.0
 OPTION = "AAA   250117C00050000"
+# SHEL on the London Stock Exchange, in GBP: a listing (and conId) of its own. SHEL in USD on SMART is
+# the NYSE ADR, a different contract that happens to share the ticker.
+LONDON_SHEL = "SHEL.L"
 
 
 def ibkr_settings(port: int, **overrides: Any) -> IbkrSettings:
@@ -46,6 +49,13 @@ def drifted_state() -> TwsState:
     for symbol, price in PRICES.items():
         state.set_price(symbol, price)
     return state
+
+
+def hold_london_shel(state: TwsState, quantity: float = 100.0, account: str = ACCOUNT) -> None:
+    """The account also holds SHEL on the LSE (GBP); the NYSE ADR has a price, as any US ticker."""
+    shel = FakePosition("SHEL", quantity, avg_cost=27.5, exchange="LSE", currency="GBP")
+    state.accounts[account].positions[LONDON_SHEL] = shel
+    state.set_price("SHEL", 70.0)
 
 
 def ib_async_errors(records: list[logging.LogRecord]) -> list[str]:

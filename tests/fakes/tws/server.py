@@ -14,6 +14,12 @@ rejections, cancels that never confirm and a connection dropped on the N-th orde
 By default it is as strict as a real gateway: market data lines (error 101), snapshots that end 11 s
 later, delayed ticks and timestamps, rejections (201) and fractional-size refusals (10243), and
 pacing (error 100). README.md lists each habit, its knob and the IB document behind it.
+
+What a real gateway does with positions, contracts and currencies is on by default (README.md here):
+every position is sent `position_copies` times per reqPositions answer (ib_insync #575); positions show
+a fill `position_lag_seconds` after the cash does (ib_async #15); positions, contract details and orders
+name a listing by conId with its exchange and currency (SHEL on the LSE is not the NYSE ADR); account
+values are in the account's base currency, with CashBalance and ExchangeRate per currency.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from datetime import datetime
 import structlog
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakeOrder, FakePosition, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.account import FakeOrder, ReceivedCancel, ReceivedOrder, TwsState, now
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, MarketDataLines, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
 
@@ -43,6 +49,7 @@ _FRACTIONAL_TEXT = (
     "Fractional-sized order cannot be placed via API. Please use desktop version to place this order."
 )
 _REJECTED_STATUS = {201: "Inactive", 10243: "Cancelled"}
+_NO_DEFINITION = "No security definition has been found for the request"
 
 
 class FakeTws:
@@ -148,10 +155,20 @@ class FakeTws:
             session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
             session.send(msg.order_status(order))
             session.send(msg.commission_report(exec_id, self.state.commission_per_order))
-        account = self.state.accounts[order.account]
-        held = account.positions.get(order.symbol, FakePosition(order.symbol, 0.0))
-        self.broadcast(msg.position(order.account, con_id, held))
+        self.position_changed(order.account, order.symbol)
         self.changed()
+
+    def position_changed(self, account_id: str, key: str) -> None:
+        """Broadcast a filled listing's position once positions show the fill (after the lag)."""
+
+        async def later() -> None:
+            await asyncio.sleep(self.state.position_lag_seconds)
+            account = self.state.accounts[account_id]
+            shown = dict(self.state.reported_positions(account))
+            held = shown.get(key) or self.state.listing(key)  # quantity 0: no longer held
+            self.broadcast(msg.position(account_id, self.state.con_id(key), held))
+
+        self.spawn(later())
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -277,24 +294,46 @@ class _Session:
         self.send(msg.managed_accounts(list(self.state.accounts)))
 
     def _positions(self, _fields: list[str]) -> None:
-        for account in self.state.accounts.values():
-            for key, held in account.positions.items():
-                self.send(msg.position(account.account_id, self.state.con_id(key), held))
+        # IB may send one conId more than once in one answer; copies go out as whole rounds.
+        rows = [
+            msg.position(account.account_id, self.state.con_id(key), held)
+            for account in self.state.accounts.values()
+            for key, held in self.state.reported_positions(account)
+        ]
+        for _ in range(max(self.state.position_copies, 1)):
+            for row in rows:
+                self.send(row)
         self.send(msg.position_end())
 
-    def _values(self, account_id: str) -> list[tuple[str, str]]:
+    def _summary_values(self, account_id: str) -> list[tuple[str, str, str]]:
+        """(tag, value, currency) of the summary tags: in the account's base currency."""
         account = self.state.accounts[account_id]
+        base = account.base_currency
         return [
-            ("NetLiquidation", repr(self.state.net_liquidation(account))),
-            ("TotalCashValue", repr(float(account.cash))),
+            ("NetLiquidation", repr(self.state.net_liquidation(account)), base),
+            ("TotalCashValue", repr(self.state.total_cash(account)), base),
         ]
+
+    def _update_values(self, account_id: str) -> list[tuple[str, str, str]]:
+        """Account updates add the cash of each currency and its rate to the base ("BASE" is the sum)."""
+        account = self.state.accounts[account_id]
+        values = self._summary_values(account_id)
+        currencies = {*account.cash_balances(), *(p.currency for p in account.positions.values())}
+        for currency in sorted(currencies):
+            if currency in account.cash_balances():
+                values.append(("CashBalance", repr(account.cash_balances()[currency]), currency))
+            rate = self.state.to_base(account, 1.0, currency)
+            values.append(("ExchangeRate", repr(rate), currency))
+        values.append(("CashBalance", repr(self.state.total_cash(account)), "BASE"))
+        values.append(("ExchangeRate", "1.00", "BASE"))
+        return values
 
     def _account_updates(self, fields: list[str]) -> None:
         subscribe, account_id = fields[2], fields[3]
         if subscribe != "1" or account_id not in self.state.accounts:
             return
-        for tag, value in self._values(account_id):
-            self.send(msg.account_value(tag, value, "USD", account_id))
+        for tag, value, currency in self._update_values(account_id):
+            self.send(msg.account_value(tag, value, currency, account_id))
         self.send(msg.account_time("09:30"))
         self.send(msg.account_download_end(account_id))
 
@@ -302,31 +341,39 @@ class _Session:
         req_id, account_id = int(fields[2]), fields[3]
         for known in self.state.accounts:
             if account_id in ("", known):
-                for tag, value in self._values(known):
-                    self.send(msg.account_update_multi(req_id, known, tag, value, "USD"))
+                for tag, value, currency in self._update_values(known):
+                    self.send(msg.account_update_multi(req_id, known, tag, value, currency))
         self.send(msg.account_update_multi_end(req_id))
 
     def _account_summary(self, fields: list[str]) -> None:
         req_id, tags = int(fields[2]), set(fields[4].split(","))
         for account_id in self.state.accounts:
-            for tag, value in self._values(account_id):
+            for tag, value, currency in self._summary_values(account_id):
                 if tag in tags:
-                    self.send(msg.account_summary(req_id, account_id, tag, value, "USD"))
+                    self.send(msg.account_summary(req_id, account_id, tag, value, currency))
         self.send(msg.account_summary_end(req_id))
 
     # --- contracts and market data ----------------------------------------------------------------
 
     def _contract_details(self, fields: list[str]) -> None:
-        req_id, symbol = int(fields[2]), fields[4]
-        if not self.state.knows(symbol):
-            self.send(msg.error(req_id, 200, "No security definition has been found for the request"))
+        # conId, symbol, secType, ..., exchange, primaryExchange, currency: a conId names one listing;
+        # else symbol and currency do (Stock("SHEL", "SMART", "USD") is the NYSE ADR, not the LSE line).
+        req_id, con_id = int(fields[2]), int(fields[3] or 0)
+        symbol, exchange, currency = fields[4], fields[10], fields[12]
+        key = (
+            self.state.key_for_con_id(con_id)
+            if con_id
+            else self.state.find_listing(symbol, currency, exchange)
+        )
+        if key is None:
+            self.send(msg.error(req_id, 200, _NO_DEFINITION))
             return
         moment = datetime.fromtimestamp(self.state.market_time, NEW_YORK)
         self.send(
             msg.contract_details(
                 req_id,
-                self.state.con_id(symbol),
-                symbol,
+                self.state.con_id(key),
+                self.state.listing(key),
                 trading_hours=CALENDAR.hours(moment, extended=True),
                 liquid_hours=CALENDAR.hours(moment, extended=False),
             )
@@ -405,6 +452,7 @@ class _Session:
             order_ref=fields[26],
             received_at=now(),
             fields=fields,
+            con_id=int(fields[2] or 0),
         )
 
     def _place_order(self, fields: list[str]) -> None:
@@ -413,6 +461,10 @@ class _Session:
         self.server.changed()
         if self.state.drop_on_order == len(self.state.received_orders):
             self.close()
+            return
+        key = self._order_listing(received)
+        if key is None:
+            self.send(msg.error(received.order_id, 200, _NO_DEFINITION))
             return
         rejection = self._rejection(received)
         if rejection is not None:
@@ -423,7 +475,7 @@ class _Session:
             order_id=received.order_id,
             perm_id=self.state.take_perm_id(),
             account=received.account,
-            symbol=received.symbol,
+            symbol=key,
             action="BUY" if received.action == "BUY" else "SELL",
             quantity=received.quantity,
             order_type=received.order_type,
@@ -473,6 +525,13 @@ class _Session:
         )
         self.state.next_order_id = max(self.state.next_order_id, order.order_id + 1)
         self.send(msg.order_status(order))
+
+    def _order_listing(self, received: ReceivedOrder) -> str | None:
+        """The listing an order trades: its conId's when it has one, else the symbol's in its currency."""
+        if received.con_id:
+            return self.state.key_for_con_id(received.con_id)
+        fields = received.fields
+        return self.state.find_listing(received.symbol, fields[11], fields[9])
 
     def _cancel_order(self, fields: list[str]) -> None:
         order_id = int(fields[2])

@@ -1,5 +1,10 @@
 """`IbkrBroker`: the `Broker` protocol on ib_async's async API, against IB Gateway / TWS.
 
+Identity: every position comes with its contract (conId, exchange, currency), once per conId (IB may
+repeat a row in one answer; the last one wins). `get_listings` names each symbol's US listing
+(SMART, USD): the contract every order and price request uses, so a holding of the same ticker on
+another exchange is never traded through it. Account values come with their currency.
+
 Prices: US stocks on SMART in USD, qualified once and cached. Each symbol is asked for with market
 data type live (1), then frozen (2), then delayed (3), until its snapshot has a usable price
 (`quotes.choose_price`: last, then mid, then close; never zero, negative, NaN, older than
@@ -43,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from ib_async import IB, AccountValue, Contract, Order, Stock, Trade
+from ib_async import IB, AccountValue, Contract, Order, Position, Stock, Trade
 
 from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_market_data import SnapshotReader
@@ -51,6 +56,7 @@ from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
     BrokerPosition,
+    Listing,
     OpenOrder,
     OrderRequest,
     OrderResult,
@@ -189,6 +195,21 @@ def _ib_error(trade: Trade) -> str:
     return f"IB error {errors[-1].errorCode}: {text}"
 
 
+def _position(position: Position) -> BrokerPosition:
+    contract = position.contract
+    return BrokerPosition(
+        symbol=contract.symbol,
+        quantity=float(position.position),
+        sec_type=contract.secType,
+        avg_cost=float(position.avgCost),
+        local_symbol=contract.localSymbol,
+        con_id=int(contract.conId),
+        exchange=contract.exchange,
+        primary_exchange=contract.primaryExchange,
+        currency=contract.currency,
+    )
+
+
 def _result(placed: _Placed) -> OrderResult:
     trade = placed.trade
     status = trade.orderStatus
@@ -307,7 +328,19 @@ class IbkrBroker:
             account_id=account_id,
             net_liquidation=self._account_figure(account_id, collected, "NetLiquidation"),
             total_cash=self._account_figure(account_id, collected, "TotalCashValue"),
+            currency=self._account_currency(account_id, collected),
         )
+
+    @staticmethod
+    def _account_currency(account_id: str, values: dict[str, AccountValue]) -> str:
+        """The base currency both summary figures are in (IB sends them in it: USD, CAD, EUR, ...)."""
+        currencies = sorted({value.currency for value in values.values()})
+        if len(currencies) != 1:
+            raise BrokerError(
+                f"account {account_id}: NetLiquidation and TotalCashValue came in different currencies "
+                f"({', '.join(currencies)}); both should be in the account's base currency"
+            )
+        return currencies[0]
 
     @staticmethod
     def _account_figure(account_id: str, values: dict[str, AccountValue], tag: str) -> float:
@@ -327,17 +360,19 @@ class IbkrBroker:
         ib = await self._connection.client()
         async with self._request_lock:
             positions = await self._connection.request(f"positions of {account_id}", ib.reqPositionsAsync())
-        return [
-            BrokerPosition(
-                symbol=p.contract.symbol,
-                quantity=float(p.position),
-                sec_type=p.contract.secType,
-                avg_cost=float(p.avgCost),
-                local_symbol=p.contract.localSymbol,
-            )
-            for p in positions
-            if p.account == account_id and p.position != 0
-        ]
+        latest: dict[int, Position] = {}
+        for position in positions:
+            if position.account == account_id:
+                latest[position.contract.conId] = position  # a repeated conId: the last row wins
+        return [_position(p) for p in latest.values() if p.position != 0]
+
+    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
+        ib = await self._connection.client()
+        known = await self._qualify_known(ib, list(dict.fromkeys(symbols)))
+        return {
+            symbol: Listing(symbol, int(c.conId), c.primaryExchange, c.currency)
+            for symbol, c in known.items()
+        }
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         ib = await self._connection.client()
@@ -388,20 +423,27 @@ class IbkrBroker:
         return usable
 
     async def _qualify(self, ib: IB, symbols: Sequence[str]) -> dict[str, Contract]:
+        known = await self._qualify_known(ib, symbols)
+        unknown = [s for s in symbols if s not in known]
+        if unknown:
+            raise BrokerError(
+                f"IB does not know (or finds ambiguous) the US stock(s) {', '.join(unknown)} "
+                "on SMART in USD; check the symbols of the allocation"
+            )
+        return known
+
+    async def _qualify_known(self, ib: IB, symbols: Sequence[str]) -> dict[str, Contract]:
+        """The qualified US contract (conId filled in) of each symbol IB knows on SMART in USD."""
         missing = [s for s in symbols if s not in self._contracts]
         if missing:
             fresh = [Stock(symbol, "SMART", "USD") for symbol in missing]
             results = await self._connection.request(
                 f"contract details of {', '.join(missing)}", ib.qualifyContractsAsync(*fresh)
             )
-            unknown = [s for s, r in zip(missing, results, strict=True) if not isinstance(r, Contract)]
-            if unknown:
-                raise BrokerError(
-                    f"IB does not know (or finds ambiguous) the US stock(s) {', '.join(unknown)} "
-                    "on SMART in USD; check the symbols of the allocation"
-                )
-            self._contracts.update(zip(missing, fresh, strict=True))
-        return {s: self._contracts[s] for s in symbols}
+            for symbol, contract, result in zip(missing, fresh, results, strict=True):
+                if isinstance(result, Contract):
+                    self._contracts[symbol] = contract
+        return {s: self._contracts[s] for s in symbols if s in self._contracts}
 
     # --- writes -----------------------------------------------------------------------------------
 

@@ -19,11 +19,12 @@ class BrokerError(RebalancerError):
 
 @dataclass(frozen=True)
 class AccountValues:
-    """The two account figures the planner needs, in the account's base currency."""
+    """The two account figures the planner needs, in the account's base currency `currency`."""
 
     account_id: str
     net_liquidation: float
     total_cash: float
+    currency: str = "USD"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,16 +32,32 @@ class AccountValues:
 
 @dataclass(frozen=True)
 class BrokerPosition:
-    """One position; `sec_type` tells stocks (traded) from everything else (left alone)."""
+    """One position and its contract's identity: `con_id` names the listing (a ticker may be listed on
+    several exchanges), `exchange` / `primary_exchange` where it is listed, `currency` what it trades in.
+    `sec_type` tells stocks from everything else (left alone)."""
 
     symbol: str
     quantity: float
     sec_type: str = "STK"
     avg_cost: float = 0.0
     local_symbol: str = ""
+    con_id: int = 0
+    exchange: str = ""
+    primary_exchange: str = ""
+    currency: str = "USD"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A stock symbol's US listing as the broker routes it (SMART, in USD): the contract orders use."""
+
+    symbol: str
+    con_id: int
+    primary_exchange: str = ""
+    currency: str = "USD"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from event_processor.brokers.models import (
     AccountValues,
     BrokerPosition,
+    Listing,
     OpenOrder,
     OrderRequest,
     OrderResult,
@@ -21,14 +22,18 @@ from event_processor.brokers.models import (
 
 @runtime_checkable
 class ReadOnlyBroker(Protocol):
-    """Reads: account values, positions, prices and open orders."""
+    """Reads: account values, positions, listings, prices and open orders."""
 
     async def get_account_values(self, account_id: str) -> AccountValues:
         """NetLiquidation and TotalCashValue of the account."""
         ...
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
-        """Every non-zero position of the account, with its security type."""
+        """Every non-zero position of the account, once per contract, with the contract's identity."""
+        ...
+
+    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
+        """The US listing (SMART, USD) of each stock symbol; a symbol that has none is left out."""
         ...
 
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
@@ -88,6 +93,9 @@ class ReadOnlyBrokerView:
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         return await self._broker.get_positions(account_id)
+
+    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
+        return await self._broker.get_listings(symbols)
 
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         return await self._broker.get_prices(symbols)

@@ -3,6 +3,7 @@
 Knobs: `latency_seconds` slept on every call; `partial_fills` (symbol -> fraction filled, the rest
 stays open); `rejections` (symbol -> reason); `confirm_cancels` (False: cancels are never confirmed).
 Every order placed is kept in `placed_orders`, every cancel in `cancelled_orders`.
+Stocks are US listings in USD; each symbol (and each other position's key) has a conId of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
     BrokerPosition,
+    Listing,
     OpenOrder,
     OrderRequest,
     OrderResult,
@@ -55,6 +57,7 @@ class SimulatedBroker:
         self.cancelled_orders: list[OpenOrder] = []
         self._results: dict[int, OrderResult] = {}
         self._next_order_id = 1
+        self._con_ids: dict[str, int] = {}
 
     def add_account(
         self,
@@ -110,15 +113,26 @@ class SimulatedBroker:
         stocks = sum(qty * self._mark(symbol) for symbol, qty in account.positions.items())
         return AccountValues(account_id, account.cash + stocks, account.cash)
 
+    def _con_id(self, key: str) -> int:
+        return self._con_ids.setdefault(key, 1_000 + len(self._con_ids))
+
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         await self._pause()
         account = self._account(account_id)
-        stocks = [BrokerPosition(s, q, local_symbol=s) for s, q in sorted(account.positions.items()) if q]
+        stocks = [
+            BrokerPosition(s, q, local_symbol=s, con_id=self._con_id(s))
+            for s, q in sorted(account.positions.items())
+            if q
+        ]
         others = [
-            BrokerPosition(k, q, sec_type=t, local_symbol=k)
+            BrokerPosition(k, q, sec_type=t, local_symbol=k, con_id=self._con_id(f"{k} ({t})"))
             for k, (t, q) in sorted(account.other_positions.items())
         ]
         return stocks + others
+
+    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
+        await self._pause()
+        return {s: Listing(s, self._con_id(s)) for s in symbols}
 
     async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         await self._pause()

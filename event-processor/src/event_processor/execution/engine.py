@@ -1,12 +1,16 @@
 """The execution engine: one function per command, from target weights to an `ExecutionReport`.
 
 Live `rebalance`:
+0. refuse (`UnsupportedAccountError`, nothing done) an account whose base currency is not USD;
 1. cancel every open order of the account and wait for the confirmations (else `BrokerError`);
-2. snapshot positions, NetLiquidation, TotalCashValue and the prices of every target and held stock;
+2. snapshot NetLiquidation, TotalCashValue, the positions (once per contract, each held stock checked
+   against its symbol's US listing) and the prices of every target and traded held stock;
 3. plan with `plan_rebalance`, place the sells, wait for their fills;
-4. re-read positions and cash, re-plan with the same planner at the same prices, place only the
-   buys of that plan, wait;
-5. report every order; a partial or failed outcome raises `ExecutionFailed` so the event retries,
+4. re-read the account once its positions show the sells' fills (or from the fills, see
+   snapshot.py), with fresh prices; re-plan with the same planner, place that plan's buys (cut to
+   the cash above the reserve), wait;
+5. wait (bounded) until the positions show every fill, so the next run reads a settled account;
+6. report every order; a partial or failed outcome raises `ExecutionFailed` so the event retries,
    and the retry re-plans from whatever the account holds by then.
 
 Read-only commands take any `ReadOnlyBroker` and wrap it in a `ReadOnlyBrokerView`, so even when
@@ -16,15 +20,23 @@ handed a full broker they cannot place or cancel anything.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import structlog
 
-from event_processor.brokers.models import AccountValues, BrokerPosition, OrderRequest, OrderResult
+from event_processor.brokers.models import OrderRequest, OrderResult
 from event_processor.brokers.protocol import Broker, ReadOnlyBroker, ReadOnlyBrokerView
 from event_processor.execution.guard import UNGUARDED, OrderGuard
+from event_processor.execution.holdings import buys_within, unique_positions
 from event_processor.execution.report import ExecutionFailed, ExecutionReport, Outcome
-from event_processor.planner import Holding, Plan, PlanInput, PlannedOrder, plan_rebalance
+from event_processor.execution.snapshot import (
+    DEFAULT_POSITION_SETTLE_SECONDS,
+    Snapshot,
+    read_account,
+    read_after_sells,
+    read_values,
+    wait_for_fills_in_positions,
+)
+from event_processor.planner import Plan, PlanInput, PlannedOrder, plan_rebalance
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.events import Command
 
@@ -32,52 +44,18 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_CANCEL_TIMEOUT_SECONDS = 60.0
 DEFAULT_FILL_TIMEOUT_SECONDS = 300.0
-STOCK = "STK"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The account as read from the broker at one moment."""
-
-    values: AccountValues
-    positions: tuple[BrokerPosition, ...]
-    prices: Mapping[str, float]
+FRACTIONAL_UNIT = 0.0001
 
 
 def _read_only(broker: ReadOnlyBroker) -> ReadOnlyBrokerView:
     return broker if isinstance(broker, ReadOnlyBrokerView) else ReadOnlyBrokerView(broker)
 
 
-def holdings_of(positions: Sequence[BrokerPosition]) -> dict[str, Holding]:
-    """Planner holdings: stocks by symbol; anything else under a key of its own, so an option on
-    AAPL never hides the AAPL shares."""
-    quantities: dict[tuple[str, str], float] = {}
-    for p in positions:
-        key = p.symbol if p.sec_type == STOCK else f"{p.local_symbol or p.symbol} ({p.sec_type})"
-        quantities[(key, p.sec_type)] = quantities.get((key, p.sec_type), 0.0) + p.quantity
-    return {key: Holding(quantity, sec_type) for (key, sec_type), quantity in quantities.items()}
-
-
-async def read_account(
-    broker: ReadOnlyBroker,
-    account_id: str,
-    targets: Mapping[str, float],
-    prices: Mapping[str, float] | None = None,
-) -> Snapshot:
-    """Values, positions, and (unless given) prices of every target and held stock."""
-    values = await broker.get_account_values(account_id)
-    positions = tuple(await broker.get_positions(account_id))
-    if prices is None:
-        symbols = sorted(set(targets) | {p.symbol for p in positions if p.sec_type == STOCK})
-        prices = await broker.get_prices(symbols) if symbols else {}
-    return Snapshot(values, positions, dict(prices))
-
-
 def plan_for(snapshot: Snapshot, targets: Mapping[str, float], settings: RebalancingSettings) -> Plan:
     return plan_rebalance(
         PlanInput(
             targets=dict(targets),
-            holdings=holdings_of(snapshot.positions),
+            holdings=snapshot.holdings,
             prices=snapshot.prices,
             cash=snapshot.values.total_cash,
             net_liquidation=snapshot.values.net_liquidation,
@@ -107,6 +85,23 @@ async def _place_and_wait(
     settled = await broker.wait_for_fills(account_id, [o.order_id for o in placed], fill_timeout)
     await guard.settled(settled)
     return settled
+
+
+def _affordable_buys(
+    plan: Plan, cash: float, settings: RebalancingSettings, bound: structlog.typing.FilteringBoundLogger
+) -> list[PlannedOrder]:
+    """The plan's buys, cut to the cash above the reserve (only buys are placed now, no sells)."""
+    planned = plan.buys()
+    unit = FRACTIONAL_UNIT if settings.fractional_shares else 1.0
+    budget = cash - plan.equity_info.reserve_amount
+    affordable = buys_within(planned, budget, unit)
+    if affordable != list(planned):
+        bound.warning(
+            "buys cut to the cash above the reserve: the re-plan also wanted to sell",
+            planned=[o.to_dict() for o in planned],
+            placed=[o.to_dict() for o in affordable],
+        )
+    return affordable
 
 
 def outcome_of(orders: Sequence[OrderResult]) -> Outcome:
@@ -141,15 +136,20 @@ async def rebalance(
     *,
     cancel_timeout_seconds: float = DEFAULT_CANCEL_TIMEOUT_SECONDS,
     fill_timeout_seconds: float = DEFAULT_FILL_TIMEOUT_SECONDS,
+    position_settle_timeout_seconds: float = DEFAULT_POSITION_SETTLE_SECONDS,
     guard: OrderGuard = UNGUARDED,
 ) -> ExecutionReport:
     """Trade the account to `targets` (sells, then a re-planned set of buys); see the module doc.
 
-    Raises `BrokerError` (cancel timeout, connection lost), `PlanError` (bad price or input, before
-    any order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry"; and
+    Raises `UnsupportedAccountError` (a base currency other than USD, before anything is done),
+    `BrokerError` (cancel timeout, connection lost), `PlanError` (bad price or input, before any
+    order) or `ExecutionFailed` (orders placed but not all filled), each meaning "retry"; and
     whatever `guard` raises when the run may no longer trade (its lease fence closed).
+    `position_settle_timeout_seconds` bounds the wait for the positions to show the sells' fills.
     """
     bound = log.bind(account_id=account_id, event_id=event_id, command=Command.REBALANCE.value)
+    # A CAD (EUR, GBP, ...) account is refused before anything is done, its open orders included.
+    await read_values(broker, account_id)
     guard.check("cancel the open orders")
     cancelled = await broker.cancel_open_orders(account_id, cancel_timeout_seconds)
     first = await read_account(broker, account_id, targets)
@@ -161,13 +161,20 @@ async def rebalance(
     # The buys are paid for by the sells: if any sell did not fill completely, buying would spend
     # money the account does not have. Stop here; the retry cancels what is open and re-plans.
     if all(o.is_filled for o in sells):
+        cash = first.values.total_cash
         if sells:
-            after_sells = await read_account(broker, account_id, targets, prices=first.prices)
-            buy_plan = plan_for(after_sells, targets, settings)
-        buys = await _place_and_wait(
-            broker, account_id, buy_plan.buys(), event_id, fill_timeout_seconds, guard
-        )
+            after_sells = await read_after_sells(
+                broker, account_id, targets, first, sells, position_settle_timeout_seconds
+            )
+            buy_plan, cash = plan_for(after_sells, targets, settings), after_sells.values.total_cash
+        to_buy = _affordable_buys(buy_plan, cash, settings, bound)
+        buys = await _place_and_wait(broker, account_id, to_buy, event_id, fill_timeout_seconds, guard)
     orders = (*sells, *buys)
+    if any(o.filled_quantity > 0 for o in orders):
+        # The next run (a retry, say) must not see the cash moved but the shares not yet there.
+        await wait_for_fills_in_positions(
+            broker, account_id, first.holdings, orders, position_settle_timeout_seconds
+        )
     outcome = outcome_of(orders)
     report = ExecutionReport(
         command=Command.REBALANCE,
@@ -221,7 +228,7 @@ async def print_rebalance(
 
 
 async def print_positions(broker: ReadOnlyBroker, account_id: str, event_id: str) -> ExecutionReport:
-    positions = tuple(await _read_only(broker).get_positions(account_id))
+    positions = unique_positions(await _read_only(broker).get_positions(account_id))
     return ExecutionReport(
         command=Command.PRINT_POSITIONS,
         account_id=account_id,
@@ -246,7 +253,8 @@ async def print_equity(
         event_id=event_id,
         outcome=Outcome.READ_ONLY,
         message=(
-            f"net liquidation {values.net_liquidation:,.2f}, available {equity.available_for_trading:,.2f}"
+            f"net liquidation {values.net_liquidation:,.2f} {values.currency}, "
+            f"available {equity.available_for_trading:,.2f} {values.currency}"
         ),
         equity_info=equity,
         account_values=values,

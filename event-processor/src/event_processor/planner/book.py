@@ -3,6 +3,8 @@
 Every check that can refuse a plan lives here, so nothing downstream ever sees a bad price or weight:
 a missing, zero, negative, infinite or NaN price of a symbol that must trade, a NaN, infinite or
 negative weight, a short stock position, a targeted symbol held as something other than stock.
+Holdings the plan does not trade (other security types, other currencies, foreign listings) are
+sorted out here too, each with its reason code.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from event_processor.planner.errors import PlanError
-from event_processor.planner.models import STOCK, Holding, PlanInput, SkippedTrade
+from event_processor.planner.models import STOCK, TRADING_CURRENCY, Holding, PlanInput, SkippedTrade
 
 WHOLE_UNIT = 1.0
 FRACTIONAL_UNIT = 0.0001
@@ -85,8 +87,9 @@ def build_book(inp: PlanInput) -> Book:
     liquidations: list[Liquidation] = []
     for symbol in sorted(set(weights) | set(inp.holdings)):
         holding = inp.holdings.get(symbol, Holding(0.0))
-        if holding.sec_type != STOCK:
-            skipped.append(_non_stock(symbol, holding, weights))
+        left_alone = _left_alone(symbol, holding, weights)
+        if left_alone is not None:
+            skipped.append(left_alone)
             continue
         quantity = _held_quantity(symbol, holding)
         if symbol in weights:
@@ -148,15 +151,30 @@ def _held_quantity(symbol: str, holding: Holding) -> float:
     return float(quantity)
 
 
-def _non_stock(symbol: str, holding: Holding, weights: Mapping[str, float]) -> SkippedTrade:
+def _not_traded(holding: Holding) -> tuple[str, str]:
+    """(reason code, what the holding is) for a holding that is not `tradable`."""
+    if holding.sec_type != STOCK:
+        return "non_stock_holding", f"held as {holding.sec_type}, not stock"
+    if holding.currency != TRADING_CURRENCY:
+        return "other_currency", f"held in {holding.currency}, not {TRADING_CURRENCY}"
+    return "foreign_listing", "held as another listing than its US one"
+
+
+def _left_alone(symbol: str, holding: Holding, weights: Mapping[str, float]) -> SkippedTrade | None:
+    if holding.tradable:
+        return None
+    reason, what = _not_traded(holding)
     if symbol in weights:
         raise PlanError(
-            f"{symbol} is a target but is held as {holding.sec_type}, not stock; resolve it by hand",
-            symbol=symbol,
-            field="holdings",
+            f"{symbol} is a target but is {what}; resolve it by hand", symbol=symbol, field="holdings"
         )
-    detail = f"{holding.quantity:g} {holding.sec_type} held; only stock is traded, left alone"
-    return SkippedTrade(symbol, "non_stock_holding", detail)
+    where = f" on {holding.exchange}" if holding.exchange else ""
+    which = f" (conId {holding.con_id})" if holding.con_id else ""
+    detail = (
+        f"{holding.quantity:g}{where}{which} {what}; only US-listed stock in {TRADING_CURRENCY} "
+        "is traded, left alone"
+    )
+    return SkippedTrade(symbol, reason, detail)
 
 
 def _liquidation(

@@ -11,14 +11,31 @@ from rebalancer_shared.accounts import RebalancingSettings
 Action = Literal["BUY", "SELL"]
 
 STOCK = "STK"
+# Orders go to US listings, whose prices, cash and net liquidation are all in this currency.
+TRADING_CURRENCY = "USD"
 
 
 @dataclass(frozen=True)
 class Holding:
-    """A position as the broker reports it; only `sec_type == "STK"` is ever traded."""
+    """A position as the broker reports it, with its listing's identity.
+
+    Only a stock in the trading currency that is its symbol's US listing (`us_listing`, which the
+    engine checks by conId) is ever traded; anything else is left alone and reported in the plan's
+    skipped list: other security types, other currencies, a foreign listing of the same ticker.
+    `exchange` (where it is listed) and `con_id` only say which one it is.
+    """
 
     quantity: float
     sec_type: str = STOCK
+    currency: str = TRADING_CURRENCY
+    us_listing: bool = True
+    exchange: str = ""
+    con_id: int = 0
+
+    @property
+    def tradable(self) -> bool:
+        """A US-listed stock in the trading currency: the only kind of holding a plan trades."""
+        return self.sec_type == STOCK and self.currency == TRADING_CURRENCY and self.us_listing
 
 
 @dataclass(frozen=True)

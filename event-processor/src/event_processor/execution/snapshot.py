@@ -1,0 +1,138 @@
+"""Reading an account for planning: once before the sells, and again once the sells have filled.
+
+`read_account` takes the account values (refusing an account whose base currency is not the trading
+currency), the positions once per contract, each held stock's US listing (so a foreign listing of
+the same ticker is never taken for it), and a price for every symbol the plan may trade.
+
+`read_after_sells` is what the buys are planned from. IB shows a fill in the cash at once but in the
+positions only later (ib_async #15), so it waits, up to `settle_timeout_seconds`, until the positions
+show the sells' fills; if they still do not, it takes the holdings the fills imply. Cash is never taken
+above the first snapshot's plus the sells' proceeds, and prices are read afresh. A run that traded
+also waits (`wait_for_fills_in_positions`) until the positions show all its fills before it ends, so
+the next run's first snapshot does not see the cash spent but the shares not yet bought.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from event_processor.brokers.models import AccountValues, BrokerPosition, OrderResult
+from event_processor.brokers.protocol import ReadOnlyBroker
+from event_processor.execution.holdings import (
+    expected_after,
+    holdings_of,
+    listing_candidates,
+    require_trading_currency,
+    sell_proceeds,
+    shows,
+    traded_symbols,
+    unique_positions,
+    with_quantities,
+)
+from event_processor.planner import Holding
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_POSITION_SETTLE_SECONDS = 5.0
+POSITION_POLL_SECONDS = 0.1
+CASH_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The account as read from the broker at one moment, and the planner's holdings of it."""
+
+    values: AccountValues
+    positions: tuple[BrokerPosition, ...]
+    holdings: Mapping[str, Holding]
+    prices: Mapping[str, float]
+
+
+async def read_values(broker: ReadOnlyBroker, account_id: str) -> AccountValues:
+    """NetLiquidation and TotalCashValue; `UnsupportedAccountError` unless they are in USD."""
+    values = await broker.get_account_values(account_id)
+    require_trading_currency(values)
+    return values
+
+
+async def read_holdings(
+    broker: ReadOnlyBroker, account_id: str
+) -> tuple[tuple[BrokerPosition, ...], dict[str, Holding]]:
+    """The positions once per contract, and the planner's holdings of them."""
+    positions = unique_positions(await broker.get_positions(account_id))
+    candidates = listing_candidates(positions)
+    listings = await broker.get_listings(candidates) if candidates else {}
+    return positions, holdings_of(positions, listings)
+
+
+async def read_prices(
+    broker: ReadOnlyBroker, targets: Mapping[str, float], holdings: Mapping[str, Holding]
+) -> dict[str, float]:
+    symbols = traded_symbols(targets, holdings)
+    return await broker.get_prices(symbols) if symbols else {}
+
+
+async def read_account(broker: ReadOnlyBroker, account_id: str, targets: Mapping[str, float]) -> Snapshot:
+    """Values, positions, holdings, and the prices of every target and traded held stock."""
+    values = await read_values(broker, account_id)
+    positions, holdings = await read_holdings(broker, account_id)
+    prices = await read_prices(broker, targets, holdings)
+    return Snapshot(values, positions, holdings, prices)
+
+
+async def read_after_sells(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    targets: Mapping[str, float],
+    first: Snapshot,
+    sells: Sequence[OrderResult],
+    settle_timeout_seconds: float,
+) -> Snapshot:
+    """The account as the buys should see it: holdings that show the sells' fills, fresh prices."""
+    positions, holdings, _ = await wait_for_fills_in_positions(
+        broker, account_id, first.holdings, sells, settle_timeout_seconds
+    )
+    values = await read_values(broker, account_id)
+    ceiling = first.values.total_cash + sell_proceeds(sells)
+    if values.total_cash > ceiling + CASH_TOLERANCE:
+        log.info(
+            "cash is above what the sells can have brought in; planning the buys with the lower figure",
+            account_id=account_id,
+            reported=values.total_cash,
+            ceiling=ceiling,
+        )
+        values = replace(values, total_cash=ceiling)
+    prices = await read_prices(broker, targets, holdings)
+    return Snapshot(values, positions, holdings, prices)
+
+
+async def wait_for_fills_in_positions(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    before: Mapping[str, Holding],
+    orders: Sequence[OrderResult],
+    wait_seconds: float,
+) -> tuple[tuple[BrokerPosition, ...], dict[str, Holding], bool]:
+    """Positions and holdings once they show the orders' fills (True), or at the deadline with the
+    holdings the fills imply put in (False)."""
+    expected = expected_after(before, orders)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        positions, holdings = await read_holdings(broker, account_id)
+        if shows(holdings, expected):
+            return positions, holdings, True
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning(
+                "positions do not show the fills yet; taking the quantities the fills imply",
+                account_id=account_id,
+                waited_seconds=wait_seconds,
+                expected=expected,
+            )
+            return positions, with_quantities(holdings, before, expected), False
+        await asyncio.sleep(min(POSITION_POLL_SECONDS, remaining))
