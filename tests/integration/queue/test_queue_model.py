@@ -1,7 +1,10 @@
 """A hypothesis state machine drives random operations against the real queue and a plain model.
 
-After every step the queue's stats, its FIFO order and every live event's state, retry count and
-rerun mark must equal the model's, which is written in the simplest way the rules allow.
+After every step the queue's stats, its FIFO order and every live event's state, retry count,
+rerun mark, failure class and due time must equal the model's, which is written in the simplest way
+the rules allow. A failed run waits in one of three states (retrying after a delay, scheduled or
+needs attention until a due time, counted or not); an operator's retry makes a waiting event due at
+once; a trigger brings a scheduled or needs-attention event forward.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,8 +30,12 @@ from rebalancer_shared.queue import (
     EventNotQueuedError,
     EventProcessingError,
     EventQueue,
+    EventState,
     LeaseLostError,
+    RetryNowOutcome,
+    Wait,
 )
+from rebalancer_shared.failures import FailureClass
 from tests.integration.queue.helpers import make_event
 from tests.support.servers import REDIS_URL, delete_prefix
 
@@ -41,6 +49,14 @@ class ModelEvent:
     times: int
     rerun: bool
     seq: int
+    failure_class: str | None = None
+
+
+WAITS = {
+    "retrying": FailureClass.TRANSIENT,
+    "scheduled": FailureClass.MARKET_CLOSED,
+    "needs_attention": FailureClass.NEEDS_ATTENTION,
+}
 
 
 class Clock:
@@ -87,13 +103,17 @@ class QueueMachine(RuleBasedStateMachine):
         result = self.run(self.queue.enqueue(event))
         key = event.dedup_key
         if key in self.dedup:
-            existing = self.events[self.dedup[key]]
-            expected = (
-                EnqueueOutcome.COALESCED if existing.state == "processing" else EnqueueOutcome.DUPLICATE
-            )
+            existing_id = self.dedup[key]
+            existing = self.events[existing_id]
+            coalesces = existing.state in ("processing", "scheduled", "needs_attention")
+            expected = EnqueueOutcome.COALESCED if coalesces else EnqueueOutcome.DUPLICATE
             if existing.state == "processing":
                 existing.rerun = True
-            assert (result.outcome, result.event_id) == (expected, self.dedup[key])
+            elif coalesces:  # brought forward: due now, at the back of the queue
+                del self.retry[existing_id]
+                existing.state = "queued"
+                self.fifo.append(existing_id)
+            assert (result.outcome, result.event_id) == (expected, existing_id)
             return
         assert result.outcome is EnqueueOutcome.QUEUED
         event_id = str(event.event_id)
@@ -166,22 +186,60 @@ class QueueMachine(RuleBasedStateMachine):
         self._take(result.next_claim, self._model_claim())
 
     @precondition(lambda self: bool(self.claims))
-    @rule(data=st.data(), delay=st.sampled_from([0, 5, 30]))
-    def fail(self, data: st.DataObject, delay: int) -> None:
+    @rule(
+        data=st.data(),
+        state=st.sampled_from(list(WAITS)),
+        delay=st.sampled_from([0, 5, 30, 3600]),
+        attempted=st.booleans(),
+    )
+    def fail(self, data: st.DataObject, state: str, delay: int, attempted: bool) -> None:
         claim = data.draw(st.sampled_from(self.claims))
         self.claims.remove(claim)
         event_id = str(claim.event.event_id)
+        attempted = attempted or state == "retrying"
+        due_ms = self.clock.ms + delay * 1000
+        wait = Wait(
+            state=EventState(state),
+            failure_class=WAITS[state],
+            delay_seconds=delay,
+            # scheduled and needs-attention events are due at a moment, retrying ones after a delay
+            due_at=None if state == "retrying" else datetime.fromtimestamp(due_ms / 1000, UTC),
+            attempted=attempted,
+        )
         if not self._valid(claim):
             with pytest.raises(LeaseLostError):
-                self.run(self.queue.fail(claim, "err", delay))
+                self.run(self.queue.fail(claim, "err", wait=wait))
             return
-        times = self.run(self.queue.fail(claim, "err", delay)).times_queued
+        result = self.run(self.queue.fail(claim, "err", wait=wait))
         del self.leases[event_id]
         model = self.events[event_id]
-        model.times += 1
-        model.state, model.rerun = "retrying", False
-        assert times == model.times
-        self.retry[event_id] = self.clock.ms + delay * 1000
+        model.times += 1 if attempted else 0
+        model.state, model.rerun, model.failure_class = state, False, WAITS[state].value
+        assert result.times_queued == model.times
+        assert result.due_at is not None and round(result.due_at.timestamp() * 1000) == due_ms
+        self.retry[event_id] = due_ms
+
+    @precondition(lambda self: bool(self.known))
+    @rule(data=st.data())
+    def retry_now(self, data: st.DataObject) -> None:
+        event_id = data.draw(st.sampled_from(self.known))
+        model = self.events.get(event_id)
+        if model is None:
+            with pytest.raises(EventNotQueuedError):
+                self.run(self.queue.retry_now(event_id, "operator"))
+            return
+        if model.state == "processing":
+            with pytest.raises(EventProcessingError):
+                self.run(self.queue.retry_now(event_id, "operator"))
+            return
+        outcome, _ = self.run(self.queue.retry_now(event_id, "operator"))
+        if model.state == "queued":
+            assert outcome is RetryNowOutcome.QUEUED
+            return
+        assert outcome is RetryNowOutcome.REQUEUED
+        del self.retry[event_id]
+        model.state = "queued"
+        self.fifo.append(event_id)
 
     @precondition(lambda self: bool(self.known))
     @rule(data=st.data())
@@ -256,18 +314,24 @@ class QueueMachine(RuleBasedStateMachine):
         stats = self.run(self.queue.stats())
         assert stats.queue_length == len(self.fifo)
         assert stats.processing_count == len(self.leases)
-        assert stats.retrying_count == len(self.retry)
+        waiting = [self.events[i].state for i in self.retry]
+        assert stats.retrying_count == waiting.count("retrying")
+        assert stats.scheduled_count == waiting.count("scheduled")
+        assert stats.needs_attention_count == waiting.count("needs_attention")
         assert stats.active_events_count == len(self.events) == len(self.dedup)
         assert stats.events_with_retries == sum(1 for e in self.events.values() if e.times > 1)
         views = self.run(self.queue.list_events(limit=1000))
         expected = sorted(self.events.items(), key=lambda item: item[1].seq)
         assert [str(v.event.event_id) for v in views] == [i for i, _ in expected]
-        for view, (_, model) in zip(views, expected, strict=True):
+        for view, (event_id, model) in zip(views, expected, strict=True):
             assert (view.state.value, view.event.times_queued, view.rerun) == (
                 model.state,
                 model.times,
                 model.rerun,
             )
+            assert (view.failure_class.value if view.failure_class else None) == model.failure_class
+            due = round(view.due_at.timestamp() * 1000) if view.due_at else None
+            assert due == self.retry.get(event_id)
         raw = [i.decode() for i in self.run(self.client.lrange(self.queue.keys.queue, 0, -1))]
         tombs = {i.decode() for i in self.run(self.client.smembers(self.queue.keys.tombstones))}
         live = [i for i in raw if i not in tombs]

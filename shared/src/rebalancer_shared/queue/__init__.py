@@ -1,4 +1,4 @@
-"""The Redis working queue: atomic dedup, FIFO claims under leases, retries, the account lock."""
+"""The Redis working queue: atomic dedup, FIFO claims under leases, waiting states, the account lock."""
 
 from rebalancer_shared.queue.account_lock import AccountLock
 from rebalancer_shared.queue.event_queue import (
@@ -24,6 +24,8 @@ from rebalancer_shared.queue.models import (
     Removed,
     RestoreOutcome,
     RestoreResult,
+    RetryNowOutcome,
+    Wait,
 )
 
 __all__ = [
@@ -49,5 +51,7 @@ __all__ = [
     "Removed",
     "RestoreOutcome",
     "RestoreResult",
+    "RetryNowOutcome",
+    "Wait",
     "fence_margin",
 ]

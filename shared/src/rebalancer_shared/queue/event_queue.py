@@ -1,7 +1,8 @@
 """`EventQueue`: the Redis working queue of live events (DESIGN.md section 4).
 
 An accepted event is always in exactly one of: queued (in the FIFO list), processing (under a lease
-in the leases zset) or retrying (in the retry zset until its delay has passed). Each transition is one
+in the leases zset) or waiting in the retry zset until its due time: retrying (a transient failure),
+scheduled (market closed) or needs_attention (see rebalancer_shared.failures). Each transition is one
 Lua script (see scripts.py), so a process killed at any point leaves every event in one of those
 places, and an expired lease returns its event to the back of the queue (`reap`).
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from rebalancer_shared.errors import RebalancerError
 from rebalancer_shared.events import Event, parse_event
+from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import scripts
 from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.queue.models import (
+    WAITING_STATES,
     Claim,
     CompleteOutcome,
     CompleteResult,
@@ -33,6 +37,8 @@ from rebalancer_shared.queue.models import (
     Removed,
     RestoreOutcome,
     RestoreResult,
+    RetryNowOutcome,
+    Wait,
 )
 
 Clock = Callable[[], float]
@@ -92,6 +98,7 @@ class EventQueue:
         self._reap = redis.register_script(scripts.REAP)
         self._release = redis.register_script(scripts.RELEASE)
         self._remove = redis.register_script(scripts.REMOVE)
+        self._retry_now = redis.register_script(scripts.RETRY_NOW)
         self._stats = redis.register_script(scripts.STATS)
 
     def _now_arg(self) -> str:
@@ -109,6 +116,8 @@ class EventQueue:
             keys.metrics,
             keys.finished,
             keys.retry,
+            keys.scheduled,
+            keys.attention,
         ]
 
     def _insert_args(self, event: Event) -> list[Any]:
@@ -133,11 +142,23 @@ class EventQueue:
         )
         return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]), _entries(reply[2:]))
 
-    async def restore(self, event: Event, delay_seconds: float, detail: str) -> RestoreResult:
-        """Put back an event PostgreSQL knows as unfinished, unless Redis knows it (see scripts.RESTORE)."""
+    async def restore(
+        self, event: Event, delay_seconds: float, detail: str, wait: Wait | None = None
+    ) -> RestoreResult:
+        """Put back an event PostgreSQL knows as unfinished, unless Redis knows it (see scripts.RESTORE).
+
+        `wait`: the waiting state, class and due time it had (a scheduled or needs-attention event
+        keeps them); otherwise it is claimable after `delay_seconds`.
+        """
+        waiting = wait is not None and wait.state is not EventState.RETRYING
+        state_args = (
+            [wait.state.value, wait.failure_class.value, _due_ms(wait.due_at)]
+            if waiting and wait is not None
+            else ["retrying", "", 0]
+        )
         reply = await self._restore(
             keys=self._insert_keys(),
-            args=[*self._insert_args(event), _ms(delay_seconds), detail, self._now_arg()],
+            args=[*self._insert_args(event), _ms(delay_seconds), detail, self._now_arg(), *state_args],
         )
         outcome = RestoreOutcome(_text(reply[0]))
         if outcome is RestoreOutcome.RESTORED:
@@ -157,7 +178,15 @@ class EventQueue:
         """Take the oldest queued event under a new lease, or None when nothing is claimable."""
         keys = self.keys
         reply = await self._claim(
-            keys=[keys.queue, keys.retry, keys.leases, keys.tombstones, keys.outbox],
+            keys=[
+                keys.queue,
+                keys.retry,
+                keys.leases,
+                keys.tombstones,
+                keys.outbox,
+                keys.scheduled,
+                keys.attention,
+            ],
             args=[keys.event_prefix, uuid.uuid4().hex, owner, _ms(self.lease_seconds), self._now_arg()],
         )
         return _claim_of(reply) if reply else None
@@ -222,7 +251,7 @@ class EventQueue:
         """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path)."""
         keys = self.keys
         reply = await self._complete_and_claim(
-            keys=[*self._complete_keys(), keys.retry, keys.tombstones],
+            keys=[*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
             args=[
                 keys.event_prefix,
                 str(claim.event.event_id),
@@ -236,24 +265,58 @@ class EventQueue:
         )
         return _complete_result(claim, reply)
 
-    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> FailResult:
-        """Send a failed run to the back of the queue after its delay; return its new times_queued."""
+    async def fail(
+        self, claim: Claim, error: str, retry_delay_seconds: float = 0.0, *, wait: Wait | None = None
+    ) -> FailResult:
+        """End a run that did not succeed: the event waits as `wait` says (by default: retrying
+        after `retry_delay_seconds`); return its new times_queued and due time."""
+        if wait is None:
+            wait = Wait(delay_seconds=retry_delay_seconds)
         keys = self.keys
         reply = await self._fail(
-            keys=[keys.leases, keys.retry, keys.retried, keys.outbox, keys.metrics],
+            keys=[
+                keys.leases,
+                keys.retry,
+                keys.retried,
+                keys.outbox,
+                keys.metrics,
+                keys.scheduled,
+                keys.attention,
+            ],
             args=[
                 keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 error[:2000],
-                _ms(retry_delay_seconds),
+                _ms(wait.delay_seconds),
                 self._now_arg(),
+                wait.state.value,
+                wait.failure_class.value,
+                _due_ms(wait.due_at),
+                "1" if wait.attempted else "0",
             ],
         )
         times = int(reply[0])
         if times < 0:
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it failed")
-        return FailResult(times, _entries(reply[1:]))
+        return FailResult(times, _entries(reply[2:]), _datetime_of_ms(int(reply[1])))
+
+    async def retry_now(self, event_id: str, detail: str) -> tuple[RetryNowOutcome, tuple[str, ...]]:
+        """An operator's "retry now": a waiting event becomes due at once (back of the queue).
+
+        Raises `EventNotQueuedError` for an unknown id, `EventProcessingError` while it runs.
+        """
+        keys = self.keys
+        reply = await self._retry_now(
+            keys=[keys.queue, keys.retry, keys.scheduled, keys.attention, keys.outbox],
+            args=[keys.event_prefix, event_id, detail, self._now_arg()],
+        )
+        status = _text(reply[0])
+        if status == "missing":
+            raise EventNotQueuedError(f"event {event_id} is not in the queue")
+        if status == "processing":
+            raise EventProcessingError(f"event {event_id} is running now; it cannot be retried")
+        return RetryNowOutcome(status), _entries(reply[1:])
 
     async def release(self, claim: Claim) -> tuple[str, ...]:
         """Give an unfinished claim back to the front of the queue without counting a retry.
@@ -293,6 +356,8 @@ class EventQueue:
                 keys.outbox,
                 keys.metrics,
                 keys.finished,
+                keys.scheduled,
+                keys.attention,
             ],
             args=[keys.event_prefix, event_id, detail, self._retention_ms(), self._now_arg()],
         )
@@ -308,10 +373,20 @@ class EventQueue:
         """Queue counters from O(1) and O(log n) reads in one script: no scan of the queue."""
         keys = self.keys
         reply = await self._stats(
-            keys=[keys.queue, keys.tombstones, keys.leases, keys.retry, keys.dedup, keys.retried, keys.order],
+            keys=[
+                keys.queue,
+                keys.tombstones,
+                keys.leases,
+                keys.retry,
+                keys.dedup,
+                keys.retried,
+                keys.order,
+                keys.scheduled,
+                keys.attention,
+            ],
             args=[keys.event_prefix, self._now_arg()],
         )
-        queued, processing, retrying, active, retried, created, now = reply
+        queued, processing, retrying, active, retried, created, now, scheduled, attention = reply
         age = max(0.0, (int(now) - int(created)) / 1000) if created else None
         return QueueStats(
             queue_length=int(queued),
@@ -320,6 +395,8 @@ class EventQueue:
             active_events_count=int(active),
             events_with_retries=int(retried),
             oldest_event_age_seconds=age,
+            scheduled_count=int(scheduled),
+            needs_attention_count=int(attention),
         )
 
     async def list_events(self, limit: int = 100) -> list[QueuedEventView]:
@@ -346,6 +423,14 @@ class EventQueue:
         return {_text(i) for i in await self.redis.zrange(self.keys.order, 0, -1)}
 
 
+def _due_ms(moment: datetime | None) -> int:
+    return 0 if moment is None else _ms(moment.timestamp())
+
+
+def _datetime_of_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _entries(values: Sequence[Any]) -> tuple[str, ...]:
     return tuple(_text(v) for v in values)
 
@@ -366,9 +451,13 @@ def _complete_result(claim: Claim, reply: Sequence[Any]) -> CompleteResult:
 def _view(row: dict[Any, Any]) -> QueuedEventView:
     fields = {_text(k): _text(v) for k, v in row.items()}
     event = parse_event(fields["json"]).model_copy(update={"times_queued": int(fields["times_queued"])})
+    state = EventState(fields["state"])
+    due = fields.get("due_ms")
     return QueuedEventView(
         event=event,
-        state=EventState(fields["state"]),
+        state=state,
         rerun=fields.get("rerun") == "1",
         last_error=fields.get("last_error"),
+        failure_class=FailureClass(fields["class"]) if fields.get("class") else None,
+        due_at=_datetime_of_ms(int(due)) if due and state in WAITING_STATES else None,
     )

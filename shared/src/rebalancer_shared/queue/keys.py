@@ -4,10 +4,15 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
 
     P:q:queue        list    ids waiting to be claimed, oldest at the head (FIFO)
     P:q:event:{id}   hash    json (the Event), state, times_queued, dedup, rerun, lease, owner,
-                             last_error: the one record of a live event
+                             last_error, class and due_ms (of its last failure or deferral): the
+                             one record of a live event
     P:q:dedup        hash    account_id:exec_command -> id of its live event (atomic dedup)
     P:q:leases       zset    id -> lease expiry (ms); the processing set
-    P:q:retry        zset    id -> due time (ms); failed events waiting for their retry delay
+    P:q:retry        zset    id -> due time (ms) of every waiting event: retrying (transient
+                             failure), scheduled (market closed) and needs_attention; a claim
+                             moves the due ones to the back of P:q:queue
+    P:q:scheduled    set     the waiting ids in state scheduled (O(1) count)
+    P:q:attention    set     the waiting ids in state needs_attention (O(1) count)
     P:q:order        zset    id -> enqueue sequence number of every live event (oldest first:
                              listing and oldest age; a sequence, not a clock, so ties never reorder)
     P:q:seq          string  the counter that numbers enqueues
@@ -60,6 +65,14 @@ class QueueKeys:
     @property
     def retry(self) -> str:
         return f"{self.prefix}:q:retry"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}:q:scheduled"
+
+    @property
+    def attention(self) -> str:
+        return f"{self.prefix}:q:attention"
 
     @property
     def order(self) -> str:

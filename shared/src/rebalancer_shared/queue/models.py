@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from rebalancer_shared.events import Event
+from rebalancer_shared.failures import FailureClass
 
 
 class EnqueueOutcome(StrEnum):
@@ -31,11 +33,27 @@ class RestoreOutcome(StrEnum):
 
 
 class EventState(StrEnum):
-    """Where a live event is. Finished events (completed, removed) leave Redis entirely."""
+    """Where a live event is. Finished events (completed, removed) leave Redis entirely.
+
+    The last three are waiting states: the event is claimable from its due time on (see
+    rebalancer_shared.failures for which failure leads to which).
+    """
 
     QUEUED = "queued"
     PROCESSING = "processing"
     RETRYING = "retrying"
+    SCHEDULED = "scheduled"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+WAITING_STATES = (EventState.RETRYING, EventState.SCHEDULED, EventState.NEEDS_ATTENTION)
+
+
+class RetryNowOutcome(StrEnum):
+    """What an operator's "retry now" did: made a waiting event due, or found it already queued."""
+
+    REQUEUED = "requeued"
+    QUEUED = "queued"
 
 
 class CompleteOutcome(StrEnum):
@@ -88,10 +106,26 @@ class CompleteResult:
 
 @dataclass(frozen=True)
 class FailResult:
-    """A failed run's event waits for its retry with this many runs counted."""
+    """A failed (or deferred) run's event waits until `due_at` with this many runs counted."""
 
     times_queued: int
     entries: Entries = ()
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How a run that did not succeed waits: its state, failure class and due time.
+
+    `due_at` None: `delay_seconds` from now (by Redis's clock). `attempted` False: the run was not
+    tried (a deferral decided before it started), so nothing is counted as a failure.
+    """
+
+    state: EventState = EventState.RETRYING
+    failure_class: FailureClass = FailureClass.TRANSIENT
+    delay_seconds: float = 0.0
+    due_at: datetime | None = None
+    attempted: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +155,8 @@ class QueueStats:
     active_events_count: int
     events_with_retries: int
     oldest_event_age_seconds: float | None
+    scheduled_count: int = 0
+    needs_attention_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,3 +167,5 @@ class QueuedEventView:
     state: EventState
     rerun: bool
     last_error: str | None
+    failure_class: FailureClass | None = None
+    due_at: datetime | None = None  # set while the event waits

@@ -18,6 +18,11 @@ attempt below it that are still `running` can no longer be running: the history 
 submitted again (a retried request, an Ably message replayed) is recognised and not run twice, and a
 reconciliation never restores an event that finished while its history was still on its way.
 
+Waiting: a failed run's event waits in the `retry` zset until its due time, in one of three states
+by its failure class (rebalancer_shared.failures): `retrying` (transient), `scheduled` (market
+closed) or `needs_attention`; the last two are also kept in a set each so the stats count them in
+O(1). A claim promotes due events of all three alike, in due order, to the back of the FIFO queue.
+
 Time comes from Redis (`TIME`) so that processes on machines with different clocks agree on lease
 expiry; tests may pass an explicit `now` (ms) instead. Every script that acts for a lease holder
 checks the lease token, so a worker whose lease was reaped cannot complete or fail the new holder's
@@ -40,6 +45,22 @@ local function record(outbox, id, transition, times, detail, json, close, now)
   return redis.call('XADD', outbox, '*', 'id', id, 't', transition, 'n', tostring(times), 'd', detail or '',
                     'ev', json or '', 'close', tostring(close), 'ms', tostring(now))
 end
+-- A transition into a waiting state also records its failure class and due time (ms).
+local function record_wait(outbox, id, transition, times, detail, json, close, now, cls, due)
+  return redis.call('XADD', outbox, '*', 'id', id, 't', transition, 'n', tostring(times), 'd', detail or '',
+                    'ev', json or '', 'close', tostring(close), 'ms', tostring(now), 'cls', cls,
+                    'due', tostring(due))
+end
+-- The scheduled and needs-attention events also sit in a set each (O(1) counts); all three waiting
+-- states share the retry zset for their due times.
+local function unwait(scheduled, attention, id)
+  redis.call('SREM', scheduled, id)
+  redis.call('SREM', attention, id)
+end
+local function wait_in(scheduled, attention, state, id)
+  if state == 'scheduled' then redis.call('SADD', scheduled, id) end
+  if state == 'needs_attention' then redis.call('SADD', attention, id) end
+end
 local function cmd_of(ekey)
   local cmd = redis.call('HGET', ekey, 'cmd')
   if cmd then return cmd end
@@ -57,21 +78,29 @@ end
 """
 
 INSERT_FN = """
-local function insert(prefix, dedup, queue, order, retried, seq, retry, id, dkey, json, times, created, cmd,
-                      due)
+-- K: the KEYS of ENQUEUE and RESTORE. A due time > 0 makes the event wait (in `state`) until then.
+local function insert(K, prefix, id, dkey, json, times, created, cmd, due, state, cls)
   local ekey = prefix .. id
-  local state = 'queued'
-  if due > 0 then state = 'retrying' end
+  if due <= 0 then state = 'queued' end
   redis.call('HSET', ekey, 'json', json, 'state', state, 'times_queued', times, 'dedup', dkey, 'rerun', '0',
              'created_ms', created, 'cmd', cmd)
-  redis.call('HSET', dedup, dkey, id)
-  if due > 0 then redis.call('ZADD', retry, due, id) else redis.call('RPUSH', queue, id) end
-  redis.call('ZADD', order, redis.call('INCR', seq), id)
-  if tonumber(times) > 1 then redis.call('SADD', retried, id) end
+  if cls ~= '' then redis.call('HSET', ekey, 'class', cls, 'due_ms', tostring(due)) end
+  redis.call('HSET', K[1], dkey, id)
+  if due > 0 then
+    redis.call('ZADD', K[9], due, id)
+    wait_in(K[10], K[11], state, id)
+  else
+    redis.call('RPUSH', K[2], id)
+  end
+  redis.call('ZADD', K[3], redis.call('INCR', K[5]), id)
+  if tonumber(times) > 1 then redis.call('SADD', K[4], id) end
 end
 """
 
-# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry
+# A trigger whose key is live: dropped while its event is queued or retrying (it runs soon anyway),
+# noted for one more run while it is processing, and brings a scheduled or needs-attention event
+# forward (due now: the processor decides again whether its market allows it).
+# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
 # ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, now
 ENQUEUE = (
     NOW
@@ -95,6 +124,16 @@ if existing then
     return {'coalesced', existing, record(KEYS[6], existing, 'coalesced', times,
       'duplicate trigger while processing: will run once more (trigger ' .. ARGV[2] .. ')', json, 0, now)}
   end
+  if state == 'scheduled' or state == 'needs_attention' then
+    redis.call('ZREM', KEYS[9], existing)
+    unwait(KEYS[10], KEYS[11], existing)
+    redis.call('HSET', xkey, 'state', 'queued')
+    redis.call('RPUSH', KEYS[2], existing)
+    bump(KEYS[7], 'events_coalesced', ARGV[7])
+    return {'coalesced', existing, record(KEYS[6], existing, 'requeued', times,
+      'a new trigger (' .. ARGV[2] .. ') brought the ' .. state ..
+      ' event forward: it runs now if its market allows', json, times, now)}
+  end
   if state then
     bump(KEYS[7], 'events_duplicate', ARGV[7])
     return {'duplicate', existing, record(KEYS[6], existing, 'duplicate', times,
@@ -102,8 +141,7 @@ if existing then
   end
   redis.call('HDEL', KEYS[1], ARGV[3])
 end
-insert(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[9], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-       ARGV[6], ARGV[7], 0)
+insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 0, 'queued', '')
 bump(KEYS[7], 'events_queued', ARGV[7])
 return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[4], 0, now)}
 """
@@ -111,9 +149,11 @@ return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[
 
 # Recovery: put back an event PostgreSQL says is unfinished, unless Redis knows it (live or finished)
 # or another live event holds its key. `delay_ms` > 0 (an event that was processing: its run may
-# still be going) makes it claimable only after that delay, when such a run has stopped by itself.
-# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry
-# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, delay_ms, detail, now
+# still be going) makes it claimable only after that delay, when such a run has stopped by itself; a
+# scheduled or needs-attention event keeps its state, class and due time (`due_ms`).
+# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
+# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, delay_ms, detail, now,
+#       state, class, due_ms
 RESTORE = (
     NOW
     + RECORD_FN
@@ -124,20 +164,25 @@ if redis.call('EXISTS', ARGV[1] .. ARGV[2]) == 1 then return {'present'} end
 if redis.call('ZSCORE', KEYS[8], ARGV[2]) then return {'finished'} end
 local existing = redis.call('HGET', KEYS[1], ARGV[3])
 if existing and redis.call('EXISTS', ARGV[1] .. existing) == 1 then return {'superseded', existing} end
-local due = 0
-if tonumber(ARGV[8]) > 0 then due = now + tonumber(ARGV[8]) end
-insert(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[9], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
-       ARGV[6], ARGV[7], due)
+local due = tonumber(ARGV[13])
+local state = ARGV[11]
+if due <= 0 and tonumber(ARGV[8]) > 0 then
+  due = now + tonumber(ARGV[8])
+  state = 'retrying'
+end
+insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], due, state, ARGV[12])
 return {'restored', record(KEYS[6], ARGV[2], 'recovered', ARGV[5], ARGV[9], ARGV[4], tonumber(ARGV[5]) + 1,
                            now)}
 """
 )
 
 CLAIM_FN = """
-local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owner, lease_ms, now)
+local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owner, lease_ms, now, scheduled,
+                        attention)
   local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(due) do
     redis.call('ZREM', retry, id)
+    unwait(scheduled, attention, id)
     redis.call('HSET', prefix .. id, 'state', 'queued')
     redis.call('RPUSH', queue, id)
   end
@@ -160,7 +205,7 @@ local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owne
 end
 """
 
-# KEYS: queue, retry, leases, tombstones, outbox
+# KEYS: queue, retry, leases, tombstones, outbox, scheduled, attention
 # ARGV: event_prefix, token, owner, lease_ms, now
 CLAIM = (
     NOW
@@ -168,7 +213,7 @@ CLAIM = (
     + CLAIM_FN
     + """
 return do_claim(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3], tonumber(ARGV[4]),
-                now_ms(ARGV[5]))
+                now_ms(ARGV[5]), KEYS[6], KEYS[7])
 """
 )
 
@@ -227,7 +272,8 @@ return do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 )
 
 # Finish a run and claim the next event in one round trip (the worker loop's hot path).
-# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, retry, tombstones
+# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, retry, tombstones, scheduled,
+#       attention
 # ARGV: event_prefix, id, token, retention_ms, next_token, owner, lease_ms, now
 COMPLETE_AND_CLAIM = (
     NOW
@@ -240,14 +286,18 @@ local done = do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], K
                          ARGV[2], ARGV[3], now, tonumber(ARGV[4]))
 if done[1] == 'lost' then return done end
 local claimed = do_claim(ARGV[1], KEYS[2], KEYS[9], KEYS[3], KEYS[10], KEYS[6], ARGV[5], ARGV[6],
-                         tonumber(ARGV[7]), now)
+                         tonumber(ARGV[7]), now, KEYS[11], KEYS[12])
 if not claimed then return done end
 return {done[1], done[2], claimed[1], claimed[2], claimed[3], claimed[4], claimed[5]}
 """
 )
 
-# KEYS: leases, retry, retried, outbox, metrics
-# ARGV: event_prefix, id, token, error, delay_ms, now
+# End a run that did not succeed, or a claim that may not run yet: the event waits in `state`
+# (retrying, scheduled or needs_attention) until its due time: `due_ms` when > 0, else now +
+# `delay_ms`. `attempted` = '1' when a run happened (counted: times_queued, the retried set and the
+# failure counters); '0' for a deferral decided before the run (nothing counted).
+# KEYS: leases, retry, retried, outbox, metrics, scheduled, attention
+# ARGV: event_prefix, id, token, error, delay_ms, now, state, class, due_ms, attempted
 FAIL = (
     NOW
     + RECORD_FN
@@ -258,16 +308,49 @@ if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'sta
   return {-1}
 end
 redis.call('ZREM', KEYS[1], ARGV[2])
-local times = redis.call('HINCRBY', ekey, 'times_queued', 1)
-redis.call('HSET', ekey, 'state', 'retrying', 'last_error', ARGV[4], 'rerun', '0')
-redis.call('HDEL', ekey, 'lease', 'owner')
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[2])
 local cmd = cmd_of(ekey)
-bump(KEYS[5], 'events_failed', cmd)
-bump(KEYS[5], 'events_retried', cmd)
+local times = redis.call('HGET', ekey, 'times_queued')
+if ARGV[10] == '1' then
+  times = redis.call('HINCRBY', ekey, 'times_queued', 1)
+  redis.call('SADD', KEYS[3], ARGV[2])
+  bump(KEYS[5], 'events_failed', cmd)
+  bump(KEYS[5], 'events_retried', cmd)
+end
+local due = tonumber(ARGV[9])
+if due <= 0 then due = now + tonumber(ARGV[5]) end
+local state = ARGV[7]
+redis.call('HSET', ekey, 'state', state, 'last_error', ARGV[4], 'rerun', '0', 'class', ARGV[8],
+           'due_ms', tostring(due))
+redis.call('HDEL', ekey, 'lease', 'owner')
+redis.call('ZADD', KEYS[2], due, ARGV[2])
+wait_in(KEYS[6], KEYS[7], state, ARGV[2])
+bump(KEYS[5], 'events_' .. state, cmd)
 local json = redis.call('HGET', ekey, 'json')
-return {times, record(KEYS[4], ARGV[2], 'retrying', times, ARGV[4], json, times, now)}
+return {tonumber(times), tostring(due),
+        record_wait(KEYS[4], ARGV[2], state, times, ARGV[4], json, tonumber(times), now, ARGV[8], due)}
+"""
+)
+
+# An operator's "retry now": a waiting event (retrying, scheduled, needs attention) is due at once and
+# joins the back of the queue. A queued one is left as it is; a processing one is refused.
+# KEYS: queue, retry, scheduled, attention, outbox
+# ARGV: event_prefix, id, detail, now
+RETRY_NOW = (
+    NOW
+    + RECORD_FN
+    + """
+local ekey = ARGV[1] .. ARGV[2]
+local state = redis.call('HGET', ekey, 'state')
+if not state then return {'missing'} end
+if state == 'processing' or state == 'queued' then return {state} end
+redis.call('ZREM', KEYS[2], ARGV[2])
+unwait(KEYS[3], KEYS[4], ARGV[2])
+redis.call('HSET', ekey, 'state', 'queued')
+redis.call('RPUSH', KEYS[1], ARGV[2])
+local times = redis.call('HGET', ekey, 'times_queued')
+local json = redis.call('HGET', ekey, 'json')
+return {'requeued', record(KEYS[5], ARGV[2], 'requeued', times, ARGV[3], json, tonumber(times),
+                           now_ms(ARGV[4]))}
 """
 )
 
@@ -322,7 +405,7 @@ return out
 """
 )
 
-# KEYS: dedup, retry, order, retried, tombstones, outbox, metrics, finished
+# KEYS: dedup, retry, order, retried, tombstones, outbox, metrics, finished, scheduled, attention
 # ARGV: event_prefix, id, detail, retention_ms, now
 REMOVE = (
     NOW
@@ -334,7 +417,10 @@ local state = redis.call('HGET', ekey, 'state')
 if not state then return {'missing'} end
 if state == 'processing' then return {'processing'} end
 if state == 'queued' then redis.call('SADD', KEYS[5], ARGV[2]) end
-if state == 'retrying' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+if state ~= 'queued' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  unwait(KEYS[9], KEYS[10], ARGV[2])
+end
 local json = redis.call('HGET', ekey, 'json')
 local times = redis.call('HGET', ekey, 'times_queued')
 bump(KEYS[7], 'events_removed', cmd_of(ekey))
@@ -361,18 +447,21 @@ return record(KEYS[1], ARGV[1], 'superseded', ARGV[2], ARGV[3], ARGV[4], close, 
 """
 )
 
-# KEYS: queue, tombstones, leases, retry, dedup, retried, order
+# KEYS: queue, tombstones, leases, retry, dedup, retried, order, scheduled, attention
 # ARGV: event_prefix, now
 # Returns the counters and the created time of the oldest live event (the head of the order index).
+# The retry zset holds every waiting event: the retrying ones are those in neither set.
 STATS = (
     NOW
     + """
 local oldest = redis.call('ZRANGE', KEYS[7], 0, 0)
 local created = false
 if oldest[1] then created = redis.call('HGET', ARGV[1] .. oldest[1], 'created_ms') end
+local scheduled = redis.call('SCARD', KEYS[8])
+local attention = redis.call('SCARD', KEYS[9])
 return {redis.call('LLEN', KEYS[1]) - redis.call('SCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-        redis.call('ZCARD', KEYS[4]), redis.call('HLEN', KEYS[5]), redis.call('SCARD', KEYS[6]),
-        created, tostring(now_ms(ARGV[2]))}
+        redis.call('ZCARD', KEYS[4]) - scheduled - attention, redis.call('HLEN', KEYS[5]),
+        redis.call('SCARD', KEYS[6]), created, tostring(now_ms(ARGV[2])), scheduled, attention}
 """
 )
 
