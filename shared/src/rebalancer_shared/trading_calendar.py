@@ -37,7 +37,7 @@ SHORTEST_SESSION = timedelta(hours=3, minutes=30)
 _LOOK_BACK = timedelta(days=10)
 _LOOK_AHEAD = timedelta(days=400)
 # Sessions that must stay loaded after a moment, so the next window is always found: no NYSE
-# closure since 1933 has lasted longer than a week.
+# closure since the 1933 bank holiday has lasted a week (the longest, after 11 September 2001, 4 days).
 _MARGIN = timedelta(days=31)
 
 
