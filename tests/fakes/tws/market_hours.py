@@ -4,7 +4,9 @@ Like IB, the fake tells the sessions through contract details (`tradingHours`, `
 contract's time zone, `US/Eastern`, in IB's "20261202:0930-20261202:1600;20261205:CLOSED" form), its
 time through reqCurrentTime, and it holds market orders outside regular hours (`PreSubmitted`,
 warning 399) until the open. Regular session 09:30-16:00 New York; extended 04:00-20:00; weekends
-and the exchange holidays below closed; the early closes at 13:00 (NYSE's published calendar).
+and the exchange holidays below closed; the early closes at 13:00 (NYSE's published calendar for 2026
+and 2027, written out by hand: the fake stays a model of IB apart from the product's calendar, and a
+unit test holds the two in agreement).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ EARLY_CLOSE = time(13, 0)
 HOLIDAYS = frozenset(
     date.fromisoformat(d)
     for d in (
+        "2026-01-01",
+        "2026-01-19",
+        "2026-02-16",
+        "2026-04-03",
+        "2026-05-25",
+        "2026-06-19",
+        "2026-07-03",
+        "2026-09-07",
         "2026-11-26",
         "2026-12-25",
         "2027-01-01",
@@ -30,6 +40,9 @@ HOLIDAYS = frozenset(
         "2027-05-31",
         "2027-06-18",
         "2027-07-05",
+        "2027-09-06",
+        "2027-11-25",
+        "2027-12-24",
     )
 )
 EARLY_CLOSES = frozenset(date.fromisoformat(d) for d in ("2026-11-27", "2026-12-24", "2027-11-26"))
