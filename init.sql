@@ -126,4 +126,16 @@ ALTER TABLE orders ADD COLUMN message TEXT;
 
 UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE events ADD COLUMN failure_class VARCHAR(16);
+
+ALTER TABLE events ADD COLUMN next_attempt_at TIMESTAMP WITH TIME ZONE;
+
+ALTER TABLE event_transitions ADD COLUMN failure_class VARCHAR(16);
+
+ALTER TABLE event_transitions ADD COLUMN due_at TIMESTAMP WITH TIME ZONE;
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
+
 COMMIT;

@@ -72,7 +72,8 @@ def status() -> None:
 
 @queue_app.command("events")
 def events(limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, oldest first")] = 100) -> None:
-    """Print the live events, oldest first, with their state, retry count and last error."""
+    """Print the live events, oldest first, with their state, retry count, last error, failure class
+    and, while one waits, when it runs again."""
 
     async def work(res: Resources) -> list[dict[str, Any]]:
         return [
@@ -81,6 +82,8 @@ def events(limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, o
                 "state": view.state.value,
                 "rerun": view.rerun,
                 "last_error": view.last_error,
+                "failure_class": view.failure_class.value if view.failure_class else None,
+                "due_at": view.due_at.isoformat() if view.due_at else None,
             }
             for view in await res.queue.list_events(limit)
         ]
@@ -88,13 +91,36 @@ def events(limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, o
     typer.echo(json.dumps(run_on_deployment(work, history=False), indent=2))
 
 
-@queue_app.command("remove")
-def remove(event_id: Annotated[str, typer.Argument(help="the event's id (see `queue events`)")]) -> None:
-    """Remove a queued or retrying event (and its dedup key); a processing one cannot be removed."""
+def _event_id(event_id: str) -> str:
     try:
         uuid.UUID(event_id)
     except ValueError:
         fail(f"{event_id!r} is not an event id (see `rebalancer queue events`)", EXIT_CONFIG)
+    return event_id
+
+
+@queue_app.command("retry")
+def retry(event_id: Annotated[str, typer.Argument(help="the event's id (see `queue events`)")]) -> None:
+    """Run a waiting event (retrying, scheduled or needs_attention) as soon as a worker is free.
+
+    A live rebalance outside the trading window is scheduled again by the processor, without a run.
+    """
+    _event_id(event_id)
+
+    async def work(res: Resources) -> str:
+        try:
+            outcome = await res.lifecycle.retry_now(event_id, "retry requested by an operator (CLI)")
+        except (EventNotQueuedError, EventProcessingError) as exc:
+            fail(str(exc), EXIT_FAILURE)
+        return json.dumps({"event_id": event_id, "outcome": outcome.value})
+
+    typer.echo(run_on_deployment(work))
+
+
+@queue_app.command("remove")
+def remove(event_id: Annotated[str, typer.Argument(help="the event's id (see `queue events`)")]) -> None:
+    """Remove a waiting event (and its dedup key); a processing one cannot be removed."""
+    _event_id(event_id)
 
     async def work(res: Resources) -> str:
         try:

@@ -65,6 +65,7 @@ def test_readme_cli_examples_run_as_printed_in_order(env: dict[str, str], tmp_pa
         "queue",
         "queue",
         "queue",
+        "queue",
         "plan",
         "demo",
     ]
@@ -79,12 +80,20 @@ def test_readme_cli_examples_run_as_printed_in_order(env: dict[str, str], tmp_pa
     assert json.loads(out)["queue_length"] == 2
     code, out, _ = run_as_printed(env, tmp_path, *examples[4])
     assert [e["exec_command"] for e in json.loads(out)] == ["print-positions", "rebalance"]
-    remove = [first["event_id"] if a == "$EVENT_ID" else a for a in examples[5]]
+    retry = [first["event_id"] if a == "$EVENT_ID" else a for a in examples[5]]
+    code, out, _ = run_as_printed(env, tmp_path, *retry)
+    assert (code, json.loads(out)) == (0, {"event_id": first["event_id"], "outcome": "queued"})
+    remove = [first["event_id"] if a == "$EVENT_ID" else a for a in examples[6]]
     code, out, _ = run_as_printed(env, tmp_path, *remove)
     assert (code, json.loads(out)["status"]) == (0, "removed")
-    code, out, _ = run_as_printed(env, tmp_path, *examples[6])
+    code, out, _ = run_as_printed(env, tmp_path, *remove)
+    assert code == 1, "a removed event is not in the queue"
+    code, out, err = run_as_printed(env, tmp_path, *retry)
+    assert code == 1
+    assert "is not in the queue" in err
+    code, out, _ = run_as_printed(env, tmp_path, *examples[7])
     assert (code, json.loads(out)["orders"][0]["symbol"]) == (0, "AAA")
-    assert examples[7] == ["demo", "--once"]  # run by tests/e2e/test_demo.py
+    assert examples[8] == ["demo", "--once"]  # run by tests/e2e/test_demo.py
 
 
 def test_live_rebalance_needs_allow_live(env: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rebalancer_shared.trading_calendar import Session, TradingCalendar
+from event_processor.trading_calendar import Session, TradingCalendar
 from tests.fakes.tws.market_hours import MarketCalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -372,7 +372,7 @@ def test_the_fake_gateway_agrees_with_the_product_calendar(calendar: TradingCale
 
 def test_importing_the_module_does_not_import_pandas() -> None:
     code = (
-        "import sys; import rebalancer_shared.trading_calendar as c; "
+        "import sys; import event_processor.trading_calendar as c; "
         "assert 'pandas' not in sys.modules and 'exchange_calendars' not in sys.modules; "
         "c.TradingCalendar().can_trade(c.datetime.now(c.UTC)); assert 'exchange_calendars' in sys.modules"
     )

@@ -9,7 +9,7 @@ first; an `AllocationError` there means nothing is traded and the event retries.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from event_processor import execution
 from event_processor.allocations import AllocationClient
@@ -31,6 +31,8 @@ class CommandContext:
     processing: ProcessingSettings
     # Records the live commands' orders as they are placed and stops them when the lease may be gone.
     guard: OrderGuard = UNGUARDED
+    # When a live rebalance triggered now would run (the retry policy's calendar); "" when unknown.
+    live_run_note: Callable[[], str] = lambda: ""
 
     @property
     def event_id(self) -> str:
@@ -64,9 +66,11 @@ async def _rebalance(ctx: CommandContext) -> ExecutionReport:
 
 async def _print_rebalance(ctx: CommandContext) -> ExecutionReport:
     targets = await ctx.targets()
-    return await execution.print_rebalance(
+    report = await execution.print_rebalance(
         ctx.read_only, ctx.account.account_id, targets, ctx.account.settings, ctx.event_id
     )
+    note = ctx.live_run_note()
+    return replace(report, message=f"{report.message}; {note}") if note else report
 
 
 async def _print_positions(ctx: CommandContext) -> ExecutionReport:

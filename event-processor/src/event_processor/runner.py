@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +26,11 @@ from event_processor.commands import COMMANDS, CommandContext
 from event_processor.execution import ExecutionFailed, ExecutionReport
 from event_processor.order_journal import RecordedOrders
 from event_processor.results import result_of
+from event_processor.retry_policy import RetryPolicy
 from event_processor.worker import RunTicket
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import OrderSettings, ProcessingSettings
-from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.failures import NeedsAttention
 from rebalancer_shared.metrics import Counter, count
 from rebalancer_shared.queue import EventQueue, LeaseExpiredError
 from rebalancer_shared.store import EventStore, RunRecord, RunStatus
@@ -38,7 +40,7 @@ log = structlog.get_logger(__name__)
 FINAL_SAVE_SECONDS = 10.0
 
 
-class UnknownAccountError(RebalancerError):
+class UnknownAccountError(NeedsAttention):
     """The event names an account that accounts.yaml no longer lists."""
 
 
@@ -58,6 +60,7 @@ class EventRunner:
         queue: EventQueue,
         processing: ProcessingSettings,
         orders: OrderSettings | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.accounts = accounts
         self.broker = broker
@@ -66,6 +69,7 @@ class EventRunner:
         self.queue = queue
         self.processing = processing
         self.order_type = (orders or OrderSettings()).order_type
+        self.policy = policy
 
     async def handle(self, ticket: RunTicket) -> None:
         """Run the event's command once; raise when it did not succeed (the event then retries)."""
@@ -89,6 +93,8 @@ class EventRunner:
         await self.store.save_run(run)
         journal = RecordedOrders(self.store, run.run_id, event.event_id, ticket.fence, self.order_type)
         context = CommandContext(event, account, self.broker, self.allocations, self.processing, journal)
+        if self.policy is not None:
+            context = replace(context, live_run_note=self.policy.live_run_note)
         await self._run(run, context, journal)
 
     async def _run(self, run: RunRecord, context: CommandContext, journal: RecordedOrders) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import structlog
 
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker, IbkrBroker
 from event_processor.brokers.simulated_file import simulated_broker_from_file
+from event_processor.retry_policy import RetryPolicy
 from event_processor.runner import EventRunner
 from event_processor.worker import Worker
 from rebalancer_shared.accounts import Account, load_accounts, refuse_fractional_shares
@@ -43,6 +45,15 @@ def make_broker(settings: Settings, accounts: Mapping[str, Account]) -> Broker:
     return IbkrBroker(settings.ibkr, settings.orders, account_ids=list(accounts))
 
 
+async def _retry_policy(settings: Settings) -> RetryPolicy:
+    """The retry policy, its market calendar loaded once now (a second or two) rather than in a run."""
+    policy = RetryPolicy.from_settings(settings.processing, settings.orders)
+    now = datetime.now(UTC)
+    market = await asyncio.to_thread(policy.calendar.describe, now)
+    log.info("market calendar", calendar=settings.processing.market_calendar, now=market)
+    return policy
+
+
 async def run_processor(settings: Settings) -> None:
     """Check the accounts, wait for Redis and PostgreSQL (start-up policy: rebalancer_shared.startup),
     reconcile the queue with the history, then run until SIGTERM/SIGINT and drain (see `Worker.run`)."""
@@ -54,10 +65,18 @@ async def run_processor(settings: Settings) -> None:
     try:
         async with open_resources(settings, accounts=accounts, store_pool_size=pool) as res:
             await reconcile_queue(res.lifecycle, settings.processing.lease_seconds)
+            policy = await _retry_policy(settings)
             runner = EventRunner(
-                accounts, broker, allocations, res.store, res.queue, settings.processing, settings.orders
+                accounts,
+                broker,
+                allocations,
+                res.store,
+                res.queue,
+                settings.processing,
+                settings.orders,
+                policy=policy,
             )
-            worker = Worker(res.lifecycle, runner, settings.processing)
+            worker = Worker(res.lifecycle, runner, settings.processing, policy=policy)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)

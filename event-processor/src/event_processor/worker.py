@@ -2,8 +2,11 @@
 
 `max_concurrent_events` slots each loop: claim (polling), run the event's command while a guard task
 renews the lease (and, for mutating commands, the account lock) every `heartbeat_seconds`, then
-complete it and claim the next in one round trip, or fail it to the back of the queue with the
-retry delay. Retries never stop by themselves. Every transition goes through `EventLifecycle`
+complete it and claim the next in one round trip, or fail it: the `RetryPolicy` (retry_policy.py)
+classifies the error and says how the event waits (retrying after the retry delay, scheduled for
+the next trading window, or needing attention until the next session or an operator's retry).
+Before a run the policy may also hold a live rebalance outside the trading window: the event is
+scheduled without a run. Retries never stop by themselves. Every transition goes through `EventLifecycle`
 (queue step, history, counter and log line together); logs carry event_id, account_id and command.
 
 Background tasks of every worker: the reaper (returns events whose worker died), the outbox drainer
@@ -33,6 +36,7 @@ import structlog
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
+from event_processor.retry_policy import RetryPolicy, Verdict
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
 from rebalancer_shared.heartbeats import HeartbeatReport, HeartbeatWriter, instance_name
@@ -101,11 +105,14 @@ class Worker:
         handler: EventHandler,
         settings: ProcessingSettings,
         name: str | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.lifecycle = lifecycle
         self.queue = lifecycle.queue
         self.handler = handler
         self.settings = settings
+        # Without a policy every failure is transient and the market always open (tests, tools).
+        self.policy = policy or RetryPolicy.always_open(settings.retry_delay_seconds)
         self.name = name or instance_name()
         self._stopping = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -212,20 +219,24 @@ class Worker:
             assert task is not None
             self._running[str(event.event_id)] = task
             try:
-                error = await self._run_guarded(active)
+                verdict = await self._run_guarded(active)
             except asyncio.CancelledError:
                 await self._release(active.claim)
                 raise
             finally:
                 self._running.pop(str(event.event_id), None)
-            if error is not None:
-                await self._fail(active.claim, error)
+            if verdict is not None:
+                await self._fail(active.claim, verdict)
                 return None
             return await self._complete(active.claim)
 
-    async def _run_guarded(self, active: _Active) -> str | None:
-        """Run the handler under the lease (and account lock); return an error text or None."""
+    async def _run_guarded(self, active: _Active) -> Verdict | None:
+        """Run the handler under the lease (and account lock); None when it succeeded, else how the
+        event waits (also when the policy holds it before the run)."""
         event = active.claim.event
+        held = self.policy.gate(event)
+        if held is not None:
+            return held
         lock = None
         if event.exec_command.is_mutating:
             lock = AccountLock(
@@ -233,16 +244,16 @@ class Worker:
             )
             lock_error = await self._wait_for_lock(active, lock)
             if lock_error:
-                return lock_error
+                return self.policy.after(LeaseLostError(lock_error), lock_error)
         ticket = RunTicket(event, event.times_queued, self.name, active.fence)
         try:
             await self._with_renewal(active, lock, self.handler.handle(ticket))
             return None
         except LostLeaseDuringRun as exc:
-            return str(exc)
+            return self.policy.after(exc, str(exc))
         except Exception as exc:
             log.warning("run failed", error=f"{type(exc).__name__}: {exc}")
-            return f"{type(exc).__name__}: {exc}"
+            return self.policy.after(exc, f"{type(exc).__name__}: {exc}")
         finally:
             if lock is not None:
                 with contextlib.suppress(RedisError, OSError):
@@ -339,11 +350,10 @@ class Worker:
             return None
         return _Active(result.next_claim, self._fence(sent_at))
 
-    async def _fail(self, claim: Claim, error: str) -> None:
+    async def _fail(self, claim: Claim, verdict: Verdict) -> None:
+        error = verdict.error
         try:
-            await self._patiently(
-                lambda: self.lifecycle.fail(claim, error, self.settings.retry_delay_seconds)
-            )
+            await self._patiently(lambda: self.lifecycle.fail(claim, error, wait=verdict.wait))
         except LeaseLostError:
             log.error(
                 "the lease was lost before the failure could be recorded; the event runs again", error=error

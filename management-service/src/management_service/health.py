@@ -4,10 +4,12 @@ Rules (an operator's reading of the brief's "healthy = no events with retries"):
 
 - **error**: Redis or PostgreSQL does not answer within `check_timeout_seconds`. Nothing else can
   be judged then (with Redis down the retry count and the heartbeats are unknown).
-- **unhealthy**: both answer, but a live event has `times_queued > 1` (it failed at least once), or a
-  required service (event-broker, event-processor) has no fresh heartbeat: its heartbeats are all
-  older than `stale_after_seconds` (**stale**: the process died or hangs) or it never wrote one
-  (**missing**: not deployed or not started). Either way triggers would not be turned into orders.
+- **unhealthy**: both answer, but an event needs attention (a rejected order, invalid allocations,
+  ...: see the failure classes), or one is retrying after a transient failure, or a required
+  service (event-broker, event-processor) has no fresh heartbeat: its heartbeats are all older than
+  `stale_after_seconds` (**stale**: the process died or hangs) or it never wrote one (**missing**:
+  not deployed or not started). Either way triggers would not be turned into orders. An event
+  `scheduled` for the next trading window is normal: it does not make the system unhealthy.
 - **healthy** otherwise. A service is fresh when at least one of its instances is; stale instances
   beside a fresh one (a replica that died) are listed but do not make the system unhealthy.
 
@@ -31,6 +33,7 @@ from management_service.models import (
     HealthStatus,
     InstanceHeartbeat,
     ServiceHeartbeat,
+    events_by_class,
 )
 from rebalancer_shared.config import Settings
 from rebalancer_shared.heartbeats import Heartbeat, read_heartbeats
@@ -141,11 +144,16 @@ def _judge_service(beats: Sequence[Heartbeat], policy: HealthPolicy, now: float)
     )
 
 
-def _problems(retries: int, heartbeats: dict[str, ServiceHeartbeat], required: Sequence[str]) -> list[str]:
+def _problems(
+    stats: QueueStats, heartbeats: dict[str, ServiceHeartbeat], required: Sequence[str]
+) -> list[str]:
     problems = []
-    if retries:
-        noun = "event requires" if retries == 1 else "events require"
-        problems.append(f"{retries} {noun} retry")
+    if stats.needs_attention_count:
+        count = stats.needs_attention_count
+        problems.append(f"{count} {'event needs' if count == 1 else 'events need'} attention")
+    if stats.retrying_count:
+        count = stats.retrying_count
+        problems.append(f"{count} {'event requires' if count == 1 else 'events require'} retry")
     for name in required:
         beat = heartbeats[name]
         if beat.status == "stale":
@@ -168,7 +176,7 @@ def _verdict(
     ]
     if down or redis.stats is None:
         return "error", "; ".join(down)
-    problems = _problems(redis.stats.events_with_retries, heartbeats, policy.required_services)
+    problems = _problems(redis.stats, heartbeats, policy.required_services)
     if problems:
         return "unhealthy", "; ".join(problems)
     return "healthy", HEALTHY_MESSAGE
@@ -186,6 +194,7 @@ async def check_health(queue: EventQueue, store: EventStore, policy: HealthPolic
         status=status,
         healthy=status == "healthy",
         events_with_retries=redis.stats.events_with_retries if redis.stats else None,
+        events_by_class=events_by_class(redis.stats) if redis.stats else None,
         message=message,
         components=HealthComponents(
             redis=redis.component,

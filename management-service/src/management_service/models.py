@@ -25,7 +25,8 @@ from typing_extensions import TypeAliasType
 
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.events import Command, Event, EventSource
-from rebalancer_shared.queue import EnqueueOutcome, EventState
+from rebalancer_shared.failures import FailureClass
+from rebalancer_shared.queue import EnqueueOutcome, EventState, QueueStats, RetryNowOutcome
 
 ComponentStatus = Literal["ok", "down"]
 HeartbeatStatus = Literal["ok", "stale", "missing", "unknown"]
@@ -109,12 +110,32 @@ class HealthComponents(_Body):
     stale_after_seconds: float
 
 
+class EventsByClass(_Body):
+    """Waiting events per failure class (see the README's "Retries" section)."""
+
+    transient: int = Field(description="Retrying after a transient failure (state `retrying`).")
+    market_closed: int = Field(description="Waiting for the next trading window (state `scheduled`).")
+    needs_attention: int = Field(description="Waiting for a person or the next session (`needs_attention`).")
+
+
+def events_by_class(stats: QueueStats) -> EventsByClass:
+    """The waiting events of the queue's stats per failure class."""
+    return EventsByClass(
+        transient=stats.retrying_count,
+        market_closed=stats.scheduled_count,
+        needs_attention=stats.needs_attention_count,
+    )
+
+
 class HealthResponse(_Body):
     """The brief's health shape plus the state of each component."""
 
     status: HealthStatus
     healthy: bool
     events_with_retries: int | None = Field(description="Live events with times_queued > 1; null if unknown.")
+    events_by_class: EventsByClass | None = Field(
+        default=None, description="Waiting events per failure class; null if unknown."
+    )
     message: str
     components: HealthComponents
 
@@ -127,7 +148,12 @@ class QueueStatusResponse(_Body):
     oldest_event_age_seconds: float | None = Field(description="Age of the oldest live event; null if none.")
     events_with_retries: int = Field(description="Live events with times_queued > 1.")
     processing_count: int
-    retrying_count: int = Field(description="Failed events waiting for their retry delay.")
+    retrying_count: int = Field(description="Events waiting for their retry delay after a transient failure.")
+    scheduled_count: int = Field(default=0, description="Events waiting for the next trading window.")
+    needs_attention_count: int = Field(
+        default=0, description="Events a person should look at (retried at the next session or on request)."
+    )
+    events_by_class: EventsByClass | None = None
 
 
 class QueuedEventResponse(_Body):
@@ -143,6 +169,10 @@ class QueuedEventResponse(_Body):
     state: EventState
     rerun: bool = Field(description="A trigger arrived while it was processing: it runs once more.")
     last_error: str | None
+    failure_class: FailureClass | None = Field(
+        default=None, description="The class of its last failure: transient, market_closed, needs_attention."
+    )
+    due_at: datetime | None = Field(default=None, description="While it waits: when it runs again.")
 
 
 class EnqueueRequest(_Body):
@@ -196,6 +226,16 @@ class EnqueueResponse(_Body):
     message: str
 
 
+class RetryResponse(_Body):
+    """What an operator's "retry now" did."""
+
+    event_id: uuid.UUID
+    outcome: RetryNowOutcome = Field(
+        description="`requeued`: it was waiting and runs when a worker is free; `queued`: it already was."
+    )
+    message: str
+
+
 class RemovedEventResponse(_Body):
     """An event an operator removed from the queue."""
 
@@ -222,15 +262,20 @@ class EventRecord(_Stored):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     finished_at: AwareDatetime | None
+    failure_class: str | None = Field(default=None, description="The class of its last failure.")
+    next_attempt_at: AwareDatetime | None = Field(default=None, description="While it waits: when it runs.")
 
 
 class TransitionRecord(_Stored):
-    """One change of an event's state (retrying carries the error in `detail`)."""
+    """One change of an event's state (a waiting state carries the error in `detail`, its failure class
+    and when it is due)."""
 
     state: str
     times_queued: int
     detail: str | None
     at: AwareDatetime
+    failure_class: str | None = None
+    due_at: AwareDatetime | None = None
 
 
 class OrderRecordResponse(_Stored):

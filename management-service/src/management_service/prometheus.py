@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rebalancer_shared.events import Command
+from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.metrics import Counter, read_counters
 from rebalancer_shared.queue import EventQueue, QueueStats
 
@@ -22,18 +23,27 @@ NAMESPACE = "rebalancer"
 _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("queue_length", "queue_length", "Events waiting to be claimed."),
     ("queue_processing", "processing_count", "Events being processed under a lease."),
-    ("queue_retrying", "retrying_count", "Failed events waiting for their retry delay."),
+    ("queue_retrying", "retrying_count", "Events waiting for their retry delay (transient failures)."),
+    ("queue_scheduled", "scheduled_count", "Events waiting for the next trading window (market closed)."),
+    ("queue_needs_attention", "needs_attention_count", "Events that need attention."),
     ("queue_active_events", "active_events_count", "Live events: queued, processing or retrying."),
     ("queue_events_with_retries", "events_with_retries", "Live events with times_queued > 1."),
 )
+_CLASS_FIELDS = {
+    FailureClass.TRANSIENT: "retrying_count",
+    FailureClass.MARKET_CLOSED: "scheduled_count",
+    FailureClass.NEEDS_ATTENTION: "needs_attention_count",
+}
 _COUNTER_HELP: dict[Counter, str] = {
     Counter.EVENTS_QUEUED: "Events accepted into the queue.",
     Counter.EVENTS_DUPLICATE: "Triggers dropped because their event was already queued.",
     Counter.EVENTS_COALESCED: "Triggers that marked a processing event to run once more.",
     Counter.EVENTS_COMPLETED: "Events whose command finished.",
     Counter.EVENTS_FAILED: "Runs that failed (the event retries).",
-    Counter.EVENTS_RETRIED: "Events sent back to the queue for another run.",
+    Counter.EVENTS_RETRIED: "Events sent back to the queue for another run (any failure class).",
     Counter.EVENTS_REMOVED: "Events removed by an operator.",
+    Counter.EVENTS_SCHEDULED: "Events scheduled for the next trading window (failure class market_closed).",
+    Counter.EVENTS_NEEDS_ATTENTION: "Runs that ended needing attention (failure class needs_attention).",
     Counter.ORDERS_PLACED: "Orders placed with the broker.",
 }
 
@@ -48,6 +58,14 @@ class QueueSnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         for name, field, help_text in _GAUGES:
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", help_text, value=getattr(self._stats, field))
+        by_class = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_waiting_by_class",
+            "Waiting events per failure class (transient, market_closed, needs_attention).",
+            labels=["failure_class"],
+        )
+        for failure_class, field in _CLASS_FIELDS.items():
+            by_class.add_metric([failure_class.value], getattr(self._stats, field))
+        yield by_class
         oldest = self._stats.oldest_event_age_seconds
         yield GaugeMetricFamily(
             f"{NAMESPACE}_queue_oldest_event_age_seconds",

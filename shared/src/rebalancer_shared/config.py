@@ -155,6 +155,13 @@ class ProcessingSettings(_Section):
     position_settle_timeout_seconds: float = Field(default=5.0, gt=0)
     # BROKER=simulated only: a JSON file with the simulated accounts (see event_processor.brokers).
     simulated_broker_file: Path | None = None
+    # When a live rebalance may run (event_processor.retry_policy): "nyse" = the NYSE calendar's
+    # sessions (holidays, half days) from `market_open_delay_seconds` after the open to
+    # `market_close_buffer_seconds` before the close; "always_open" = any time (the simulated broker's
+    # demo; with a real gateway IB's own hours still stop market orders outside the session).
+    market_calendar: Literal["nyse", "always_open"] = "nyse"
+    market_open_delay_seconds: float = Field(default=300.0, ge=0, le=3 * 3600)
+    market_close_buffer_seconds: float = Field(default=1200.0, ge=0, le=3 * 3600)
 
 
 class AblySettings(_Section):
@@ -256,6 +263,9 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "FILL_TIMEOUT_SECONDS": ("processing", "fill_timeout_seconds"),
     "POSITION_SETTLE_TIMEOUT_SECONDS": ("processing", "position_settle_timeout_seconds"),
     "SIMULATED_BROKER_FILE": ("processing", "simulated_broker_file"),
+    "MARKET_CALENDAR": ("processing", "market_calendar"),
+    "MARKET_OPEN_DELAY_SECONDS": ("processing", "market_open_delay_seconds"),
+    "MARKET_CLOSE_BUFFER_SECONDS": ("processing", "market_close_buffer_seconds"),
     "ABLY_API_KEY": ("ably", "api_key"),
     "ABLY_ENDPOINT": ("ably", "endpoint"),
     "ABLY_TLS": ("ably", "tls"),

@@ -13,10 +13,11 @@ caller (the event broker, the management API, the CLI, the processor's worker, t
 No other code writes an event's state to Redis or its transitions to PostgreSQL. Texts that reach
 Redis or the history (errors, details) are redacted first: secrets are never stored.
 
-Transitions: submit (queued, or a duplicate/coalesced note, or already accepted), claim
-(processing), complete (completed, or rerun), fail (retrying), release (requeued at shutdown), reap
-(requeued after a lease expired), remove, restore (recovered) and supersede (a lost event whose key
-another live event holds).
+Transitions: submit (queued, or a duplicate/coalesced note, or already accepted, or a scheduled or
+needs-attention event brought forward), claim (processing), complete (completed, or rerun), fail
+(retrying, scheduled or needs_attention, by the failure's class), retry_now (an operator makes a
+waiting event due), release (requeued at shutdown), reap (requeued after a lease expired), remove,
+restore (recovered) and supersede (a lost event whose key another live event holds).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from rebalancer_shared.queue import (
     Reaped,
     RestoreOutcome,
     RestoreResult,
+    RetryNowOutcome,
+    Wait,
 )
 from rebalancer_shared.store import EventStore
 
@@ -94,18 +97,31 @@ class EventLifecycle:
             _bound(claim.event).info("event completed", times_queued=claim.event.times_queued)
         return result
 
-    async def fail(self, claim: Claim, error: str, retry_delay_seconds: float) -> FailResult:
-        """End a failed run: the event goes to the back of the queue after the delay, counted."""
+    async def fail(
+        self, claim: Claim, error: str, retry_delay_seconds: float = 0.0, *, wait: Wait | None = None
+    ) -> FailResult:
+        """End a run that did not succeed: the event waits as `wait` says (by default retrying at the
+        back of the queue after `retry_delay_seconds`)."""
         error = redact_text(error)
-        result = await self.queue.fail(claim, error, retry_delay_seconds)
+        wait = wait or Wait(delay_seconds=retry_delay_seconds)
+        result = await self.queue.fail(claim, error, wait=wait)
         await self.outbox.flush(result.entries)
+        due = result.due_at.isoformat() if result.due_at else None
         _bound(claim.event).warning(
-            "event failed: back of the queue",
+            f"event {wait.state.value}: it waits until {due}",
             error=error,
+            failure_class=wait.failure_class.value,
             times_queued=result.times_queued,
-            retry_in_seconds=retry_delay_seconds,
+            due_at=due,
         )
         return result
+
+    async def retry_now(self, event_id: str, detail: str) -> RetryNowOutcome:
+        """An operator's "retry now" of a waiting event (a processing one is refused)."""
+        outcome, entries = await self.queue.retry_now(event_id, redact_text(detail))
+        await self.outbox.flush(entries)
+        log.info("retry requested by an operator", event_id=event_id, outcome=outcome.value)
+        return outcome
 
     async def release(self, claim: Claim) -> None:
         """Give a claim back untouched (shutdown): front of the queue, no retry counted."""
@@ -132,9 +148,11 @@ class EventLifecycle:
         )
         return removed.event
 
-    async def restore(self, event: Event, delay_seconds: float, detail: str) -> RestoreResult:
+    async def restore(
+        self, event: Event, delay_seconds: float, detail: str, wait: Wait | None = None
+    ) -> RestoreResult:
         """Put back an event the history knows as unfinished and Redis lost (recovery)."""
-        result = await self.queue.restore(event, delay_seconds, detail)
+        result = await self.queue.restore(event, delay_seconds, detail, wait)
         await self.outbox.flush(result.entries)
         if result.outcome is RestoreOutcome.RESTORED:
             _bound(event).warning(

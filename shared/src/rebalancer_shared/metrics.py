@@ -24,6 +24,8 @@ class Counter(StrEnum):
     EVENTS_FAILED = "events_failed"
     EVENTS_RETRIED = "events_retried"
     EVENTS_REMOVED = "events_removed"
+    EVENTS_SCHEDULED = "events_scheduled"
+    EVENTS_NEEDS_ATTENTION = "events_needs_attention"
     ORDERS_PLACED = "orders_placed"
 
 

@@ -62,6 +62,8 @@ def parse_entry(entry_id: str, raw: dict[Any, Any]) -> HistoryRecord | None:
             event=event,
             close_runs_below=int(fields.get("close") or 0),
             at=datetime.fromtimestamp(int(fields["ms"]) / 1000, UTC),
+            failure_class=fields.get("cls") or None,
+            due_at=datetime.fromtimestamp(int(fields["due"]) / 1000, UTC) if fields.get("due") else None,
         )
     except (KeyError, ValueError, EventError) as exc:
         log.error("outbox entry cannot be read: skipped", entry=entry_id, error=str(exc))

@@ -5,9 +5,10 @@ and in the event broker, one process at a time (`P:recovery-lock`):
 
 1. The marker: written to Redis at first start and recorded in PostgreSQL. A Redis without it while
    PostgreSQL says it was written has restarted empty or been wiped: that is logged loudly.
-2. Every event PostgreSQL records as queued, processing or retrying that Redis neither holds nor
-   finished in the last day is put back through `EventLifecycle.restore` (one atomic script that
-   re-checks all of that): queued and retrying ones at once; processing ones only after one lease
+2. Every event PostgreSQL records as unfinished that Redis neither holds nor finished in the last
+   day is put back through `EventLifecycle.restore` (one atomic script that re-checks all of that):
+   queued and retrying ones at once; scheduled and needs-attention ones in their state, due when
+   the history says (`next_attempt_at`); processing ones only after one lease
    period, because the run that held one may still be going in a process cut off from Redis, and it
    stops on its own once its lease can have expired (the worker's lease fence). An event whose key
    another live event holds is superseded by it. When nothing was lost this costs one pipelined
@@ -33,8 +34,9 @@ from datetime import UTC, datetime
 import structlog
 
 from rebalancer_shared.events import EventSource
+from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.queue import RestoreOutcome
+from rebalancer_shared.queue import EventState, RestoreOutcome, Wait
 from rebalancer_shared.queue.scripts import LOCK_RELEASE
 from rebalancer_shared.store import EventStatus, EventSummary
 
@@ -69,6 +71,20 @@ async def _missing(lifecycle: EventLifecycle, events: list[EventSummary]) -> lis
     return [e for i, e in enumerate(events) if not replies[2 * i] and replies[2 * i + 1] is None]
 
 
+def _wait_of(summary: EventSummary) -> Wait | None:
+    """A scheduled or needs-attention event keeps its state, class and due time when restored."""
+    if summary.status not in (EventStatus.SCHEDULED, EventStatus.NEEDS_ATTENTION):
+        return None
+    default = (
+        FailureClass.MARKET_CLOSED
+        if summary.status is EventStatus.SCHEDULED
+        else FailureClass.NEEDS_ATTENTION
+    )
+    failure_class = FailureClass(summary.failure_class) if summary.failure_class else default
+    due = summary.next_attempt_at or datetime.now(UTC)
+    return Wait(state=EventState(summary.status.value), failure_class=failure_class, due_at=due)
+
+
 async def _restore_missing(lifecycle: EventLifecycle, lease_seconds: float) -> tuple[int, int]:
     unfinished = await lifecycle.store.unfinished_events()
     restored = 0
@@ -78,7 +94,9 @@ async def _restore_missing(lifecycle: EventLifecycle, lease_seconds: float) -> t
         # A run that was in flight when Redis lost it counts as an attempt, as a reaped lease does.
         times = summary.times_queued + (1 if was_running else 0)
         rebuilt = replace(summary, times_queued=times, source=EventSource.RECOVERY).to_event()
-        result = await lifecycle.restore(rebuilt, lease_seconds if was_running else 0.0, RESTORE_DETAIL)
+        result = await lifecycle.restore(
+            rebuilt, lease_seconds if was_running else 0.0, RESTORE_DETAIL, _wait_of(summary)
+        )
         restored += result.outcome is RestoreOutcome.RESTORED
     return restored, len(unfinished) - len(missing)
 

@@ -29,6 +29,9 @@ async def test_status_of_an_empty_queue(client: httpx.AsyncClient) -> None:
         "events_with_retries": 0,
         "processing_count": 0,
         "retrying_count": 0,
+        "scheduled_count": 0,
+        "needs_attention_count": 0,
+        "events_by_class": {"transient": 0, "market_closed": 0, "needs_attention": 0},
     }
 
 

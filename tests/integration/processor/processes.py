@@ -92,6 +92,8 @@ def processor_env(
         "SHUTDOWN_GRACE_SECONDS": "5",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        # Trading hours are the loopback gateway's (its clock); the tests of our calendar set it.
+        "MARKET_CALENDAR": "always_open",
     }
     env.update(extra)
     return env

@@ -147,7 +147,13 @@ async def test_bad_allocations_send_no_order_to_the_gateway_and_name_the_problem
             assert row is not None
             assert row.last_error is not None
             assert problem in row.last_error
+            # The API could not answer: retried on the delay. It answered something we must not
+            # trade on: a person must look, and it runs again when one asks.
+            transient = status >= 500 or delay > 0
+            assert row.failure_class == ("transient" if transient else "needs_attention")
             api.set_weights("chan", TARGETS)
+            if not transient:
+                await proc.lifecycle.retry_now(str(event.event_id), "the allocation API was fixed")
             await proc.wait_until_idle()
     finally:
         await broker.close()
@@ -170,12 +176,16 @@ async def test_a_rejected_order_is_kept_with_ibs_code_and_reason_in_its_row_the_
                     break
                 await asyncio.sleep(0.05)
             history = await store.history(event.event_id)
+            await asyncio.sleep(1.0)  # five retry delays: a rejected order is not re-sent by itself
+            assert [o.symbol for o in tws.state.received_orders].count("CCC") == 1
             tws.state.rejections.clear()
+            await proc.lifecycle.retry_now(str(event.event_id), "trading permission granted")
             await proc.wait_until_idle()
     finally:
         await broker.close()
 
     assert row is not None
+    assert (row.status, row.failure_class) == ("needs_attention", "needs_attention")
     assert row.last_error is not None
     assert f"BUY 113 CCC: filled 0, Inactive ({expected})" in row.last_error
     assert history is not None

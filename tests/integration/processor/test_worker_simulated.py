@@ -9,7 +9,8 @@ import pytest
 
 from event_processor.brokers import SimulatedBroker
 from rebalancer_shared.events import Command
-from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.failures import FailureClass
+from rebalancer_shared.queue import EventQueue, EventState, RetryNowOutcome
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
 from tests.integration.processor.harness import FAST, accounts_on, running_processor
@@ -103,7 +104,7 @@ async def test_other_commands_complete_with_a_result(
     assert (len(broker.cancelled_orders) == 1) is (command is Command.CANCEL_ORDERS)
 
 
-async def test_bad_allocations_retry_with_nothing_traded_until_the_api_is_fixed(
+async def test_bad_allocations_need_attention_once_and_run_when_an_operator_retries(
     queue: EventQueue, store: EventStore, api: AllocationServer
 ) -> None:
     api.set_json(
@@ -113,21 +114,29 @@ async def test_bad_allocations_retry_with_nothing_traded_until_the_api_is_fixed(
     async with running_processor(queue, store, broker, api, accounts_on("chan", "DU1")) as proc:
         event = await proc.submit("DU1", Command.REBALANCE)
         for _ in range(200):
-            row = await store.get_event(event.event_id)
-            if row is not None and row.times_queued >= 3:
+            view = await queue.get(str(event.event_id))
+            if view is not None and view.state is EventState.NEEDS_ATTENTION:
                 break
             await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # five retry delays: an event that needs attention is not retried
+        view = await queue.get(str(event.event_id))
+        assert view is not None
+        assert view.state is EventState.NEEDS_ATTENTION
+        assert view.failure_class is FailureClass.NEEDS_ATTENTION
+        assert view.event.times_queued == 2, "tried once, then left for a person"
         assert broker.placed_orders == []
         row = await store.get_event(event.event_id)
         assert row is not None
+        assert row.status == "needs_attention"
+        assert row.failure_class == "needs_attention"
         assert row.last_error is not None
         assert "sum to 0.9000" in row.last_error
         api.set_weights("chan", TARGETS)
+        assert await proc.lifecycle.retry_now(str(event.event_id), "fixed") is RetryNowOutcome.REQUEUED
         await proc.wait_until_idle()
     row = await store.get_event(event.event_id)
     assert row is not None
     assert row.status == "completed"
-    assert row.times_queued >= 3
     assert broker.placed_orders
 
 

@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from redis.asyncio import Redis
 
 from rebalancer_shared.events import Command
+from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import (
     Claim,
     CompleteOutcome,
@@ -35,7 +36,6 @@ from rebalancer_shared.queue import (
     RetryNowOutcome,
     Wait,
 )
-from rebalancer_shared.failures import FailureClass
 from tests.integration.queue.helpers import make_event
 from tests.support.servers import REDIS_URL, delete_prefix
 
@@ -216,7 +216,8 @@ class QueueMachine(RuleBasedStateMachine):
         model.times += 1 if attempted else 0
         model.state, model.rerun, model.failure_class = state, False, WAITS[state].value
         assert result.times_queued == model.times
-        assert result.due_at is not None and round(result.due_at.timestamp() * 1000) == due_ms
+        assert result.due_at is not None
+        assert round(result.due_at.timestamp() * 1000) == due_ms
         self.retry[event_id] = due_ms
 
     @precondition(lambda self: bool(self.known))

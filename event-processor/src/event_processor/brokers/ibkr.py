@@ -60,11 +60,14 @@ from event_processor.brokers.models import (
     OpenOrder,
     OrderRequest,
     OrderResult,
+    UncancellableOrdersError,
+    UnknownSymbolError,
 )
 from event_processor.brokers.order_tickets import OrderTicket, order_ticket
 from event_processor.brokers.quotes import PriceRules, Quote, choose_price, price_problems
 from event_processor.brokers.sessions import Session, market_hours
 from rebalancer_shared.config import IbkrSettings, OrderSettings
+from rebalancer_shared.failures import WaitForSession
 
 log = structlog.get_logger(__name__)
 
@@ -139,8 +142,10 @@ def trading_client_ids(account_ids: Sequence[str], base: int) -> dict[str, int]:
     return ids
 
 
-class MarketClosedError(BrokerError):
-    """Orders were not placed: the market is closed now (or only in extended hours, not enabled)."""
+class MarketClosedError(BrokerError, WaitForSession):
+    """Orders were not placed: the market is closed now (or only in extended hours, not enabled).
+
+    `not_before`: IB's next regular open of the contract (the event is scheduled for it)."""
 
     def __init__(
         self, now: datetime, opens: datetime | None, session: Session, extended_enabled: bool
@@ -155,8 +160,9 @@ class MarketClosedError(BrokerError):
             why = "the market is closed"
         super().__init__(
             f"no order placed: {why} (gateway time {local:%Y-%m-%d %H:%M %Z}{when}); IB would hold "
-            "market orders until the open, so the event retries instead"
+            "market orders until the open, so the event waits for the next session instead"
         )
+        self.not_before = opens
 
 
 async def _open_trades(connection: IbkrConnection, ib: IB, account_id: str) -> list[Trade]:
@@ -426,7 +432,7 @@ class IbkrBroker:
         known = await self._qualify_known(ib, symbols)
         unknown = [s for s in symbols if s not in known]
         if unknown:
-            raise BrokerError(
+            raise UnknownSymbolError(
                 f"IB does not know (or finds ambiguous) the US stock(s) {', '.join(unknown)} "
                 "on SMART in USD; check the symbols of the allocation"
             )
@@ -480,7 +486,7 @@ class IbkrBroker:
             for trade in ours:
                 self._cancel(trader, ib, account_id, trade, requested)
             if foreign:
-                raise BrokerError(_uncancellable(account_id, own_id, foreign))
+                raise UncancellableOrdersError(_uncancellable(account_id, own_id, foreign))
             remaining = deadline - loop.time()
             if remaining <= 0:
                 described = ", ".join(_describe_open(o) for o in map(_open_order, still_open))

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.failures import NeedsAttention
 
 Action = Literal["BUY", "SELL"]
 
@@ -15,6 +16,14 @@ DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive", "R
 
 class BrokerError(RebalancerError):
     """The broker could not do what was asked; the message says what failed (the event retries)."""
+
+
+class UnknownSymbolError(BrokerError, NeedsAttention):
+    """The broker does not know a symbol the allocation asks for (or finds it ambiguous)."""
+
+
+class UncancellableOrdersError(BrokerError, NeedsAttention):
+    """The account has open orders no API client of ours can cancel (another client id, or TWS)."""
 
 
 @dataclass(frozen=True)

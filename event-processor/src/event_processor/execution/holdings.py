@@ -23,12 +23,12 @@ from dataclasses import replace
 from event_processor.brokers.models import AccountValues, BrokerPosition, Listing, OrderResult
 from event_processor.planner import Holding, PlannedOrder
 from event_processor.planner.models import STOCK, TRADING_CURRENCY
-from rebalancer_shared.errors import RebalancerError
+from rebalancer_shared.failures import NeedsAttention
 
 QUANTITY_TOLERANCE = 1e-6
 
 
-class UnsupportedAccountError(RebalancerError):
+class UnsupportedAccountError(NeedsAttention):
     """The account cannot be traded as it is (its base currency, say); nothing was done."""
 
 

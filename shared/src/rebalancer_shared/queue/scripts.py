@@ -324,7 +324,7 @@ redis.call('HSET', ekey, 'state', state, 'last_error', ARGV[4], 'rerun', '0', 'c
 redis.call('HDEL', ekey, 'lease', 'owner')
 redis.call('ZADD', KEYS[2], due, ARGV[2])
 wait_in(KEYS[6], KEYS[7], state, ARGV[2])
-bump(KEYS[5], 'events_' .. state, cmd)
+if state ~= 'retrying' then bump(KEYS[5], 'events_' .. state, cmd) end
 local json = redis.call('HGET', ekey, 'json')
 return {tonumber(times), tostring(due),
         record_wait(KEYS[4], ARGV[2], state, times, ARGV[4], json, tonumber(times), now, ARGV[8], due)}

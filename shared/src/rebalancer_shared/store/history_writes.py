@@ -27,6 +27,7 @@ from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
     FINISHED,
     STATUS_AFTER,
+    WAITING,
     EventStatus,
     HistoryRecord,
     RunStatus,
@@ -60,7 +61,9 @@ async def _upsert_event(session: AsyncSession, record: HistoryRecord) -> None:
         "ably_message_id": event.ably_message_id,
         "status": (status or EventStatus.QUEUED).value,
         "times_queued": record.times_queued,
-        "last_error": detail if status is EventStatus.RETRYING else None,
+        "last_error": detail if status in WAITING else None,
+        "failure_class": record.failure_class,
+        "next_attempt_at": record.due_at,
         "created_at": event.created_at,
         "updated_at": record.at,
         "finished_at": record.at if status in FINISHED else None,
@@ -72,8 +75,10 @@ async def _upsert_event(session: AsyncSession, record: HistoryRecord) -> None:
         return
     changes = {k: insert.excluded[k] for k in ("status", "times_queued", "updated_at", "finished_at")}
     changes["history_seq"] = insert.excluded.history_seq
-    if status is EventStatus.RETRYING:
+    changes["next_attempt_at"] = insert.excluded.next_attempt_at
+    if status in WAITING:
         changes["last_error"] = insert.excluded.last_error
+        changes["failure_class"] = insert.excluded.failure_class
     newer = or_(EventRow.history_seq.is_(None), EventRow.history_seq < insert.excluded.history_seq)
     await session.execute(
         insert.on_conflict_do_update(index_elements=["event_id"], set_=changes, where=newer)
@@ -88,6 +93,8 @@ async def _insert_transition(session: AsyncSession, record: HistoryRecord) -> No
         "detail": _redacted(record.detail),
         "at": record.at,
         "seq": record.seq,
+        "failure_class": record.failure_class,
+        "due_at": record.due_at,
     }
     insert = dialect_insert(session, TransitionRow).values(**values)
     await session.execute(insert.on_conflict_do_nothing(index_elements=["seq"]))

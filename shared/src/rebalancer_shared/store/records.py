@@ -13,16 +13,26 @@ from rebalancer_shared.events import Event
 
 
 class EventStatus(StrEnum):
-    """The state an event's row records; the first three are unfinished."""
+    """The state an event's row records; all but the last two are unfinished."""
 
     QUEUED = "queued"
     PROCESSING = "processing"
     RETRYING = "retrying"
+    SCHEDULED = "scheduled"
+    NEEDS_ATTENTION = "needs_attention"
     COMPLETED = "completed"
     REMOVED = "removed"
 
 
-UNFINISHED = (EventStatus.QUEUED, EventStatus.PROCESSING, EventStatus.RETRYING)
+UNFINISHED = (
+    EventStatus.QUEUED,
+    EventStatus.PROCESSING,
+    EventStatus.RETRYING,
+    EventStatus.SCHEDULED,
+    EventStatus.NEEDS_ATTENTION,
+)
+# The statuses of an event waiting for its due time; their transitions carry a failure class.
+WAITING = (EventStatus.RETRYING, EventStatus.SCHEDULED, EventStatus.NEEDS_ATTENTION)
 FINISHED = (EventStatus.COMPLETED, EventStatus.REMOVED)
 
 
@@ -39,6 +49,8 @@ class Transition(StrEnum):
     REQUEUED = "requeued"
     PROCESSING = "processing"
     RETRYING = "retrying"
+    SCHEDULED = "scheduled"
+    NEEDS_ATTENTION = "needs_attention"
     COMPLETED = "completed"
     REMOVED = "removed"
     DUPLICATE = "duplicate"
@@ -53,6 +65,8 @@ STATUS_AFTER: dict[Transition, EventStatus] = {
     Transition.REQUEUED: EventStatus.QUEUED,
     Transition.PROCESSING: EventStatus.PROCESSING,
     Transition.RETRYING: EventStatus.RETRYING,
+    Transition.SCHEDULED: EventStatus.SCHEDULED,
+    Transition.NEEDS_ATTENTION: EventStatus.NEEDS_ATTENTION,
     Transition.COMPLETED: EventStatus.COMPLETED,
     Transition.REMOVED: EventStatus.REMOVED,
     Transition.RERUN: EventStatus.QUEUED,
@@ -98,6 +112,8 @@ class HistoryRecord:
     event: Event | None
     close_runs_below: int
     at: datetime
+    failure_class: str | None = None  # of a transition into a waiting state
+    due_at: datetime | None = None  # when that waiting event is due
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ class EventRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     times_queued: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
+    failure_class: Mapped[str | None] = mapped_column(String(16))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -61,6 +63,8 @@ class TransitionRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(Timestamp)
     seq: Mapped[int | None] = mapped_column(BigInteger)
+    failure_class: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class RunRow(Base):

@@ -35,6 +35,8 @@ class EventSummary:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    failure_class: str | None = None  # of its last failure (transient, market_closed, needs_attention)
+    next_attempt_at: datetime | None = None  # while it waits: when it runs again
 
     def to_event(self) -> Event:
         """The event itself, with the runs counted so far (what recovery puts back into Redis)."""
@@ -63,6 +65,8 @@ class TransitionView:
     detail: str | None
     at: datetime
     seq: int | None
+    failure_class: str | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ def event_view(row: EventRow) -> EventSummary:
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
         finished_at=_maybe_utc(row.finished_at),
+        failure_class=row.failure_class,
+        next_attempt_at=_maybe_utc(row.next_attempt_at),
     )
 
 
@@ -163,6 +169,8 @@ def transition_view(row: TransitionRow) -> TransitionView:
         detail=row.detail,
         at=as_utc(row.at),
         seq=row.seq,
+        failure_class=row.failure_class,
+        due_at=_maybe_utc(row.due_at),
     )
 
 

@@ -23,11 +23,24 @@ from management_service.models import (
     QueuedEventResponse,
     QueueStatusResponse,
     RemovedEventResponse,
+    RetryResponse,
+    events_by_class,
 )
-from rebalancer_shared.queue import EnqueueOutcome, EventNotQueuedError, EventProcessingError
+from rebalancer_shared.queue import (
+    EnqueueOutcome,
+    EventNotQueuedError,
+    EventProcessingError,
+    QueuedEventView,
+    RetryNowOutcome,
+)
 
 router = APIRouter(prefix="/queue", tags=["queue"])
 REMOVED_DETAIL = "removed by an operator through the management API"
+RETRY_DETAIL = "retry requested by an operator through the management API"
+_RETRY_MESSAGE = {
+    RetryNowOutcome.REQUEUED: "the event runs again as soon as a worker is free",
+    RetryNowOutcome.QUEUED: "the event is already queued: it runs as soon as a worker is free",
+}
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Redis or PostgreSQL unavailable."}
@@ -42,14 +55,18 @@ _ENQUEUE_STATUS = {
 _ENQUEUE_MESSAGE = {
     EnqueueOutcome.QUEUED: "event queued",
     EnqueueOutcome.ALREADY_ACCEPTED: "event queued (it had been accepted already)",
-    EnqueueOutcome.COALESCED: "the event for this account and command is processing: it will run once more",
+    EnqueueOutcome.COALESCED: (
+        "the event for this account and command is processing (it will run once more), or was waiting "
+        "(it runs now if its market allows)"
+    ),
     EnqueueOutcome.DUPLICATE: "an event for this account and command is already queued: nothing was added",
 }
 
 
 @router.get("/status", response_model=QueueStatusResponse, responses=_UNAVAILABLE, summary="Queue counters")
 async def get_queue_status(queue: QueueDep) -> QueueStatusResponse:
-    """Queue length, live, processing and retrying events, retries and the oldest age (no scan)."""
+    """Queue length, live, processing and waiting events (per state and failure class), retries and
+    the oldest age (no scan)."""
     stats = await queue.stats()
     return QueueStatusResponse(
         queue_length=stats.queue_length,
@@ -58,6 +75,9 @@ async def get_queue_status(queue: QueueDep) -> QueueStatusResponse:
         events_with_retries=stats.events_with_retries,
         processing_count=stats.processing_count,
         retrying_count=stats.retrying_count,
+        scheduled_count=stats.scheduled_count,
+        needs_attention_count=stats.needs_attention_count,
+        events_by_class=events_by_class(stats),
     )
 
 
@@ -67,29 +87,57 @@ async def get_queue_status(queue: QueueDep) -> QueueStatusResponse:
 async def list_queued_events(
     queue: QueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[QueuedEventResponse]:
-    """Live events (queued, processing, retrying), oldest first, with retry counts and last errors."""
-    return [
-        QueuedEventResponse(
-            event_id=view.event.event_id,
-            account_id=view.event.account_id,
-            exec_command=view.event.exec_command,
-            times_queued=view.event.times_queued,
-            created_at=view.event.created_at,
-            data=view.event.data,
-            source=view.event.source,
-            state=view.state,
-            rerun=view.rerun,
-            last_error=view.last_error,
-        )
-        for view in await queue.list_events(limit)
-    ]
+    """Live events (queued, processing, retrying, scheduled, needs_attention), oldest first, with retry
+    counts, last errors, failure classes and due times."""
+    return [_queued_event(view) for view in await queue.list_events(limit)]
+
+
+def _queued_event(view: QueuedEventView) -> QueuedEventResponse:
+    return QueuedEventResponse(
+        event_id=view.event.event_id,
+        account_id=view.event.account_id,
+        exec_command=view.event.exec_command,
+        times_queued=view.event.times_queued,
+        created_at=view.event.created_at,
+        data=view.event.data,
+        source=view.event.source,
+        state=view.state,
+        rerun=view.rerun,
+        last_error=view.last_error,
+        failure_class=view.failure_class,
+        due_at=view.due_at,
+    )
+
+
+@router.post(
+    "/events/{event_id}/retry",
+    response_model=RetryResponse,
+    dependencies=[ApiKeyRequired],
+    summary="Retry a waiting event now",
+    responses={
+        **AUTH_RESPONSES,
+        404: {"model": ErrorResponse, "description": "The event is not in the queue."},
+        409: {"model": ErrorResponse, "description": "The event is being processed."},
+    },
+)
+async def retry_event(event_id: uuid.UUID, lifecycle: LifecycleDep) -> RetryResponse:
+    """Make a retrying, scheduled or needs-attention event due now (it joins the back of the queue).
+
+    A live rebalance outside the trading window is scheduled again by the processor, without a run."""
+    try:
+        outcome = await lifecycle.retry_now(str(event_id), RETRY_DETAIL)
+    except EventNotQueuedError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except EventProcessingError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return RetryResponse(event_id=event_id, outcome=outcome, message=_RETRY_MESSAGE[outcome])
 
 
 @router.delete(
     "/events/{event_id}",
     response_model=RemovedEventResponse,
     dependencies=[ApiKeyRequired],
-    summary="Remove a queued or retrying event",
+    summary="Remove a waiting event",
     responses={
         **AUTH_RESPONSES,
         404: {"model": ErrorResponse, "description": "The event is not in the queue."},

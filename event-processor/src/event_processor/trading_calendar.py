@@ -21,6 +21,7 @@ an unscheduled closure the library does not know yet holds the orders rather tha
 
 from __future__ import annotations
 
+import functools
 import warnings
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -207,8 +208,11 @@ class TradingCalendar:
         return self._loaded
 
 
+@functools.lru_cache(maxsize=4)
 def _nyse_sessions(first: date, last: date) -> tuple[DaySession, ...]:
-    """NYSE's session days from `first` to `last`, from exchange_calendars (imported here: it is slow)."""
+    """NYSE's session days from `first` to `last`, from exchange_calendars (imported here: it is slow).
+
+    Cached: every calendar of the process asking for the same days shares one load."""
     # The library ships no type information.
     import exchange_calendars  # type: ignore[import-untyped]
 
@@ -274,3 +278,28 @@ def _duration(delta: timedelta) -> str:
 
 def _local(moment: datetime) -> str:
     return f"{moment.astimezone(NEW_YORK):%Y-%m-%d %H:%M %Z}"
+
+
+class AlwaysOpen:
+    """A market that is always open (the simulated broker's demo, tests): `market_calendar: always_open`.
+
+    With a real gateway IB's own hours still hold market orders outside the session (the broker
+    checks them at run time); a failure that waits for "the next session" waits `reopen_after`.
+    """
+
+    def __init__(self, reopen_after: timedelta = timedelta(days=1)) -> None:
+        self.reopen_after = reopen_after
+
+    def can_trade(self, moment: datetime) -> bool:
+        _utc(moment)
+        return True
+
+    def next_allowed(self, moment: datetime) -> datetime:
+        return _utc(moment)
+
+    def next_session_open(self, moment: datetime) -> datetime:
+        return _utc(moment) + self.reopen_after
+
+    def describe(self, moment: datetime) -> str:
+        _utc(moment)
+        return "market always open (market_calendar: always_open)"
