@@ -179,3 +179,23 @@ async def test_its_own_fills_are_the_days_executions_and_day_trades_are_unlimite
     assert await view.get_todays_executions("SIM2") == []
     assert await view.get_day_trades_remaining("SIM2") == 2
 
+
+async def test_the_guard_withholds_a_day_trade_on_the_simulated_broker_too() -> None:
+    from datetime import UTC, datetime
+
+    from event_processor.execution import rebalance
+    from rebalancer_shared.accounts import PdtProtection, RebalancingSettings
+
+    now = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    broker = SimulatedBroker({"AAA": 100.0, "BBB": 100.0}, clock=lambda: now)
+    broker.add_account("DU1", 0.0, {"BBB": 10}, day_trades_remaining=0)
+    settings = RebalancingSettings(pdt_protection=PdtProtection.SKIP)
+    await rebalance(broker, "DU1", {"AAA": 0.5, "BBB": 0.5}, settings, "ev-1")  # buys 5 AAA: this morning
+    placed_before = len(broker.placed_orders)
+
+    report = await rebalance(broker, "DU1", {"BBB": 1.0}, settings, "ev-2")  # back: two round trips
+
+    assert broker.placed_orders[placed_before:] == []
+    assert report.plan is not None
+    assert [(w.action, w.symbol) for w in report.plan.withheld] == [("SELL", "AAA"), ("BUY", "BBB")]
+    assert report.message == "nothing placed; withheld by the pattern-day-trader guard: SELL 5 AAA, BUY 5 BBB"
