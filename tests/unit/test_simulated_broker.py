@@ -151,3 +151,51 @@ async def test_every_stock_is_its_symbols_us_listing_and_each_position_has_a_con
     assert (positions["AAA"].currency, listings["BBB"].currency) == ("USD", "USD")
     assert len({p.con_id for p in positions.values()} | {listings["BBB"].con_id}) == 3
     assert (await broker.get_account_values("SIM1")).currency == "USD"
+
+
+async def test_its_own_fills_are_the_days_executions_and_day_trades_are_unlimited_unless_set() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from event_processor.brokers import BrokerExecution
+
+    clock = [datetime(2026, 12, 2, 15, 0, tzinfo=UTC)]
+    broker = SimulatedBroker({"AAA": 50.0, "BBB": 100.0}, clock=lambda: clock[0])
+    broker.add_account("SIM1", 1_000.0, {"AAA": 10.0})
+    broker.add_account("SIM2", 1_000.0, day_trades_remaining=2)
+    broker.add_execution("SIM1", BrokerExecution("BBB", 7, "SELL", 1, 100.0, clock[0] - timedelta(days=1)))
+
+    await broker.place_orders("SIM1", [OrderRequest("AAA", "SELL", 4, 50.0)], order_ref="ev")
+    today = await broker.get_todays_executions("SIM1")
+    clock[0] += timedelta(days=1)
+    tomorrow = await broker.get_todays_executions("SIM1")
+
+    assert [(e.symbol, e.side, e.shares, e.price, e.time) for e in today] == [
+        ("AAA", "SELL", 4.0, 50.0, datetime(2026, 12, 2, 15, 0, tzinfo=UTC))
+    ]
+    assert tomorrow == []
+    assert await broker.get_day_trades_remaining("SIM1") == -1
+    assert await broker.get_day_trades_remaining("SIM2") == 2
+    view = ReadOnlyBrokerView(broker)
+    assert await view.get_todays_executions("SIM2") == []
+    assert await view.get_day_trades_remaining("SIM2") == 2
+
+
+async def test_the_guard_withholds_a_day_trade_on_the_simulated_broker_too() -> None:
+    from datetime import UTC, datetime
+
+    from event_processor.execution import rebalance
+    from rebalancer_shared.accounts import PdtProtection, RebalancingSettings
+
+    now = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    broker = SimulatedBroker({"AAA": 100.0, "BBB": 100.0}, clock=lambda: now)
+    broker.add_account("DU1", 0.0, {"BBB": 10}, day_trades_remaining=0)
+    settings = RebalancingSettings(pdt_protection=PdtProtection.SKIP)
+    await rebalance(broker, "DU1", {"AAA": 0.5, "BBB": 0.5}, settings, "ev-1")  # buys 5 AAA: this morning
+    placed_before = len(broker.placed_orders)
+
+    report = await rebalance(broker, "DU1", {"BBB": 1.0}, settings, "ev-2")  # back: two round trips
+
+    assert broker.placed_orders[placed_before:] == []
+    assert report.plan is not None
+    assert [(w.action, w.symbol) for w in report.plan.withheld] == [("SELL", "AAA"), ("BUY", "BBB")]
+    assert report.message == "nothing placed; withheld by the pattern-day-trader guard: SELL 5 AAA, BUY 5 BBB"

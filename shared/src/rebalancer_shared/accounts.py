@@ -10,6 +10,7 @@ File format (the product brief's, plus optional per-account trading settings)::
         fractional_shares: false         # default false; refused with the ibkr broker
         drift_threshold_pct: 0.0         # default 0: off
         min_order_value: 0.0             # default 0: off
+        pdt_protection: defer            # skip | defer | off; default defer
 
 Settings an account leaves out come from `rebalancing_defaults` in config.yaml. A reserve outside
 0-10 % or not a number falls back to 1 % with a warning naming the account (the brief's rule); any
@@ -17,6 +18,12 @@ other mistake (duplicate id, missing channel, unknown key) is an `AccountsFileEr
 the account and the key, because trading with a misread account file is worse than not starting.
 The `ibkr` broker also refuses accounts with `fractional_shares: true` (`refuse_fractional_shares`):
 IB does not take fractional-sized stock orders through its API.
+
+`pdt_protection` says what a live rebalance does when IB limits the account's day trades (FINRA's
+pattern-day-trader rule: `DayTradesRemaining` is 0 or more) and the plan holds more day trades (a
+sale of a stock bought today, a purchase of one sold today) than remain: `skip` leaves the excess
+ones out and reports them in the plan, `defer` places nothing and waits for the next session, `off`
+trades as planned. YAML reads an unquoted `off` as false; false is taken as `off`.
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.yaml_text import describe_yaml_error
@@ -50,6 +58,14 @@ class AccountsFileError(ConfigError):
     """accounts.yaml cannot be used as it is; the message names the file, account and key."""
 
 
+class PdtProtection(StrEnum):
+    """What a live rebalance does with day trades beyond IB's `DayTradesRemaining` (module doc)."""
+
+    SKIP = "skip"  # leave the excess day trades out, report them, trade the rest
+    DEFER = "defer"  # place nothing; the run waits for the next session
+    OFF = "off"  # no guard: trade as planned
+
+
 class RebalancingSettings(BaseModel):
     """Per-account trading settings the planner and engine obey."""
 
@@ -60,6 +76,13 @@ class RebalancingSettings(BaseModel):
     drift_threshold_pct: float = Field(default=0.0, ge=0, le=100)
     min_order_value: float = Field(default=0.0, ge=0)
     min_trade_shares: float = Field(default=0.01, gt=0)
+    pdt_protection: PdtProtection = PdtProtection.DEFER
+
+    @field_validator("pdt_protection", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        # YAML 1.1 reads `off` (and `no`, `false`) as the boolean false.
+        return PdtProtection.OFF if value is False else value
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
-from tests.fakes.tws.market_hours import DEFAULT_MARKET_TIME
+from tests.fakes.tws.market_hours import DEFAULT_MARKET_TIME, NEW_YORK
 
 Action = Literal["BUY", "SELL"]
 
@@ -92,16 +93,28 @@ class FakePosition:
 @dataclass
 class FakeAccount:
     """`cash` is the USD balance (US stocks settle in it); `other_cash` holds the other currencies'.
-    Account values are reported in `base_currency`, converted at `TwsState.exchange_rates`."""
+    Account values are reported in `base_currency`, converted at `TwsState.exchange_rates`.
+
+    `day_trades_remaining` is IB's `DayTradesRemaining`: -1 unlimited (equity of 25,000 USD or more,
+    or an account the pattern-day-trader rule does not limit), else what is left today;
+    `day_trades_later` the values for T+1..T+4 (None: each as today's)."""
 
     account_id: str
     cash: float = 0.0
     positions: dict[str, FakePosition] = field(default_factory=dict)
     base_currency: str = "USD"
     other_cash: dict[str, float] = field(default_factory=dict)
+    day_trades_remaining: int = -1
+    day_trades_later: list[int] | None = None
 
     def cash_balances(self) -> dict[str, float]:
         return {"USD": self.cash, **self.other_cash}
+
+    def day_trade_values(self) -> list[tuple[str, str]]:
+        """(tag, value) of DayTradesRemaining and DayTradesRemainingT+1..T+4."""
+        later = self.day_trades_later or [self.day_trades_remaining] * 4
+        values = [("DayTradesRemaining", str(self.day_trades_remaining))]
+        return values + [(f"DayTradesRemainingT+{n}", str(v)) for n, v in enumerate(later[:4], start=1)]
 
 
 @dataclass
@@ -156,7 +169,10 @@ class ReceivedOrder:
 
 @dataclass
 class FillRecord:
-    """One execution the fake made, in order. Order ids are unique per client id only (as in IB)."""
+    """One execution, in order: one the fake made, or one a test put there (`TwsState.add_execution`).
+    Order ids are unique per client id only (as in IB); client 0 is an order entered by hand in TWS.
+    `filled_at` is the wall clock; `executed_at` the gateway's market clock (epoch seconds), the time
+    IB reports and counts days by."""
 
     order_id: int
     symbol: str
@@ -166,6 +182,12 @@ class FillRecord:
     filled_at: float
     client_id: int = 0
     account: str = ""
+    exec_id: str = ""
+    executed_at: float = 0.0
+    perm_id: int = 0
+    order_ref: str = ""
+    cum_qty: float = 0.0
+    avg_price: float = 0.0
 
 
 @dataclass
@@ -212,6 +234,9 @@ class TwsState:
     position_lag_seconds: float = 0.3  # positions show a fill this long after cash does (ib_async #15)
     exchange_rates: dict[str, float] = field(default_factory=lambda: dict(EXCHANGE_RATES))
     lagging: dict[str, LaggingPosition] = field(default_factory=dict)  # "account/key" -> shown until
+    # executions and the pattern-day-trader counter
+    execution_days: int = 1  # reqExecutions answers since midnight; TWS's Trade Log may show up to 7 days
+    day_trade_violations: list[str] = field(default_factory=list)  # day trades made with none remaining
 
     def add_account(
         self,
@@ -336,7 +361,11 @@ class TwsState:
         if held.quantity == 0:
             del account.positions[order.symbol]
         account.cash -= signed * price + self.commission_per_order
-        self.fills.append(
+        total = order.filled + shares
+        order.avg_fill_price = (order.avg_fill_price * order.filled + price * shares) / total
+        order.filled = total
+        order.last_fill_price = price
+        self._record(
             FillRecord(
                 order.order_id,
                 order.symbol,
@@ -346,18 +375,82 @@ class TwsState:
                 now(),
                 order.client_id,
                 order.account,
+                perm_id=order.perm_id,
+                order_ref=order.order_ref,
+                cum_qty=order.filled,
+                avg_price=order.avg_fill_price,
             )
         )
-        total = order.filled + shares
-        order.avg_fill_price = (order.avg_fill_price * order.filled + price * shares) / total
-        order.filled = total
-        order.last_fill_price = price
+
+    def add_execution(
+        self,
+        account_id: str,
+        symbol: str,
+        action: Action,
+        shares: float,
+        price: float,
+        at: datetime,
+        client_id: int = 0,
+    ) -> FillRecord:
+        """An execution made before the test (by hand in TWS unless `client_id` says), at `at`.
+        It is only a record: positions and cash stay as the test set them."""
+        return self._record(
+            FillRecord(
+                0,
+                symbol,
+                action,
+                shares,
+                price,
+                now(),
+                client_id,
+                account_id,
+                executed_at=at.timestamp(),
+                perm_id=self.take_perm_id(),
+                cum_qty=shares,
+                avg_price=price,
+            )
+        )
+
+    def _record(self, record: FillRecord) -> FillRecord:
+        if not record.executed_at:
+            record.executed_at = self.market_time
+        record.exec_id = f"0000e0d5.{record.perm_id:08x}.{len(self.fills) + 1:02d}.01"
+        self._count_day_trade(record)
+        self.fills.append(record)
+        return record
+
+    def _count_day_trade(self, record: FillRecord) -> None:
+        """A fill opposite to one of the same listing on the same New York day is a day trade: it
+        uses one of the account's remaining, or is a violation when none remain."""
+        account = self.accounts.get(record.account)
+        if account is None or account.day_trades_remaining < 0:
+            return
+        day = _new_york_day(record.executed_at)
+        opposite = [
+            f
+            for f in self.fills
+            if (f.account, f.symbol) == (record.account, record.symbol)
+            and f.action != record.action
+            and _new_york_day(f.executed_at) == day
+        ]
+        if not opposite:
+            return
+        if account.day_trades_remaining > 0:
+            account.day_trades_remaining -= 1
+            return
+        side = "bought" if record.action == "SELL" else "sold"
+        trade = f"{record.action} {record.shares:g} {record.symbol}"
+        self.day_trade_violations.append(f"{record.account}: {trade} ({side} {day}), none remaining")
 
     def orders_for(self, client_id: int) -> list[FakeOrder]:
         return [o for o in self.open_orders if o.client_id == client_id or client_id in self._masters()]
 
     def _masters(self) -> set[int]:
         return {0} if self.master_client_id is None else {0, self.master_client_id}
+
+    def sees_every_client(self, client_id: int) -> bool:
+        """Client 0 and the master client id receive other clients' orders and executions."""
+        return client_id in self._masters()
 
     def find_cancellable(self, client_id: int, order_id: int) -> FakeOrder | None:
         """An order this client may cancel: its own, or any for client 0 and the master client."""
@@ -386,6 +479,7 @@ class TwsState:
             "max_messages_per_second",
             "position_copies",
             "position_lag_seconds",
+            "execution_days",
         ):
             if key in data:
                 setattr(state, key, data[key])
@@ -404,6 +498,8 @@ class TwsState:
                 },
                 base_currency=raw.get("base_currency", "USD"),
                 other_cash=dict(raw.get("other_cash", {})),
+                day_trades_remaining=int(raw.get("day_trades_remaining", -1)),
+                day_trades_later=raw.get("day_trades_later"),
             )
         state.quotes = {s: FakeQuote(**q) for s, q in data.get("quotes", {}).items()}
         state.open_orders = [FakeOrder(**o) for o in data.get("open_orders", [])]
@@ -412,3 +508,7 @@ class TwsState:
 
 def now() -> float:
     return time.time()
+
+
+def _new_york_day(epoch: float) -> str:
+    return f"{datetime.fromtimestamp(epoch, NEW_YORK):%Y-%m-%d}"

@@ -36,6 +36,7 @@ _REPLACEABLE = (
     "position_copies",
     "position_lag_seconds",
     "exchange_rates",
+    "execution_days",
 )
 
 

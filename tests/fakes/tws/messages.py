@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from tests.fakes.tws.account import FakeOrder, FakePosition
+from tests.fakes.tws.account import FakeOrder, FakePosition, FillRecord
+from tests.fakes.tws.executions import execution_time
 
 SERVER_VERSION = 178
 CONNECTION_TIME = "20240102 09:30:00 EST"
@@ -187,11 +188,13 @@ def order_status(order: FakeOrder) -> bytes:
     )
 
 
-def execution(order: FakeOrder, con_id: int, exec_id: str, shares: float, price: float, when: int) -> bytes:
-    side = "BOT" if order.action == "BUY" else "SLD"
-    fields: list[Field] = [11, -1, order.order_id, *_contract_fields(con_id, order.symbol, "STK")]
-    fields += [exec_id, str(when), order.account, "NASDAQ", side, shares, price, order.perm_id]
-    fields += [order.client_id, 0, order.filled, order.avg_fill_price, order.order_ref, "", "", "", 1, 0]
+def execution(req_id: int, record: FillRecord, con_id: int) -> bytes:
+    """EXECUTION_DATA (11): a live fill (`req_id` -1) or an answer to reqExecutions; the time in UTC."""
+    side = "BOT" if record.action == "BUY" else "SLD"
+    fields: list[Field] = [11, req_id, record.order_id, *_contract_fields(con_id, record.symbol, "STK")]
+    fields += [record.exec_id, execution_time(record.executed_at), record.account, "NASDAQ", side]
+    fields += [record.shares, record.price, record.perm_id, record.client_id, 0]
+    fields += [record.cum_qty, record.avg_price, record.order_ref, "", "", "", 1, 0]
     return frame(fields)
 
 

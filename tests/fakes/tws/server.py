@@ -8,8 +8,9 @@
 It answers what `IB.connectAsync` waits on (positions, open and completed orders, account updates,
 account updates multi, executions), contract details, market data snapshots, account summaries,
 placeOrder (open order, order status, execution, commission report; fills move shares and cash),
-cancelOrder, reqAllOpenOrders and reqGlobalCancel. The knobs on `TwsState` add latency, partial fills,
-rejections, cancels that never confirm and a connection dropped on the N-th order.
+cancelOrder, reqAllOpenOrders, reqGlobalCancel and reqExecutions (the day's executions, executions.py).
+The knobs on `TwsState` add latency, partial fills, rejections, cancels that never confirm and a
+connection dropped on the N-th order.
 
 By default it is as strict as a real gateway: market data lines (error 101), snapshots that end 11 s
 later, delayed ticks and timestamps, rejections (201) and fractional-size refusals (10243), and
@@ -35,6 +36,7 @@ import structlog
 
 from tests.fakes.tws import messages as msg
 from tests.fakes.tws.account import FakeOrder, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.executions import ExecutionQuery, trade_log_start
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, MarketDataLines, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
 
@@ -146,15 +148,15 @@ class FakeTws:
 
     def fill(self, order: FakeOrder, shares: float, price: float) -> None:
         self.state.apply_fill(order, shares, price)
+        record = self.state.fills[-1]
         if order.filled >= order.quantity:
             order.status = "Filled"
             self.state.open_orders.remove(order)
-        exec_id = f"0001f4e8.{order.perm_id}.{len(self.state.received_orders)}.01"
         con_id = self.state.con_id(order.symbol)
         for session in self.sessions_for(order.client_id):
-            session.send(msg.execution(order, con_id, exec_id, shares, price, int(now())))
+            session.send(msg.execution(-1, record, con_id))
             session.send(msg.order_status(order))
-            session.send(msg.commission_report(exec_id, self.state.commission_per_order))
+            session.send(msg.commission_report(record.exec_id, self.state.commission_per_order))
         self.position_changed(order.account, order.symbol)
         self.changed()
 
@@ -227,7 +229,7 @@ class _Session:
             6: self._account_updates,
             76: self._account_updates_multi,
             62: self._account_summary,
-            7: lambda f: self.send(msg.executions_end(int(f[2]))),
+            7: self._executions,
             9: self._contract_details,
             59: self._market_data_type,
             1: self._market_data,
@@ -306,12 +308,14 @@ class _Session:
         self.send(msg.position_end())
 
     def _summary_values(self, account_id: str) -> list[tuple[str, str, str]]:
-        """(tag, value, currency) of the summary tags: in the account's base currency."""
+        """(tag, value, currency) of the summary tags: amounts in the account's base currency; the
+        day-trade counts have no currency."""
         account = self.state.accounts[account_id]
         base = account.base_currency
         return [
             ("NetLiquidation", repr(self.state.net_liquidation(account)), base),
             ("TotalCashValue", repr(self.state.total_cash(account)), base),
+            *((tag, value, "") for tag, value in account.day_trade_values()),
         ]
 
     def _update_values(self, account_id: str) -> list[tuple[str, str, str]]:
@@ -352,6 +356,19 @@ class _Session:
                 if tag in tags:
                     self.send(msg.account_summary(req_id, account_id, tag, value, currency))
         self.send(msg.account_summary_end(req_id))
+
+    def _executions(self, fields: list[str]) -> None:
+        """The trade log's executions this client may see that match the filter, each with its
+        commission report, then the end (executions.py)."""
+        query = ExecutionQuery.from_fields(fields)
+        client_id = self.client_id or 0
+        start = trade_log_start(self.state.market_time, self.state.execution_days)
+        for record in list(self.state.fills):
+            visible = record.client_id == client_id or self.state.sees_every_client(client_id)
+            if visible and record.executed_at >= start and query.matches(record):
+                self.send(msg.execution(query.req_id, record, self.state.con_id(record.symbol)))
+                self.send(msg.commission_report(record.exec_id, self.state.commission_per_order))
+        self.send(msg.executions_end(query.req_id))
 
     # --- contracts and market data ----------------------------------------------------------------
 

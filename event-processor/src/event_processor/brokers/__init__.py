@@ -8,6 +8,7 @@ from event_processor.brokers.ibkr import IbkrBroker
 from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
+    BrokerExecution,
     BrokerPosition,
     Listing,
     OpenOrder,
@@ -21,6 +22,7 @@ __all__ = [
     "AccountValues",
     "Broker",
     "BrokerError",
+    "BrokerExecution",
     "BrokerPosition",
     "IbkrBroker",
     "Listing",

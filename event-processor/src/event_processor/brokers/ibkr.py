@@ -3,7 +3,11 @@
 Identity: every position comes with its contract (conId, exchange, currency), once per conId (IB may
 repeat a row in one answer; the last one wins). `get_listings` names each symbol's US listing
 (SMART, USD): the contract every order and price request uses, so a holding of the same ticker on
-another exchange is never traded through it. Account values come with their currency.
+another exchange is never traded through it. Account values come with their currency
+(`ibkr_account_values`).
+
+Day trades: `DayTradesRemaining` from the account summary; the day's executions from every connection
+held for the account, the day by the gateway's clock in New York (`ibkr_executions`).
 
 Prices: US stocks on SMART in USD, qualified once and cached. Each symbol is asked for with market
 data type live (1), then frozen (2), then delayed (3), until its snapshot has a usable price
@@ -41,20 +45,29 @@ extended session a limit order with outsideRth goes instead.
 from __future__ import annotations
 
 import asyncio
-import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from ib_async import IB, AccountValue, Contract, Order, Position, Stock, Trade
+from ib_async import IB, Contract, Order, Position, Stock, Trade
 
+from event_processor.brokers.day_trades import trading_day
+from event_processor.brokers.ibkr_account_values import (
+    ACCOUNT_TAGS,
+    DAY_TRADE_TAGS,
+    account_summary,
+    account_values,
+    day_trades_remaining,
+)
 from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
 from event_processor.brokers.ibkr_market_data import SnapshotReader
 from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
+    BrokerExecution,
     BrokerPosition,
     Listing,
     OpenOrder,
@@ -72,7 +85,6 @@ from rebalancer_shared.failures import WaitForSession
 log = structlog.get_logger(__name__)
 
 MARKET_DATA_TYPES = (1, 2, 3)  # live, frozen, delayed
-ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue")
 # Contract details asked for at once: each request waits `request_timeout_seconds`, and messages
 # leave at `MESSAGES_PER_SECOND`.
 QUALIFY_BATCH = 40
@@ -89,11 +101,12 @@ def utc_now() -> datetime:
 
 
 def paced(ib: IB) -> IB:
-    """`ib` with its request throttle set to stay under IB's pacing limit (see MESSAGES_PER_SECOND)."""
+    """`ib` with its request throttle set to stay under IB's pacing limit (see MESSAGES_PER_SECOND),
+    reading execution times in UTC (ibkr_executions.py)."""
     ib.client.MaxRequests = MESSAGES_PER_SECOND // PACING_BURSTS_PER_SECOND
     # Seconds, compared with loop.time(); ib_async declares the attribute with an int default (1).
     ib.client.RequestsInterval = 1 / PACING_BURSTS_PER_SECOND  # type: ignore[assignment]
-    return ib
+    return utc_execution_times(ib)
 
 
 @dataclass
@@ -307,60 +320,22 @@ class IbkrBroker:
     # --- reads ------------------------------------------------------------------------------------
 
     async def get_account_values(self, account_id: str) -> AccountValues:
+        values = await account_summary(self._connection, self._request_lock, account_id, ACCOUNT_TAGS)
+        return account_values(account_id, values)
+
+    async def get_day_trades_remaining(self, account_id: str) -> int | None:
+        values = await account_summary(self._connection, self._request_lock, account_id, DAY_TRADE_TAGS)
+        return day_trades_remaining(account_id, values)
+
+    async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
         ib = await self._connection.client()
-        collected: dict[str, AccountValue] = {}
-
-        def on_value(value: AccountValue) -> None:
-            if value.account == account_id and value.tag in ACCOUNT_TAGS:
-                collected.setdefault(value.tag, value)
-
-        what = f"account summary of {account_id}"
-        # ib_async's own accountSummaryAsync loads once and then trusts the subscription, which IB
-        # refreshes only every few minutes; a fresh request per call sees the cash the sells freed.
-        # The client and wrapper methods used for it are untyped in ib_async 2.1.
-        async with self._request_lock:
-            req_id = ib.client.getReqId()
-            future: asyncio.Future[object] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
-            ib.accountSummaryEvent += on_value
-            try:
-                with self._connection.translated(what):
-                    ib.client.reqAccountSummary(req_id, "All", ",".join(ACCOUNT_TAGS))  # type: ignore[no-untyped-call]
-                await self._connection.request(what, future)
-            finally:
-                ib.accountSummaryEvent -= on_value
-                if ib.isConnected():
-                    ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
-        return AccountValues(
-            account_id=account_id,
-            net_liquidation=self._account_figure(account_id, collected, "NetLiquidation"),
-            total_cash=self._account_figure(account_id, collected, "TotalCashValue"),
-            currency=self._account_currency(account_id, collected),
-        )
-
-    @staticmethod
-    def _account_currency(account_id: str, values: dict[str, AccountValue]) -> str:
-        """The base currency both summary figures are in (IB sends them in it: USD, CAD, EUR, ...)."""
-        currencies = sorted({value.currency for value in values.values()})
-        if len(currencies) != 1:
-            raise BrokerError(
-                f"account {account_id}: NetLiquidation and TotalCashValue came in different currencies "
-                f"({', '.join(currencies)}); both should be in the account's base currency"
-            )
-        return currencies[0]
-
-    @staticmethod
-    def _account_figure(account_id: str, values: dict[str, AccountValue], tag: str) -> float:
-        raw = values.get(tag)
-        try:
-            number = float(raw.value) if raw is not None else math.nan
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise BrokerError(
-                f"account {account_id}: IB Gateway sent no usable {tag} "
-                f"(got {raw.value if raw else 'nothing'}); is the account managed by this login?"
-            )
-        return number
+        async with self._request_lock:  # reqCurrentTime shares one reply key per connection
+            now = await self._connection.request("the gateway's time", ib.reqCurrentTimeAsync())
+        sources = [(self._connection, ib)]
+        trader = self._traders.get(account_id)
+        if trader is not None and trader.is_connected():
+            sources.append((trader, await trader.client()))
+        return await executions_on(sources, account_id, trading_day(now))
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         ib = await self._connection.client()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from rebalancer_shared.errors import RebalancerError
@@ -127,3 +128,19 @@ class OrderResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BrokerExecution:
+    """One execution (a fill, or part of one) in the account: the listing, the side, when (aware)."""
+
+    symbol: str
+    con_id: int
+    side: Action
+    shares: float
+    price: float
+    time: datetime
+    exec_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "time": self.time.isoformat()}

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from event_processor.brokers.models import (
     AccountValues,
+    BrokerExecution,
     BrokerPosition,
     Listing,
     OpenOrder,
@@ -22,7 +23,7 @@ from event_processor.brokers.models import (
 
 @runtime_checkable
 class ReadOnlyBroker(Protocol):
-    """Reads: account values, positions, listings, prices and open orders."""
+    """Reads: account values, positions, listings, prices, open orders, and the day-trade facts."""
 
     async def get_account_values(self, account_id: str) -> AccountValues:
         """NetLiquidation and TotalCashValue of the account."""
@@ -42,6 +43,16 @@ class ReadOnlyBroker(Protocol):
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         """Orders of the account still working at the broker, whichever client placed them."""
+        ...
+
+    async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
+        """The account's executions of the current US trading day (a New York date, by the broker's
+        clock), as far as the broker lets us see them."""
+        ...
+
+    async def get_day_trades_remaining(self, account_id: str) -> int | None:
+        """The day trades the pattern-day-trader rule leaves the account today (IB's
+        `DayTradesRemaining`): -1 when nothing limits it, None when the broker does not say."""
         ...
 
 
@@ -102,3 +113,9 @@ class ReadOnlyBrokerView:
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         return await self._broker.get_open_orders(account_id)
+
+    async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
+        return await self._broker.get_todays_executions(account_id)
+
+    async def get_day_trades_remaining(self, account_id: str) -> int | None:
+        return await self._broker.get_day_trades_remaining(account_id)

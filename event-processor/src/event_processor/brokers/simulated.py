@@ -4,18 +4,25 @@ Knobs: `latency_seconds` slept on every call; `partial_fills` (symbol -> fractio
 stays open); `rejections` (symbol -> reason); `confirm_cancels` (False: cancels are never confirmed).
 Every order placed is kept in `placed_orders`, every cancel in `cancelled_orders`.
 Stocks are US listings in USD; each symbol (and each other position's key) has a conId of its own.
+
+Day trades: every fill is remembered as an execution at `clock()`, and `get_todays_executions` gives
+those of the current New York day (`add_execution` puts earlier ones there). `DayTradesRemaining` is
+-1 (unlimited) unless an account is added with a number; the simulation does not count it down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
+from event_processor.brokers.day_trades import UNLIMITED, on_trading_day, trading_day
 from event_processor.brokers.models import (
     AccountValues,
     BrokerError,
+    BrokerExecution,
     BrokerPosition,
     Listing,
     OpenOrder,
@@ -27,12 +34,18 @@ from event_processor.brokers.quotes import is_usable
 SIMULATED_CLIENT_ID = 0
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class SimulatedAccount:
     cash: float
     positions: dict[str, float] = field(default_factory=dict)
     other_positions: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (secType, qty)
     open_orders: dict[int, OrderResult] = field(default_factory=dict)
+    executions: list[BrokerExecution] = field(default_factory=list)
+    day_trades_remaining: int = UNLIMITED
 
 
 class SimulatedBroker:
@@ -46,8 +59,10 @@ class SimulatedBroker:
         partial_fills: Mapping[str, float] | None = None,
         rejections: Mapping[str, str] | None = None,
         confirm_cancels: bool = True,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.prices: dict[str, float] = dict(prices or {})
+        self.clock = clock
         self.latency_seconds = latency_seconds
         self.partial_fills: dict[str, float] = dict(partial_fills or {})
         self.rejections: dict[str, str] = dict(rejections or {})
@@ -65,11 +80,19 @@ class SimulatedBroker:
         cash: float,
         positions: Mapping[str, float] | None = None,
         other_positions: Mapping[str, tuple[str, float]] | None = None,
+        day_trades_remaining: int = UNLIMITED,
     ) -> None:
         """Create (or replace) an account with stock `positions` and non-stock `other_positions`."""
         self.accounts[account_id] = SimulatedAccount(
-            cash=cash, positions=dict(positions or {}), other_positions=dict(other_positions or {})
+            cash=cash,
+            positions=dict(positions or {}),
+            other_positions=dict(other_positions or {}),
+            day_trades_remaining=day_trades_remaining,
         )
+
+    def add_execution(self, account_id: str, execution: BrokerExecution) -> None:
+        """An execution made before (by hand, say): a record only, positions and cash stay."""
+        self._account(account_id).executions.append(execution)
 
     def add_open_order(self, account_id: str, symbol: str, action: str, quantity: float) -> int:
         """A working order left over from an earlier run (for cancel scenarios)."""
@@ -142,6 +165,14 @@ class SimulatedBroker:
         await self._pause()
         return [_as_open_order(o) for o in self._account(account_id).open_orders.values()]
 
+    async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
+        await self._pause()
+        return on_trading_day(self._account(account_id).executions, trading_day(self.clock()))
+
+    async def get_day_trades_remaining(self, account_id: str) -> int | None:
+        await self._pause()
+        return self._account(account_id).day_trades_remaining
+
     # --- writes -----------------------------------------------------------------------------------
 
     async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
@@ -213,6 +244,18 @@ class SimulatedBroker:
         if account.positions[result.symbol] == 0:
             del account.positions[result.symbol]
         account.cash -= signed * price
+        if shares:
+            account.executions.append(
+                BrokerExecution(
+                    result.symbol,
+                    self._con_id(result.symbol),
+                    result.action,
+                    shares,
+                    price,
+                    self.clock(),
+                    f"sim.{result.order_id}.{len(account.executions) + 1}",
+                )
+            )
         status = "Filled" if shares >= result.quantity else "Submitted"
         return replace(result, status=status, filled_quantity=shares, avg_fill_price=price if shares else 0.0)
 

@@ -2,10 +2,11 @@
 
     {"latency_seconds": 0.2,
      "prices": {"AAA": 101.5, "BBB": 48.2},
-     "accounts": {"DU1": {"cash": 1000.0, "positions": {"AAA": 10}}},
+     "accounts": {"DU1": {"cash": 1000.0, "positions": {"AAA": 10}, "day_trades_remaining": 2}},
      "default_account": {"cash": 100000.0, "positions": {}}}
 
 Every account of accounts.yaml that the file does not list starts as `default_account` (when given).
+`day_trades_remaining` (IB's DayTradesRemaining) is -1, unlimited, unless given.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class _Account(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cash: float
     positions: dict[str, float] = Field(default_factory=dict)
+    day_trades_remaining: int = Field(default=-1, ge=-1)
 
 
 class _File(BaseModel):
@@ -48,5 +50,7 @@ def simulated_broker_from_file(path: Path, account_ids: Iterable[str]) -> Simula
     for account_id in sorted(set(account_ids) | set(spec.accounts)):
         account = spec.accounts.get(account_id) or spec.default_account
         if account is not None:
-            broker.add_account(account_id, account.cash, account.positions)
+            broker.add_account(
+                account_id, account.cash, account.positions, day_trades_remaining=account.day_trades_remaining
+            )
     return broker

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from event_processor.brokers.models import AccountValues, BrokerPosition, OpenOrder, OrderResult
+from event_processor.execution.day_trade_guard import DayTradeLimit
 from event_processor.planner import EquityInfo, Plan
 from rebalancer_shared.errors import RebalancerError
 from rebalancer_shared.events import Command
@@ -39,6 +40,8 @@ class ExecutionReport:
 
     `plan` is the plan the run started with (a dry run's only plan); `buy_plan` the re-plan made
     after the sells filled, whose buys were placed. `orders` holds every order placed, sells first.
+    Orders the pattern-day-trader guard held back are in each plan's `withheld`; `day_trade_limit`
+    is what it decided from (None: IB does not limit the account's day trades, or the guard is off).
     """
 
     command: Command
@@ -55,6 +58,7 @@ class ExecutionReport:
     prices: Mapping[str, float] = field(default_factory=dict)
     open_orders: tuple[OpenOrder, ...] = ()
     cancelled_orders: tuple[OpenOrder, ...] = ()
+    day_trade_limit: DayTradeLimit | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -77,6 +81,7 @@ class ExecutionReport:
             "prices": dict(self.prices),
             "open_orders": [o.to_dict() for o in self.open_orders],
             "cancelled_orders": [o.to_dict() for o in self.cancelled_orders],
+            "day_trades": self.day_trade_limit.to_dict() if self.day_trade_limit else None,
         }
 
 

@@ -10,6 +10,9 @@ show the sells' fills; if they still do not, it takes the holdings the fills imp
 above the first snapshot's plus the sells' proceeds, and prices are read afresh. A run that traded
 also waits (`wait_for_fills_in_positions`) until the positions show all its fills before it ends, so
 the next run's first snapshot does not see the cash spent but the shares not yet bought.
+
+`read_day_trade_limit` reads IB's `DayTradesRemaining` and, when it limits the account, the day's
+executions: what the pattern-day-trader guard (`day_trade_guard`) decides from.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import structlog
 
 from event_processor.brokers.models import AccountValues, BrokerPosition, OrderResult
 from event_processor.brokers.protocol import ReadOnlyBroker
+from event_processor.execution.day_trade_guard import DayTradeLimit, TradesToday
 from event_processor.execution.holdings import (
     expected_after,
     holdings_of,
@@ -34,6 +38,7 @@ from event_processor.execution.holdings import (
     with_quantities,
 )
 from event_processor.planner import Holding
+from rebalancer_shared.accounts import PdtProtection
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +87,23 @@ async def read_account(broker: ReadOnlyBroker, account_id: str, targets: Mapping
     positions, holdings = await read_holdings(broker, account_id)
     prices = await read_prices(broker, targets, holdings)
     return Snapshot(values, positions, holdings, prices)
+
+
+async def read_day_trade_limit(
+    broker: ReadOnlyBroker, account_id: str, protection: PdtProtection
+) -> DayTradeLimit | None:
+    """The account's day-trade limit and today's trades; None when the guard is off or IB does not
+    limit the account (DayTradesRemaining -1, or not reported)."""
+    if protection is PdtProtection.OFF:
+        return None
+    remaining = await broker.get_day_trades_remaining(account_id)
+    if remaining is None or remaining < 0:
+        log.info("day trades not limited", account_id=account_id, day_trades_remaining=remaining)
+        return None
+    executions = await broker.get_todays_executions(account_id)
+    limit = DayTradeLimit(remaining, protection, TradesToday.of(executions))
+    log.info("day trades limited", account_id=account_id, **limit.to_dict())
+    return limit
 
 
 async def read_after_sells(

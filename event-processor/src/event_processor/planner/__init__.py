@@ -12,6 +12,7 @@ from event_processor.planner.models import (
     PlanMetrics,
     PlannedOrder,
     SkippedTrade,
+    WithheldOrder,
 )
 from event_processor.planner.planner import plan_rebalance
 
@@ -24,5 +25,6 @@ __all__ = [
     "PlanMetrics",
     "PlannedOrder",
     "SkippedTrade",
+    "WithheldOrder",
     "plan_rebalance",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from rebalancer_shared.accounts import RebalancingSettings
@@ -85,6 +85,33 @@ class SkippedTrade:
 
 
 @dataclass(frozen=True)
+class WithheldOrder:
+    """An order the plan made that the run does not place: a rule outside the planner held it back
+    (the pattern-day-trader guard, say). `reason` is a machine-readable code, `detail` says why."""
+
+    symbol: str
+    action: Action
+    quantity: float
+    est_value: float
+    reason: str
+    detail: str
+
+    @classmethod
+    def of(cls, order: PlannedOrder, reason: str, detail: str) -> WithheldOrder:
+        return cls(order.symbol, order.action, order.quantity, order.est_value, reason, detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "action": self.action,
+            "quantity": self.quantity,
+            "est_value": round(self.est_value, 2),
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
 class EquityInfo:
     """Total equity (net liquidation), the cash reserve kept out of trading and what is left to invest."""
 
@@ -132,6 +159,8 @@ class Plan:
 
     Orders are sorted sells first, then by symbol. `projected_quantities` holds the stock positions
     after every order fills at its estimated price (the input of a convergence check).
+    `withheld` lists orders the planner made that the run leaves out (`withholding`), each with its
+    reason; the projected figures are still those of the whole plan.
     """
 
     orders: tuple[PlannedOrder, ...]
@@ -142,6 +171,7 @@ class Plan:
     metrics: PlanMetrics
     projected_quantities: Mapping[str, float] = field(default_factory=dict)
     current_weights: Mapping[str, float] = field(default_factory=dict)
+    withheld: tuple[WithheldOrder, ...] = ()
 
     def sells(self) -> tuple[PlannedOrder, ...]:
         """The SELL orders (the engine places these first)."""
@@ -151,11 +181,20 @@ class Plan:
         """The BUY orders (the engine re-plans these after the sells have filled)."""
         return tuple(order for order in self.orders if order.action == "BUY")
 
+    def withholding(self, withheld: Sequence[WithheldOrder]) -> Plan:
+        """This plan without the `withheld` orders (same symbol and action), which it lists instead."""
+        if not withheld:
+            return self
+        out = {(w.symbol, w.action) for w in withheld}
+        kept = tuple(o for o in self.orders if (o.symbol, o.action) not in out)
+        return replace(self, orders=kept, withheld=(*self.withheld, *withheld))
+
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (the shape `rebalancer plan` prints and the run history stores)."""
         return {
             "orders": [order.to_dict() for order in self.orders],
             "skipped": [skip.to_dict() for skip in self.skipped],
+            "withheld": [order.to_dict() for order in self.withheld],
             "equity_info": self.equity_info.to_dict(),
             "projected": {
                 "weights": {s: round(w, 6) for s, w in self.projected_weights.items()},

@@ -1,0 +1,98 @@
+"""Account values through IB's account summary: NetLiquidation and TotalCashValue in the account's
+base currency, and the pattern-day-trader counter `DayTradesRemaining` (with T+1..T+4).
+
+Each read is a fresh `reqAccountSummary` for just the tags wanted: ib_async's own
+accountSummaryAsync loads once and then trusts the subscription, which IB refreshes only every few
+minutes, so a run would not see the cash its sells freed. `DayTradesRemaining` is a summary tag
+(TWS API docs, "Account Summary"); it comes without a currency, -1 when nothing limits the account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+
+import structlog
+from ib_async import AccountValue
+
+from event_processor.brokers.day_trades import parse_day_trades_remaining
+from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.models import AccountValues, BrokerError
+
+log = structlog.get_logger(__name__)
+
+ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue")
+# The pattern-day-trader counter: today's, and the next four days' (logged for the operator).
+DAY_TRADE_TAGS = ("DayTradesRemaining", *(f"DayTradesRemainingT+{n}" for n in range(1, 5)))
+
+
+async def account_summary(
+    connection: IbkrConnection, lock: asyncio.Lock, account_id: str, tags: Sequence[str]
+) -> dict[str, AccountValue]:
+    """The account's summary value of each of `tags` IB sends (the first one of a tag)."""
+    ib = await connection.client()
+    collected: dict[str, AccountValue] = {}
+
+    def on_value(value: AccountValue) -> None:
+        if value.account == account_id and value.tag in tags:
+            collected.setdefault(value.tag, value)
+
+    what = f"account summary of {account_id}"
+    # The client and wrapper methods used here are untyped in ib_async 2.1.
+    async with lock:
+        req_id = ib.client.getReqId()
+        future: asyncio.Future[object] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
+        ib.accountSummaryEvent += on_value
+        try:
+            with connection.translated(what):
+                ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
+            await connection.request(what, future)
+        finally:
+            ib.accountSummaryEvent -= on_value
+            if ib.isConnected():
+                ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
+    return collected
+
+
+def account_values(account_id: str, values: dict[str, AccountValue]) -> AccountValues:
+    """NetLiquidation and TotalCashValue, and the base currency both are in; `BrokerError` otherwise."""
+    return AccountValues(
+        account_id=account_id,
+        net_liquidation=_account_figure(account_id, values, "NetLiquidation"),
+        total_cash=_account_figure(account_id, values, "TotalCashValue"),
+        currency=_account_currency(account_id, values),
+    )
+
+
+def day_trades_remaining(account_id: str, values: dict[str, AccountValue]) -> int | None:
+    """`DayTradesRemaining` (-1: unlimited), None when IB sent none or no number."""
+    reported = {tag: value.value for tag, value in values.items()}
+    remaining = parse_day_trades_remaining(reported.get("DayTradesRemaining"))
+    log.info("day trades remaining", account_id=account_id, remaining=remaining, reported=reported)
+    return remaining
+
+
+def _account_currency(account_id: str, values: dict[str, AccountValue]) -> str:
+    """The base currency both summary figures are in (IB sends them in it: USD, CAD, EUR, ...)."""
+    currencies = sorted({value.currency for value in values.values()})
+    if len(currencies) != 1:
+        raise BrokerError(
+            f"account {account_id}: NetLiquidation and TotalCashValue came in different currencies "
+            f"({', '.join(currencies)}); both should be in the account's base currency"
+        )
+    return currencies[0]
+
+
+def _account_figure(account_id: str, values: dict[str, AccountValue], tag: str) -> float:
+    raw = values.get(tag)
+    try:
+        number = float(raw.value) if raw is not None else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise BrokerError(
+            f"account {account_id}: IB Gateway sent no usable {tag} "
+            f"(got {raw.value if raw else 'nothing'}); is the account managed by this login?"
+        )
+    return number
