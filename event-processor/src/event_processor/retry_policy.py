@@ -39,7 +39,7 @@ from typing import Protocol
 from event_processor.allocations import AllocationError
 from event_processor.allocations.weights import TargetWeightsError
 from event_processor.execution import ExecutionFailed
-from event_processor.trading_calendar import AlwaysOpen, TradingCalendar
+from event_processor.trading_calendar import NEW_YORK, AlwaysOpen, TradingCalendar
 from rebalancer_shared.config import OrderSettings, ProcessingSettings
 from rebalancer_shared.errors import ConfigError, ServerUnavailableError
 from rebalancer_shared.events import Event
@@ -145,7 +145,7 @@ class RetryPolicy:
         now = self.clock()
         if self.calendar.can_trade(now):
             return f"a live rebalance would run now ({self.calendar.describe(now)})"
-        due = self.calendar.next_allowed(now)
+        due = self.calendar.next_allowed(now).astimezone(NEW_YORK)
         return f"a live rebalance would wait until {due:%Y-%m-%d %H:%M %Z} ({self.calendar.describe(now)})"
 
     def after(self, exc: BaseException, error: str) -> Verdict:

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from event_processor.allocations import AllocationClient
 from event_processor.brokers import Broker
+from event_processor.retry_policy import RetryPolicy
 from event_processor.runner import EventRunner
 from event_processor.worker import Worker
 from rebalancer_shared.accounts import Account, RebalancingSettings
@@ -73,13 +74,14 @@ async def running_processor(
     api: AllocationServer,
     accounts: dict[str, Account],
     settings: ProcessingSettings = FAST,
+    policy: RetryPolicy | None = None,
 ) -> AsyncIterator[Processor]:
     allocations = AllocationClient(
         AllocationSettings(base_url=api.base_url, api_key=SecretStr("k"), attempts=1, timeout_seconds=2)
     )
     lifecycle = EventLifecycle(queue, store)
-    runner = EventRunner(accounts, broker, allocations, store, queue, settings)
-    worker = Worker(lifecycle, runner, settings)
+    runner = EventRunner(accounts, broker, allocations, store, queue, settings, policy=policy)
+    worker = Worker(lifecycle, runner, settings, policy=policy)
     task = asyncio.create_task(worker.run())
     try:
         yield Processor(lifecycle, worker)
