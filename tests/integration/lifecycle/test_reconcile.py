@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
 from rebalancer_shared.events import Command, EventSource
+from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.queue import EventQueue, EventState
+from rebalancer_shared.queue import EnqueueOutcome, EventQueue, EventState, Wait
 from rebalancer_shared.recovery import reconcile_queue
 from rebalancer_shared.store import EventStore
 from tests.integration.queue.helpers import make_event
@@ -134,3 +136,37 @@ async def test_a_lost_event_whose_key_is_live_again_is_superseded(own_lifecycle:
     history = await store.history(old.event_id)
     assert history is not None
     assert (history.event.status, history.transitions[-1].state) == ("removed", "superseded")
+
+
+async def test_scheduled_and_needs_attention_events_come_back_in_their_state_and_due_time(
+    own_lifecycle: EventLifecycle,
+) -> None:
+    queue = own_lifecycle.queue
+    await reconcile_queue(own_lifecycle, LEASE)
+    due = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
+    waits = {
+        "DU1": Wait(EventState.SCHEDULED, FailureClass.MARKET_CLOSED, due_at=due, attempted=False),
+        "DU2": Wait(EventState.NEEDS_ATTENTION, FailureClass.NEEDS_ATTENTION, due_at=due),
+    }
+    for account, wait in waits.items():
+        await own_lifecycle.submit(make_event(account, Command.REBALANCE))
+        claim = await own_lifecycle.claim("w", 0)
+        assert claim is not None
+        await own_lifecycle.fail(claim, f"{account} waits", wait=wait)
+    before = {v.event.account_id: v for v in await queue.list_events()}
+
+    await queue.redis.flushall()
+    report = await reconcile_queue(own_lifecycle, LEASE)
+
+    assert (report.redis_was_wiped, report.restored) == (True, 2)
+    after = {v.event.account_id: v for v in await queue.list_events()}
+    for account, wait in waits.items():
+        view = after[account]
+        assert (view.state, view.failure_class, view.due_at) == (wait.state, wait.failure_class, due)
+        assert view.event.times_queued == before[account].event.times_queued
+    stats = await queue.stats()
+    assert (stats.scheduled_count, stats.needs_attention_count, stats.queue_length) == (1, 1, 0)
+    assert await own_lifecycle.claim("w", 0) is None, "not due for five days"
+    again = await own_lifecycle.submit(make_event("DU1", Command.REBALANCE))
+    assert again.outcome is EnqueueOutcome.COALESCED, "a new trigger still meets the restored event"
+    assert (await own_lifecycle.claim("w", 0)) is not None

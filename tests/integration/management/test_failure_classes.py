@@ -16,7 +16,8 @@ from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import beat_all
 from tests.integration.queue.helpers import make_event
 
-MONDAY_OPEN = datetime(2026, 12, 7, 14, 35, tzinfo=UTC)
+# A due time days ahead, whole seconds (Redis keeps milliseconds).
+MONDAY_OPEN = (datetime.now(UTC) + timedelta(days=5)).replace(microsecond=0)
 
 
 async def wait_as(lifecycle: EventLifecycle, state: EventState, failure_class: FailureClass) -> str:
