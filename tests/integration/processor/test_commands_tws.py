@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -14,24 +13,9 @@ from rebalancer_shared.events import Command
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
-from tests.fakes.tws import FakeTws, serve
-from tests.fakes.tws.scenarios import ACCOUNT, TARGETS, drifted_state, ibkr_settings
+from tests.fakes.tws import FakeTws
+from tests.fakes.tws.scenarios import ACCOUNT, TARGETS, ibkr_settings
 from tests.integration.processor.harness import accounts_on, running_processor
-
-
-@pytest.fixture
-def api() -> Iterator[AllocationServer]:
-    with AllocationServer() as server:
-        server.set_weights("chan", TARGETS)
-        yield server
-
-
-@pytest.fixture
-async def tws() -> AsyncIterator[FakeTws]:
-    state = drifted_state()
-    state.fill_delay_seconds = 0.02
-    async with serve(state) as fake:
-        yield fake
 
 
 @pytest.mark.parametrize(

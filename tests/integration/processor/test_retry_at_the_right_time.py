@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,8 +35,8 @@ from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import EventQueue, EventState, QueuedEventView
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
-from tests.fakes.tws import FakeTws, serve
-from tests.fakes.tws.scenarios import ACCOUNT, TARGETS, TRADING_CLIENT_ID, drifted_state, ibkr_settings
+from tests.fakes.tws import FakeTws
+from tests.fakes.tws.scenarios import ACCOUNT, TRADING_CLIENT_ID, ibkr_settings
 from tests.integration.management.helpers import beat_all, make_settings
 from tests.integration.processor.harness import FAST, Processor, accounts_on, running_processor
 
@@ -65,21 +65,6 @@ class MarketClock:
 
     def now(self) -> datetime:
         return self.moment
-
-
-@pytest.fixture
-def api() -> Iterator[AllocationServer]:
-    with AllocationServer() as server:
-        server.set_weights("chan", TARGETS)
-        yield server
-
-
-@pytest.fixture
-async def tws() -> AsyncIterator[FakeTws]:
-    state = drifted_state()
-    state.fill_delay_seconds = 0.02
-    async with serve(state) as fake:
-        yield fake
 
 
 @contextlib.asynccontextmanager

@@ -12,20 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from event_processor.trading_calendar import Session
+
+__all__ = ["MarketHours", "Session", "market_hours", "parse_hours", "zone"]
 
 _SPAN = re.compile(r"^(\d{8}):(\d{4})-(\d{8}):(\d{4})$")
 # IB's time zone ids and their IANA names (IB uses a few legacy ones).
 _ZONES = {"US/Eastern": "America/New_York", "EST": "America/New_York", "EST5EDT": "America/New_York"}
-
-
-class Session(StrEnum):
-    """What the market is doing at a moment."""
-
-    REGULAR = "regular"
-    EXTENDED = "extended"  # pre-market or after-hours: only limit orders with outsideRth
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -124,12 +126,8 @@ async def retry_event(event_id: uuid.UUID, lifecycle: LifecycleDep) -> RetryResp
     """Make a retrying, scheduled or needs-attention event due now (it joins the back of the queue).
 
     A live rebalance outside the trading window is scheduled again by the processor, without a run."""
-    try:
+    with _queue_errors():
         outcome = await lifecycle.retry_now(str(event_id), RETRY_DETAIL)
-    except EventNotQueuedError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except EventProcessingError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return RetryResponse(event_id=event_id, outcome=outcome, message=_RETRY_MESSAGE[outcome])
 
 
@@ -146,12 +144,8 @@ async def retry_event(event_id: uuid.UUID, lifecycle: LifecycleDep) -> RetryResp
 )
 async def delete_queued_event(event_id: uuid.UUID, lifecycle: LifecycleDep) -> RemovedEventResponse:
     """Remove the event and its dedup key in one step, and record the removal in its history."""
-    try:
+    with _queue_errors():
         event = await lifecycle.remove(str(event_id), REMOVED_DETAIL)
-    except EventNotQueuedError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except EventProcessingError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return RemovedEventResponse(
         event_id=event.event_id,
         account_id=event.account_id,
@@ -199,6 +193,17 @@ async def add_event(
         outcome=result.outcome,
         message=_ENQUEUE_MESSAGE[result.outcome],
     )
+
+
+@contextlib.contextmanager
+def _queue_errors() -> Iterator[None]:
+    """An event not in the queue answers 404; one being processed 409 (remove and retry alike)."""
+    try:
+        yield
+    except EventNotQueuedError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except EventProcessingError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
 def _unknown_account(account_id: str) -> list[dict[str, Any]]:
