@@ -12,6 +12,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
+# Test processes at once (pytest-xdist): the tests mostly wait on sockets and subprocesses, so more
+# workers than cores pays; every test keeps its own key prefix, databases and ports.
+TEST_WORKERS ?= 4
 export UV_PYTHON_DOWNLOADS := never
 # uv's own root certificates do not know a proxy's or a company's root; the system's store does.
 export UV_SYSTEM_CERTS ?= 1
@@ -45,7 +48,7 @@ test: lint test-only
 
 test-only: sync
 	@$(BIN)/python -m tests.preflight
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
 bench: sync
 	$(BIN)/python bench/queue.py

@@ -16,8 +16,14 @@ from rebalancer_shared.config import Settings
 from tests.integration.management.helpers import ACCOUNT_A, API_KEY, make_settings, set_api_key
 
 BODY = {"account_id": ACCOUNT_A, "exec_command": "print-rebalance"}
-MUTATIONS = [("POST", "/queue/events"), ("DELETE", f"/queue/events/{uuid.uuid4()}")]
-READS = ["/queue/status", "/queue/events", f"/events/{uuid.uuid4()}", "/accounts", "/metrics"]
+# Ids no test ever creates (fixed: parallel test workers must collect the same parameters).
+UNKNOWN = uuid.UUID("00000000-0000-4000-8000-00000000a11e")
+MUTATIONS = [
+    ("POST", "/queue/events"),
+    ("DELETE", f"/queue/events/{UNKNOWN}"),
+    ("POST", f"/queue/events/{UNKNOWN}/retry"),
+]
+READS = ["/queue/status", "/queue/events", f"/events/{UNKNOWN}", "/accounts", "/metrics"]
 WRONG_CREDENTIALS: dict[str, dict[str, str] | dict[bytes, bytes]] = {
     "no header": {},
     "wrong scheme": {"Authorization": f"Basic {API_KEY}"},
@@ -48,7 +54,9 @@ async def test_mutations_without_the_right_key_are_401(
     assert API_KEY[:-1] not in response.text
 
 
-@pytest.mark.parametrize(("method", "path", "expected"), [(*MUTATIONS[0], 201), (*MUTATIONS[1], 404)])
+@pytest.mark.parametrize(
+    ("method", "path", "expected"), [(*MUTATIONS[0], 201), (*MUTATIONS[1], 404), (*MUTATIONS[2], 404)]
+)
 async def test_mutations_with_the_right_key_pass(
     client: httpx.AsyncClient, auth: dict[str, str], method: str, path: str, expected: int
 ) -> None:
