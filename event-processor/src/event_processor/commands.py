@@ -43,7 +43,10 @@ class CommandContext:
         return ReadOnlyBrokerView(self.broker)
 
     async def targets(self) -> Mapping[str, float]:
-        return (await self.allocations.fetch(self.account.channel)).weights
+        # The first runs of one Ably message's events share one request; an event added by hand is its
+        # own trigger; a retry (a later attempt) asks again, so an API fixed meanwhile is heard.
+        trigger = f"{self.event.ably_message_id or self.event_id}#{self.event.times_queued}"
+        return (await self.allocations.fetch(self.account.channel, trigger)).weights
 
 
 async def _rebalance(ctx: CommandContext) -> ExecutionReport:

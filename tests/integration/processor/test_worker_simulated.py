@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from event_processor.brokers import SimulatedBroker
-from rebalancer_shared.events import Command
+from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import EventQueue, EventState, RetryNowOutcome
 from rebalancer_shared.store import EventStore
@@ -197,3 +197,27 @@ async def test_stop_during_a_run_finishes_it_or_returns_it_nothing_lost(
             assert str(event.event_id) in views, "an unfinished event is back in the queue"
             assert views[str(event.event_id)].state.value == "queued"
     assert (await queue.stats()).processing_count == 0
+
+
+async def test_the_accounts_of_one_trigger_share_one_allocation_request(
+    queue: EventQueue, store: EventStore, api: AllocationServer
+) -> None:
+    accounts = [f"DU{i}" for i in range(20)]
+    broker = broker_with(*accounts)
+    async with running_processor(queue, store, broker, api, accounts_on("chan", *accounts)) as proc:
+        for message in ("ably-message-1", "ably-message-2"):
+            for account in accounts:
+                event = Event(
+                    account_id=account,
+                    exec_command=Command.PRINT_REBALANCE,
+                    data={"exec": "print-rebalance"},
+                    source=EventSource.ABLY,
+                    ably_message_id=message,
+                )
+                await proc.lifecycle.submit(event)
+            await proc.wait_until_idle()
+        assert len(api.requests) == 2, "one request per trigger, not one per account"
+        await proc.submit("DU1", Command.PRINT_REBALANCE)
+        await proc.submit("DU2", Command.PRINT_REBALANCE)
+        await proc.wait_until_idle()
+    assert len(api.requests) == 4, "an event added by hand is its own trigger"

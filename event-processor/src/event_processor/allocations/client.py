@@ -3,6 +3,9 @@ short retries (tenacity, fixed delay) for failures that may pass: connection err
 HTTP 5xx/429, which the shared `rebalancer_shared.transient.is_transient` calls transient. A 4xx or
 a response that fails validation is not retried here; the event retries later from the back of the
 queue, with nothing traded.
+
+Given the trigger an event came from, the events of one trigger share one request per channel
+(`SharedFetches`); each use still validates the answer.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, stop_after_attempt, wait_fixed
 
 from event_processor.allocations.models import AllocationError, TargetAllocation, parse_allocation_response
+from event_processor.allocations.shared_fetches import SharedFetches
 from rebalancer_shared.config import AllocationSettings
 from rebalancer_shared.errors import ServerUnavailableError
 from rebalancer_shared.transient import is_transient, retry_if_transient
@@ -33,6 +37,7 @@ class AllocationClient:
         self.settings = settings
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
         self._owns_http = http is None
+        self._shared = SharedFetches()
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object created it."""
@@ -43,17 +48,15 @@ class AllocationClient:
         """The allocations URL of a channel."""
         return f"{self.settings.base_url.rstrip('/')}/{quote(channel, safe='')}/allocations"
 
-    async def fetch(self, channel: str) -> TargetAllocation:
-        """The channel's validated target weights; `AllocationError` naming the problem otherwise."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.attempts),
-            wait=wait_fixed(self.settings.retry_delay_seconds),
-            retry=retry_if_transient,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                body = await self._get(channel)
+    async def fetch(self, channel: str, trigger: str | None = None) -> TargetAllocation:
+        """The channel's validated target weights; `AllocationError` naming the problem otherwise.
+
+        With `trigger` (the id of the trigger the event came from), the events of one trigger share
+        one request; the answer is validated on every use all the same."""
+        if trigger is None:
+            body = await self._get_with_retries(channel)
+        else:
+            body = await self._shared.get((channel, trigger), lambda: self._get_with_retries(channel))
         allocation = parse_allocation_response(channel, body, self.settings.sum_tolerance)
         log.info(
             "allocations fetched",
@@ -65,6 +68,18 @@ class AllocationClient:
             symbols=len(allocation.weights),
         )
         return allocation
+
+    async def _get_with_retries(self, channel: str) -> object:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=wait_fixed(self.settings.retry_delay_seconds),
+            retry=retry_if_transient,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._get(channel)
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _get(self, channel: str) -> object:
         url = self.url_for(channel)
