@@ -4,6 +4,7 @@ no API key is set, and read `.env` from their working folder (the environment st
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -55,7 +56,8 @@ def test_an_unreachable_postgresql_is_waited_for_then_named_in_one_line(
         f"{service}: PostgreSQL at postgresql://postgres@127.0.0.1:{port}/x does not answer: "
         "Connection refused (start it, or set DATABASE_URL to a server that runs)"
     ]
-    assert "giving up in 2 s" in result.stderr
+    # The countdown from STARTUP_WAIT_SECONDS=2: a loaded machine may spend a second starting up.
+    assert re.search(r"giving up in [12] s", result.stderr), result.stderr
     assert " started" not in result.stderr
     assert "ready" not in result.stderr
 
