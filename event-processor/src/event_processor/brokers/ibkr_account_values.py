@@ -5,6 +5,11 @@ Each read is a fresh `reqAccountSummary` for just the tags wanted: ib_async's ow
 accountSummaryAsync loads once and then trusts the subscription, which IB refreshes only every few
 minutes, so a run would not see the cash its sells freed. `DayTradesRemaining` is a summary tag
 (TWS API docs, "Account Summary"); it comes without a currency, -1 when nothing limits the account.
+
+ib_async hands an account summary's values to one event without their request id, so two summaries
+in flight on one connection would mix. `summaries_by_request` files each value under its request id as
+well, as ib_async does for contract details: a summary is the answer to its own request, and any
+number of them may be in flight together.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 import structlog
-from ib_async import AccountValue
+from ib_async import IB, AccountValue
 
 from event_processor.brokers.day_trades import parse_day_trades_remaining
 from event_processor.brokers.ibkr_connection import IbkrConnection
@@ -27,31 +32,44 @@ ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue")
 DAY_TRADE_TAGS = ("DayTradesRemaining", *(f"DayTradesRemainingT+{n}" for n in range(1, 5)))
 
 
+def summaries_by_request(ib: IB) -> IB:
+    """`ib`, filing each account summary value under its request id too (the module doc says why)."""
+    wrapper = ib.wrapper
+    deliver = wrapper.accountSummary
+
+    def account_summary(req_id: int, account: str, tag: str, value: str, currency: str) -> None:
+        deliver(req_id, account, tag, value, currency)  # ib_async's own cache and event
+        answer = wrapper._results.get(req_id)
+        if req_id in wrapper._futures and isinstance(answer, list):
+            answer.append(AccountValue(account, tag, value, currency, ""))
+
+    # The decoder looks the handler up by name at each message, so the instance attribute serves.
+    wrapper.accountSummary = account_summary  # type: ignore[method-assign, assignment]
+    return ib
+
+
 async def account_summary(
-    connection: IbkrConnection, lock: asyncio.Lock, account_id: str, tags: Sequence[str]
+    connection: IbkrConnection, account_id: str, tags: Sequence[str]
 ) -> dict[str, AccountValue]:
-    """The account's summary value of each of `tags` IB sends (the first one of a tag)."""
+    """The account's summary value of each of `tags` IB sends (the first one of a tag).
+
+    The connection's client must file summaries by request (`summaries_by_request`)."""
     ib = await connection.client()
-    collected: dict[str, AccountValue] = {}
-
-    def on_value(value: AccountValue) -> None:
-        if value.account == account_id and value.tag in tags:
-            collected.setdefault(value.tag, value)
-
     what = f"account summary of {account_id}"
     # The client and wrapper methods used here are untyped in ib_async 2.1.
-    async with lock:
-        req_id = ib.client.getReqId()
-        future: asyncio.Future[object] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
-        ib.accountSummaryEvent += on_value
-        try:
-            with connection.translated(what):
-                ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
-            await connection.request(what, future)
-        finally:
-            ib.accountSummaryEvent -= on_value
-            if ib.isConnected():
-                ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
+    req_id = ib.client.getReqId()
+    future: asyncio.Future[list[AccountValue]] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
+    try:
+        with connection.translated(what):
+            ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
+        answer = await connection.request(what, future)
+    finally:
+        if ib.isConnected():
+            ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
+    collected: dict[str, AccountValue] = {}
+    for value in answer:
+        if value.account == account_id and value.tag in tags:
+            collected.setdefault(value.tag, value)
     return collected
 
 

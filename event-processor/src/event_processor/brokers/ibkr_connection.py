@@ -5,6 +5,13 @@ so a dead gateway fails the event fast and the queue keeps moving. A connection 
 (an account's trading id, or the configured `IB_CLIENT_ID`) or, without one, draws a fresh one from
 `client_id_min..client_id_max` at each attempt. A fixed id the gateway says is in use (error 326: an
 earlier connection with it is still open) is tried again briefly, then named in the error.
+
+Connecting asks IB only for the positions (ib_async always does): open orders, executions and account
+values are requested when a run needs them, so a connection is ready after three round trips.
+Requests whose answers ib_async files under a fixed name go one at a time per connection, shared by
+the callers that asked meanwhile (`ibkr_requests.SharedRequest`): positions, open orders and the
+gateway's time. The market data type is the connection's too: `market_data_type` remembers the last
+one sent.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import TypeVar
 
 import structlog
-from ib_async import IB
+from ib_async import IB, Position, StartupFetchNONE, Trade
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
+from event_processor.brokers.ibkr_requests import SharedRequest
 from event_processor.brokers.models import BrokerError
 from rebalancer_shared.config import IbkrSettings
 from rebalancer_shared.transient import retry_if_transient
@@ -58,6 +67,10 @@ class IbkrConnection:
         self._lock = asyncio.Lock()
         self._was_connected = False
         self.generation = 0  # counts connections made; an order belongs to the one it was placed on
+        self.market_data_type: int | None = None  # the last reqMarketDataType sent on this connection
+        self.positions = SharedRequest[list[Position]]()
+        self.open_orders = SharedRequest[list[Trade]]()
+        self.current_time = SharedRequest[datetime]()
 
     @property
     def endpoint(self) -> str:
@@ -79,6 +92,7 @@ class IbkrConnection:
             self._ib = await self._connect()
             self._was_connected = True
             self.generation += 1
+            self.market_data_type = None
             return self._ib
 
     async def close(self) -> None:
@@ -147,7 +161,11 @@ class IbkrConnection:
         try:
             connect = asyncio.ensure_future(
                 ib.connectAsync(
-                    s.host, s.effective_port(), clientId=client_id, timeout=s.connect_timeout_seconds
+                    s.host,
+                    s.effective_port(),
+                    clientId=client_id,
+                    timeout=s.connect_timeout_seconds,
+                    fetchFields=StartupFetchNONE,
                 )
             )
             refused = asyncio.ensure_future(in_use.wait())

@@ -33,12 +33,14 @@ class ReadOnlyBroker(Protocol):
         """Every non-zero position of the account, once per contract, with the contract's identity."""
         ...
 
-    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
-        """The US listing (SMART, USD) of each stock symbol; a symbol that has none is left out."""
+    async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
+        """The US listing (SMART, USD) of each stock symbol; a symbol that has none is left out.
+        `account_id`: the account whose run asks (its reads may go through the run's connection)."""
         ...
 
-    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
-        """A usable price per stock symbol; a symbol without one is left out (never 0 or NaN)."""
+    async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
+        """A usable price per stock symbol; a symbol without one is left out (never 0 or NaN).
+        `account_id`: the account whose run asks (its reads may go through the run's connection)."""
         ...
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
@@ -105,11 +107,11 @@ class ReadOnlyBrokerView:
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         return await self._broker.get_positions(account_id)
 
-    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
-        return await self._broker.get_listings(symbols)
+    async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
+        return await self._broker.get_listings(symbols, account_id)
 
-    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
-        return await self._broker.get_prices(symbols)
+    async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
+        return await self._broker.get_prices(symbols, account_id)
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         return await self._broker.get_open_orders(account_id)
