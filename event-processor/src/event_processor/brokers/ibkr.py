@@ -32,8 +32,9 @@ account (values, positions, listings, prices: the `account_id` the reads name) t
 trading connection, so concurrent runs do not queue behind one connection's pacing; other reads go
 through the process's reads connection.
 
-Pacing: every connection's messages leave at most `MESSAGES_PER_WINDOW` in any
-`PACING_WINDOW_SECONDS` (`paced`), under IB's 50 a second.
+Pacing: every connection's messages leave at most 48 in any 1.25 s (`ibkr_pacing`), under IB's 50 a
+second. A live run's market data requests go through its trading connection and the reads
+connection, each batch split by the room each has in its pacing window.
 
 Client ids and connections (`ibkr_trading`): every mutating run of an account trades through a
 connection of its own with the account's fixed trading client id, so any later attempt can cancel
@@ -71,6 +72,7 @@ from event_processor.brokers.ibkr_account_values import (
 from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
 from event_processor.brokers.ibkr_market_data import LinePool, SnapshotReader
+from event_processor.brokers.ibkr_pacing import pace
 from event_processor.brokers.ibkr_requests import wakeup_on, woken_or_timeout
 from event_processor.brokers.ibkr_trading import TradingConnections
 from event_processor.brokers.models import (
@@ -97,14 +99,6 @@ MARKET_DATA_TYPES = (1, 2, 3)  # live, frozen, delayed
 # Contract details asked for at once: each request waits `request_timeout_seconds`, and messages
 # leave at the paced rate.
 QUALIFY_BATCH = 40
-# IB refuses (error 100, and drops) a connection's messages beyond 50 in any second at the gateway.
-# ib_async's throttle counts where messages leave: at most MaxRequests in any RequestsInterval. Its
-# default (45 in 1 s) lets a burst that reaches the gateway late share one of its seconds with the
-# next burst, up to 90. A gateway second holds what left within that second plus the spread of the
-# messages' delays; so at most 48 leave in any 1.25 s, and any gateway second holds at most 48 while
-# the delays differ by less than 0.25 s. A run's burst (its quotes, its sells) still leaves at once.
-MESSAGES_PER_WINDOW = 48
-PACING_WINDOW_SECONDS = 1.25
 
 
 def utc_now() -> datetime:
@@ -112,12 +106,9 @@ def utc_now() -> datetime:
 
 
 def paced(ib: IB) -> IB:
-    """`ib` with its request throttle under IB's pacing limit (see MESSAGES_PER_WINDOW), reading
-    execution times in UTC (ibkr_executions.py) and account summaries by request id."""
-    ib.client.MaxRequests = MESSAGES_PER_WINDOW
-    # Seconds, compared with loop.time(); ib_async declares the attribute with an int default (1).
-    ib.client.RequestsInterval = PACING_WINDOW_SECONDS  # type: ignore[assignment]
-    return summaries_by_request(utc_execution_times(ib))
+    """`ib` with its request throttle under IB's pacing limit (ibkr_pacing.py), reading execution
+    times in UTC (ibkr_executions.py) and account summaries by request id (ibkr_account_values.py)."""
+    return summaries_by_request(utc_execution_times(pace(ib)))
 
 
 @dataclass
@@ -288,9 +279,22 @@ class IbkrBroker:
         """The fixed client id of the account's mutating runs."""
         return self._traders.client_id(account_id)
 
+    async def reserve(self, account_id: str) -> None:
+        """The account's mutating run begins: open its trading connection (waiting for a free one);
+        the run's reads go through it from now on."""
+        trader = await self._traders.open(account_id)
+        await trader.client()
+
     async def release(self, account_id: str) -> None:
         """The account's mutating run ended: close its trading connection."""
         await self._traders.release(account_id)
+
+    def _quote_connections(self, account_id: str | None) -> list[IbkrConnection]:
+        """Where an account's snapshots may go: the reads connection, and during the account's mutating
+        run its trading connection too (each paced on its own; the reads connection first, so the
+        trading connection keeps its room for the run's orders)."""
+        held = self._traders.held(account_id) if account_id is not None else None
+        return [self._connection, held] if held is not None else [self._connection]
 
     def _reads(self, account_id: str | None) -> IbkrConnection:
         """The connection an account's reads go through: its trading connection during its mutating
@@ -350,7 +354,7 @@ class IbkrBroker:
             pending = {s: contracts[s] for s in wanted if s not in prices}
             if not pending:
                 break
-            quotes = await self._snapshots.quotes(connection, pending, data_type)
+            quotes = await self._snapshots.quotes(self._quote_connections(account_id), pending, data_type)
             prices.update(self._usable(quotes, data_type))
         for symbol in wanted:
             if symbol not in prices:

@@ -27,6 +27,7 @@ import structlog
 from ib_async import IB, Position, StartupFetchNONE, Trade
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
+from event_processor.brokers.ibkr_pacing import MESSAGES_PER_WINDOW, send_room
 from event_processor.brokers.ibkr_requests import SharedRequest
 from event_processor.brokers.models import BrokerError
 from rebalancer_shared.config import IbkrSettings
@@ -42,6 +43,7 @@ class ClientIdInUseError(BrokerError):
 
 
 CLIENT_ID_IN_USE = 326
+CONNECT_MESSAGES = 2  # START_API and the positions ib_async asks for on connecting
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -78,6 +80,12 @@ class IbkrConnection:
 
     def is_connected(self) -> bool:
         return self._ib is not None and self._ib.isConnected()
+
+    def send_room(self) -> int:
+        """Messages this connection could send now without waiting for its pacing (ibkr_pacing)."""
+        if self._ib is None or not self._ib.isConnected():
+            return MESSAGES_PER_WINDOW - CONNECT_MESSAGES
+        return send_room(self._ib)
 
     async def client(self) -> IB:
         """The connected client, connecting (or reconnecting after a drop) when needed."""

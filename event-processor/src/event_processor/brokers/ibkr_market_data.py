@@ -16,13 +16,18 @@ batch that gets no line at all waits one timeout and tries once more, then fails
 The market data type (live, frozen, delayed) is the connection's and applies to the requests after
 it: each batch sends it just before its requests when the connection's last one differs, in the same
 step, so concurrent reads on one connection each get the type they asked for.
+
+A batch may go out over several connections (the reads connection and a live run's trading
+connection): each symbol goes to the first with room left in its pacing window at that moment, else
+to the one whose backlog is shortest, so a burst of quotes does not wait behind one connection's 48
+messages per 1.25 s while another is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +38,7 @@ from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_requests import wakeup_on, woken_or_timeout
 from event_processor.brokers.models import BrokerError
 from event_processor.brokers.quotes import Quote
+from event_processor.task_groups import concurrently
 from rebalancer_shared.config import IbkrSettings
 
 log = structlog.get_logger(__name__)
@@ -114,9 +120,10 @@ class SnapshotReader:
         self._poll = poll_interval_seconds
 
     async def quotes(
-        self, connection: IbkrConnection, contracts: Mapping[str, Contract], data_type: int
+        self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
     ) -> dict[str, Quote]:
-        """A quote per symbol IB answered for, asked for with market data type `data_type`."""
+        """A quote per symbol IB answered for, asked for with market data type `data_type` over
+        `connections` (in the order given while they have room)."""
         queue = list(contracts)
         limit = self._lines.lines
         quotes: dict[str, Quote] = {}
@@ -125,7 +132,7 @@ class SnapshotReader:
             size = await self._lines.take(min(limit, len(queue)))
             batch, queue = queue[:size], queue[size:]
             try:
-                got, refused = await self._batch(connection, {s: contracts[s] for s in batch}, data_type)
+                got, refused = await self._spread(connections, {s: contracts[s] for s in batch}, data_type)
             finally:
                 await self._lines.give(size)
             quotes.update(got)
@@ -150,6 +157,32 @@ class SnapshotReader:
             )
         log.warning("no market data line free; waiting for lines", symbols=len(refused), lines=lines)
         await asyncio.sleep(self._settings.market_data_timeout_seconds)
+
+    async def _spread(
+        self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
+    ) -> tuple[dict[str, Quote], list[str]]:
+        """One batch, each symbol sent to the first connection with room in its pacing window, else to
+        the one with the shortest backlog."""
+        rooms = [c.send_room() for c in connections]
+        parts: list[dict[str, Contract]] = [{} for _ in connections]
+        for symbol, contract in contracts.items():
+            with_room = [i for i, room in enumerate(rooms) if room > 0]
+            best = with_room[0] if with_room else max(range(len(rooms)), key=rooms.__getitem__)
+            parts[best][symbol] = contract
+            rooms[best] -= 1
+        async with concurrently() as group:
+            batches = [
+                group.create_task(self._batch(connection, part, data_type))
+                for connection, part in zip(connections, parts, strict=True)
+                if part
+            ]
+        quotes: dict[str, Quote] = {}
+        refused: list[str] = []
+        for batch in batches:
+            got, lost = batch.result()
+            quotes.update(got)
+            refused += lost
+        return quotes, refused
 
     async def _batch(
         self, connection: IbkrConnection, contracts: Mapping[str, Contract], data_type: int

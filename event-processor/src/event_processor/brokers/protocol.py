@@ -62,6 +62,11 @@ class ReadOnlyBroker(Protocol):
 class Broker(ReadOnlyBroker, Protocol):
     """Reads and writes."""
 
+    async def reserve(self, account_id: str) -> None:
+        """A mutating run of the account begins: open what it trades through (IBKR: the account's
+        trading connection, waiting for a free one), so its reads go through it too. `release` ends it."""
+        ...
+
     async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
         """Cancel every open order of the account and wait until the broker confirms; return them.
 

@@ -153,6 +153,9 @@ class SimulatedBroker:
         ]
         return stocks + others
 
+    async def reserve(self, account_id: str) -> None:
+        """Nothing to open: the simulation has no connections."""
+
     async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
         await self._pause()
         return {s: Listing(s, self._con_id(s)) for s in symbols}

@@ -243,6 +243,7 @@ async def rebalance(
         guard,
         bound,
     )
+    await broker.reserve(account_id)  # the run's connection: every read and order of it goes there
     # A CAD (EUR, GBP, ...) account is refused before anything is done, its open orders included.
     await read_values(broker, account_id)
     guard.check("cancel the open orders")
@@ -381,6 +382,7 @@ async def cancel_orders(
     guard: OrderGuard = UNGUARDED,
 ) -> ExecutionReport:
     """Cancel every open order of the account; `BrokerError` when a cancel is not confirmed in time."""
+    await broker.reserve(account_id)
     guard.check("cancel the open orders")
     cancelled = tuple(await broker.cancel_open_orders(account_id, cancel_timeout_seconds))
     return ExecutionReport(
