@@ -73,7 +73,7 @@ from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
 from event_processor.brokers.ibkr_market_data import LinePool, SnapshotReader
 from event_processor.brokers.ibkr_pacing import pace
-from event_processor.brokers.ibkr_requests import wakeup_on, woken_or_timeout
+from event_processor.brokers.ibkr_requests import PositionChanges, wakeup_on, woken_or_timeout
 from event_processor.brokers.ibkr_trading import TradingConnections
 from event_processor.brokers.models import (
     AccountValues,
@@ -261,8 +261,11 @@ class IbkrBroker:
         self._orders = orders
         self._clock = clock
         self._poll = poll_interval_seconds
-        self._connection = IbkrConnection(settings, lambda: paced(ib_factory()))
-        self._traders = TradingConnections(settings, lambda: paced(ib_factory()), account_ids)
+        self._positions = PositionChanges()
+        self._connection = IbkrConnection(settings, lambda: self._positions.watch(paced(ib_factory())))
+        self._traders = TradingConnections(
+            settings, lambda: self._positions.watch(paced(ib_factory())), account_ids
+        )
         self._rules = PriceRules(settings.max_price_age_seconds, settings.max_spread_pct)
         lines = LinePool(settings.market_data_lines)
         self._snapshots = SnapshotReader(settings, lines, clock, poll_interval_seconds)
@@ -331,6 +334,9 @@ class IbkrBroker:
             if position.account == account_id:
                 latest[position.contract.conId] = position  # a repeated conId: the last row wins
         return [_position(p) for p in latest.values() if p.position != 0]
+
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        await self._positions.wait(account_id, seconds)
 
     async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
         known = await self._qualify_known(self._reads(account_id), list(dict.fromkeys(symbols)))

@@ -10,6 +10,9 @@ earlier could miss a fill that came in between).
 
 `wakeup_on` turns ib_async's events (order status, executions, ticks) into an `asyncio.Event`, so a
 wait that re-checks a condition runs when something arrives instead of on a polling tick.
+`PositionChanges` does the same for an account's positions: IB streams a position whose quantity
+changed to every connection (ib_async subscribes with reqPositions on connecting), so a wait for the
+positions to show a fill asks again when one comes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Generic, TypeVar
+
+from ib_async import IB, Position
 
 T = TypeVar("T")
 
@@ -73,3 +78,25 @@ async def woken_or_timeout(woken: asyncio.Event, seconds: float) -> None:
     with suppress(TimeoutError):
         await asyncio.wait_for(woken.wait(), max(seconds, 0.0))
     woken.clear()
+
+
+class PositionChanges:
+    """Wakes an account's waits when IB sends one of its positions."""
+
+    def __init__(self) -> None:
+        self._arrived: dict[str, asyncio.Event] = {}
+
+    def watch(self, ib: IB) -> IB:
+        """`ib`, telling this of every position it receives."""
+        ib.positionEvent += self._on_position
+        return ib
+
+    def _on_position(self, position: Position) -> None:
+        self._arrived.setdefault(position.account, asyncio.Event()).set()
+
+    async def wait(self, account_id: str, seconds: float) -> None:
+        """Until a position of the account arrives, or `seconds` pass. Positions that came before the
+        wait (the answer to the caller's own request) do not count."""
+        arrived = self._arrived.setdefault(account_id, asyncio.Event())
+        arrived.clear()
+        await woken_or_timeout(arrived, seconds)

@@ -47,6 +47,11 @@ class ReadOnlyBroker(Protocol):
         """Orders of the account still working at the broker, whichever client placed them."""
         ...
 
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        """Return when the broker tells of a change in the account's positions, or after `seconds`
+        (a wait for the positions to show fills asks again then, instead of on a fixed tick)."""
+        ...
+
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
         """The account's executions of the current US trading day (a New York date, by the broker's
         clock), as far as the broker lets us see them."""
@@ -120,6 +125,9 @@ class ReadOnlyBrokerView:
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         return await self._broker.get_open_orders(account_id)
+
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        await self._broker.wait_for_position_change(account_id, seconds)
 
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
         return await self._broker.get_todays_executions(account_id)

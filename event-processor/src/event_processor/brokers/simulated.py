@@ -153,6 +153,10 @@ class SimulatedBroker:
         ]
         return stocks + others
 
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        """Positions change with each fill, before any wait could begin: nothing to wake on."""
+        await asyncio.sleep(seconds)
+
     async def reserve(self, account_id: str) -> None:
         """Nothing to open: the simulation has no connections."""
 

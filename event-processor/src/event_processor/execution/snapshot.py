@@ -47,6 +47,9 @@ from rebalancer_shared.accounts import PdtProtection
 log = structlog.get_logger(__name__)
 
 DEFAULT_POSITION_SETTLE_SECONDS = 5.0
+# The positions are asked for again as soon as the broker tells of a change, else after 20 ms, then
+# twice as long each time up to 100 ms: a short lag is seen soon, a long one costs few requests.
+FIRST_POSITION_POLL_SECONDS = 0.02
 POSITION_POLL_SECONDS = 0.1
 CASH_TOLERANCE = 0.01
 
@@ -186,6 +189,7 @@ async def wait_for_fills_in_positions(
     expected = expected_after(before, orders)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
+    poll = FIRST_POSITION_POLL_SECONDS
     while True:
         positions, holdings = await read_holdings(broker, account_id)
         if shows(holdings, expected):
@@ -199,4 +203,5 @@ async def wait_for_fills_in_positions(
                 expected=expected,
             )
             return positions, with_quantities(holdings, before, expected), False
-        await asyncio.sleep(min(POSITION_POLL_SECONDS, remaining))
+        await broker.wait_for_position_change(account_id, min(poll, remaining))
+        poll = min(2 * poll, POSITION_POLL_SECONDS)
