@@ -488,6 +488,7 @@ class TwsState:
             "fractional_orders",
             "max_messages_per_second",
             "max_connections",
+            "peak_connections",
             "position_copies",
             "position_lag_seconds",
             "execution_days",

@@ -35,6 +35,7 @@ _REPLACEABLE = (
     "fractional_orders",
     "max_messages_per_second",
     "max_connections",
+    "peak_connections",
     "position_copies",
     "position_lag_seconds",
     "exchange_rates",

@@ -156,14 +156,17 @@ class FakeTws:
         self.changed()
 
     def position_changed(self, account_id: str, key: str) -> None:
-        """Broadcast a filled listing's position once positions show the fill (after the lag)."""
+        """Stream a filled listing's position, once positions show the fill (after the lag), to the
+        connections subscribed to positions (reqPositions: every account's; reqPositionsMulti: the
+        account's)."""
 
         async def later() -> None:
             await asyncio.sleep(self.state.position_lag_seconds)
             account = self.state.accounts[account_id]
             shown = dict(self.state.reported_positions(account))
             held = shown.get(key) or self.state.listing(key)  # quantity 0: no longer held
-            self.broadcast(msg.position(account_id, self.state.con_id(key), held))
+            for session in list(self._sessions):
+                session.position_update(account_id, self.state.con_id(key), held)
 
         self.spawn(later())
 
@@ -176,10 +179,6 @@ class FakeTws:
         """Sessions that see an order of `client_id`: its own and those of client 0 / the master."""
         masters = {0} if self.state.master_client_id is None else {0, self.state.master_client_id}
         return [s for s in self._sessions if s.client_id == client_id or s.client_id in masters]
-
-    def broadcast(self, data: bytes) -> None:
-        for session in list(self._sessions):
-            session.send(data)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self, reader, writer)

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakeQuote, now
+from tests.fakes.tws.account import FakePosition, FakeQuote, now
 from tests.fakes.tws.executions import ExecutionQuery, trade_log_start
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
@@ -48,6 +48,10 @@ class Session:
         self.writer = writer
         self.client_id: int | None = None
         self.market_data_type = 1
+        # Position subscriptions: reqPositions (every account) until cancelPositions; reqPositionsMulti
+        # (request id -> account, "" for all) until cancelPositionsMulti.
+        self.positions_subscribed = False
+        self.position_subscriptions: dict[int, str] = {}
         self.pacer = Pacer(server.state)
         # (due time, fields, admitted by the pacer) in arrival order; answered by `_deliver`.
         self._inbox: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
@@ -55,6 +59,9 @@ class Session:
         self.handlers: dict[int, Callable[[list[str]], None]] = {
             71: self._start_api,
             61: self._positions,
+            64: self._cancel_positions,
+            74: self._positions_multi,
+            75: self._cancel_positions_multi,
             5: orders.open_orders,
             16: orders.all_open_orders,
             99: lambda _: self.send(msg.completed_orders_end()),
@@ -155,6 +162,7 @@ class Session:
 
     def _positions(self, _fields: list[str]) -> None:
         # IB may send one conId more than once in one answer; copies go out as whole rounds.
+        self.positions_subscribed = True
         rows = [
             msg.position(account.account_id, self.state.con_id(key), held)
             for account in self.state.accounts.values()
@@ -164,6 +172,36 @@ class Session:
             for row in rows:
                 self.send(row)
         self.send(msg.position_end())
+
+    def _cancel_positions(self, _fields: list[str]) -> None:
+        self.positions_subscribed = False
+
+    def _positions_multi(self, fields: list[str]) -> None:
+        """One account's positions (every account's for ""), with the same habits as reqPositions:
+        rows repeated as whole rounds, fills shown after the lag; then updates until cancelled."""
+        req_id, wanted = int(fields[2]), fields[3]
+        self.position_subscriptions[req_id] = wanted
+        rows = [
+            msg.position_multi(req_id, account.account_id, self.state.con_id(key), held)
+            for account in self.state.accounts.values()
+            if wanted in ("", account.account_id)
+            for key, held in self.state.reported_positions(account)
+        ]
+        for _ in range(max(self.state.position_copies, 1)):
+            for row in rows:
+                self.send(row)
+        self.send(msg.position_multi_end(req_id))
+
+    def _cancel_positions_multi(self, fields: list[str]) -> None:
+        self.position_subscriptions.pop(int(fields[2]), None)
+
+    def position_update(self, account_id: str, con_id: int, held: FakePosition) -> None:
+        """A position changed: streamed to this connection's subscriptions that cover the account."""
+        if self.positions_subscribed:
+            self.send(msg.position(account_id, con_id, held))
+        for req_id, wanted in self.position_subscriptions.items():
+            if wanted in ("", account_id):
+                self.send(msg.position_multi(req_id, account_id, con_id, held))
 
     def _summary_values(self, account_id: str) -> list[tuple[str, str, str]]:
         """(tag, value, currency) of the summary tags: amounts in the account's base currency; the

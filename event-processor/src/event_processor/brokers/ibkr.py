@@ -25,8 +25,8 @@ one burst (placeOrder does not wait for an answer); fills and cancels are waited
 order events, not on a polling tick.
 
 Concurrency: nothing holds a lock across requests. Requests ib_async answers by request id (contract
-details, market data, executions, account summaries) are in flight together; the few it answers
-under a fixed name (positions, open orders, the gateway's time) go one at a time per connection,
+details, market data, executions, account summaries, positions per account) are in flight together;
+the few it answers under a fixed name (open orders, the gateway's time) go one at a time per connection,
 shared by the callers that asked meanwhile (`ibkr_requests.SharedRequest`). A mutating run reads its
 account (values, positions, listings, prices: the `account_id` the reads name) through its own
 trading connection, so concurrent runs do not queue behind one connection's pacing; other reads go
@@ -73,6 +73,7 @@ from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
 from event_processor.brokers.ibkr_market_data import LinePool, SnapshotReader
 from event_processor.brokers.ibkr_pacing import pace
+from event_processor.brokers.ibkr_positions import account_positions, positions_by_request, watch_positions
 from event_processor.brokers.ibkr_requests import PositionChanges, wakeup_on, woken_or_timeout
 from event_processor.brokers.ibkr_trading import TradingConnections
 from event_processor.brokers.models import (
@@ -107,8 +108,9 @@ def utc_now() -> datetime:
 
 def paced(ib: IB) -> IB:
     """`ib` with its request throttle under IB's pacing limit (ibkr_pacing.py), reading execution
-    times in UTC (ibkr_executions.py) and account summaries by request id (ibkr_account_values.py)."""
-    return summaries_by_request(utc_execution_times(pace(ib)))
+    times in UTC (ibkr_executions.py), account summaries (ibkr_account_values.py) and positions
+    (ibkr_positions.py) by request id."""
+    return positions_by_request(summaries_by_request(utc_execution_times(pace(ib))))
 
 
 @dataclass
@@ -286,7 +288,7 @@ class IbkrBroker:
         """The account's mutating run begins: open its trading connection (waiting for a free one);
         the run's reads go through it from now on."""
         trader = await self._traders.open(account_id)
-        await trader.client()
+        await watch_positions(trader, account_id)  # its changes wake the waits for fills to show
 
     async def release(self, account_id: str) -> None:
         """The account's mutating run ended: close its trading connection."""
@@ -325,10 +327,7 @@ class IbkrBroker:
         return await executions_on(sources, account_id, trading_day(now))
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
-        connection = self._reads(account_id)
-        ib = await connection.client()
-        what = f"positions of {account_id}"
-        positions = await connection.positions.get(lambda: connection.request(what, ib.reqPositionsAsync()))
+        positions = await account_positions(self._reads(account_id), account_id)
         latest: dict[int, Position] = {}
         for position in positions:
             if position.account == account_id:

@@ -6,12 +6,14 @@ so a dead gateway fails the event fast and the queue keeps moving. A connection 
 `client_id_min..client_id_max` at each attempt. A fixed id the gateway says is in use (error 326: an
 earlier connection with it is still open) is tried again briefly, then named in the error.
 
-Connecting asks IB only for the positions (ib_async always does): open orders, executions and account
-values are requested when a run needs them, so a connection is ready after three round trips.
+Connecting opens the API session and nothing else: ib_async's `connectAsync` would also ask for the
+positions of every account of the login and subscribe to their changes (800 rows to decode with 200
+accounts, and every other account's fills afterwards), open orders, executions and account values,
+none of which a connection here uses unasked (positions come per account, ibkr_positions.py). So a
+connection is ready after two round trips.
 Requests whose answers ib_async files under a fixed name go one at a time per connection, shared by
-the callers that asked meanwhile (`ibkr_requests.SharedRequest`): positions, open orders and the
-gateway's time. The market data type is the connection's too: `market_data_type` remembers the last
-one sent.
+the callers that asked meanwhile (`ibkr_requests.SharedRequest`): open orders and the gateway's
+time. The market data type is the connection's too: `market_data_type` remembers the last one sent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import structlog
-from ib_async import IB, Position, StartupFetchNONE, Trade
+from ib_async import IB, Trade
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from event_processor.brokers.ibkr_pacing import MESSAGES_PER_WINDOW, send_room
@@ -50,6 +52,18 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ClientIdInUseError) or retry_if_transient.predicate(exc)
 
 
+async def _open_api(ib: IB, host: str, port: int, client_id: int, seconds: float) -> None:
+    """The API session alone (the module doc says why not `IB.connectAsync`)."""
+    ib.wrapper.clientId = client_id
+    try:
+        await ib.client.connectAsync(host, port, client_id, seconds)  # type: ignore[no-untyped-call]
+    except BaseException:
+        ib.disconnect()
+        raise
+    if client_id == 0:
+        ib.reqAutoOpenOrders(True)  # as ib_async does: client 0 binds orders entered in TWS
+
+
 class IbkrConnection:
     """Owns the `IB` client; `client()` returns a connected one or raises `BrokerError`."""
 
@@ -70,7 +84,6 @@ class IbkrConnection:
         self._was_connected = False
         self.generation = 0  # counts connections made; an order belongs to the one it was placed on
         self.market_data_type: int | None = None  # the last reqMarketDataType sent on this connection
-        self.positions = SharedRequest[list[Position]]()
         self.open_orders = SharedRequest[list[Trade]]()
         self.current_time = SharedRequest[datetime]()
 
@@ -168,13 +181,7 @@ class IbkrConnection:
         ib.errorEvent += on_error
         try:
             connect = asyncio.ensure_future(
-                ib.connectAsync(
-                    s.host,
-                    s.effective_port(),
-                    clientId=client_id,
-                    timeout=s.connect_timeout_seconds,
-                    fetchFields=StartupFetchNONE,
-                )
+                _open_api(ib, s.host, s.effective_port(), client_id, s.connect_timeout_seconds)
             )
             refused = asyncio.ensure_future(in_use.wait())
             await asyncio.wait({connect, refused}, return_when=asyncio.FIRST_COMPLETED)
