@@ -177,6 +177,12 @@ def start_processor(env: dict[str, str], case: Case) -> subprocess.Popen[bytes]:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size so far (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -185,17 +191,18 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run_case(env: dict[str, str], prefix: str, db_url: str, case: Case) -> list[float]:
+async def run_case(env: dict[str, str], prefix: str, db_url: str, case: Case) -> list[tuple[float, float]]:
     """Start the processors, wait for their heartbeats, then time the fan-out until the queue is empty.
-    Returns the processors' peak RSS in MB."""
+    Returns each processor's peak RSS in MB and the CPU seconds it used during the fan-out."""
     redis = Redis.from_url(env["REDIS_URL"])
     store = EventStore.from_url(db_url)
     queue = EventQueue(redis, prefix)
     processes = [start_processor({**env, "REDIS_KEY_PREFIX": prefix}, case) for _ in range(case.procs)]
-    rss: list[float] = []
+    used: list[tuple[float, float]] = []
     try:
         while len(await read_heartbeats(redis, prefix)) < case.procs:
             await asyncio.sleep(0.05)
+        cpu_before = [cpu_seconds(p.pid) for p in processes]
         start = time.perf_counter()
         lifecycle = EventLifecycle(queue, store)
         for i in range(case.events):
@@ -209,7 +216,9 @@ async def run_case(env: dict[str, str], prefix: str, db_url: str, case: Case) ->
         while (await queue.stats()).active_events_count:
             await asyncio.sleep(0.05)
         case.seconds = time.perf_counter() - start
-        rss = [peak_rss_mb(p.pid) for p in processes]
+        used = [
+            (peak_rss_mb(p.pid), cpu_seconds(p.pid) - b) for p, b in zip(processes, cpu_before, strict=True)
+        ]
     finally:
         for p in processes:
             p.send_signal(signal.SIGTERM)
@@ -217,7 +226,7 @@ async def run_case(env: dict[str, str], prefix: str, db_url: str, case: Case) ->
             p.wait(timeout=60)
         await store.close()
         await redis.aclose()
-    return rss
+    return used
 
 
 async def history(db_url: str) -> tuple[int, int]:
@@ -260,11 +269,12 @@ async def run_broker(broker: str, args: argparse.Namespace, env: dict[str, str],
         for i, case in enumerate(runs):
             await asyncio.to_thread(tws.reset, args.accounts)
             before = await asyncio.to_thread(tws.counters)
-            rss = await run_case(ib_env, f"fan-ib{i}", db_url, case)
+            used = await run_case(ib_env, f"fan-ib{i}", db_url, case)
             after = await asyncio.to_thread(tws.counters)
             case.ibkr = {k: after[k] - before[k] for k in ("error_100", "refused", "messages")}
             case.ibkr["connections"] = after["peak_connections"]
-            case.ibkr["rss_mb"] = max(rss, default=0.0)
+            case.ibkr["rss_mb"] = max((rss for rss, _ in used), default=0.0)
+            case.ibkr["cpu_per_event"] = sum(cpu for _, cpu in used) / case.events
     return runs
 
 
@@ -326,46 +336,52 @@ def report_simulated(runs: list[Case], latency: float, overlaps: int, failed: in
 
 
 def report_ibkr(runs: list[Case], profile: str, overlaps: int, failed: int) -> None:
+    cores = os.cpu_count() or 1
     print(f"Fan-out benchmark: one rebalance trigger per account, BROKER=ibkr, loopback TWS ({profile})")
     print()
-    line = "  {:<22} {:>6} {:>7} {:>8} {:>8} {:>6} {:>5} {:>6} {:>9} {:>6} {:>5} {:>4} {:>6}"
-    head = ("case", "events", "seconds", "events/s", "speed-up", "ideal", "ratio", "conns", "floor/s")
-    print(line.format(*head, "vs fl.", "e100", "msg", "RSS MB"))
+    line = "  {:<22} {:>6} {:>7} {:>8} {:>8} {:>6} {:>5} {:>6} {:>4} {:>7} {:>7} {:>6} {:>5} {:>4} {:>6}"
+    head = ("case", "events", "seconds", "events/s", "speed-up", "/slots", "conns", "pace/s", "msg", "CPU ms")
+    print(line.format(*head, "CPU/s", "ideal", "ratio", "e100", "RSS MB"))
     base_rate = runs[0].rate
     for case, speedup in _speedups(runs):
         slots = case.slots * case.procs
         per_event = case.ibkr["messages"] / case.events
-        connections = case.ibkr["connections"]
-        floor = connections * PACING / per_event  # events a second IB's pacing lets through
-        ideal = min(float(slots), floor / base_rate)
+        pacing = case.ibkr["connections"] * PACING / per_event  # events a second IB's pacing lets through
+        cpu = case.ibkr["cpu_per_event"]
+        cpu_floor = min(case.procs, cores) / cpu  # events a second the processors' CPU allows
+        ideal = min(float(slots), pacing / base_rate, cpu_floor / base_rate)
         cells = (
             case.label,
             case.events,
             f"{case.seconds:.1f}",
             f"{case.rate:.2f}",
             f"{speedup:.1f}x",
-            f"{ideal:.0f}x",
-            f"{speedup / ideal:.2f}",
-            connections,
-            f"{floor:.0f}",
-            f"{floor / case.rate:.1f}x",
-            case.ibkr["error_100"],
+            f"{speedup / slots:.2f}",
+            case.ibkr["connections"],
+            f"{pacing:.0f}",
             f"{per_event:.0f}",
+            f"{cpu * 1000:.0f}",
+            f"{cpu_floor:.1f}",
+            f"{ideal:.1f}x",
+            f"{speedup / ideal:.2f}",
+            case.ibkr["error_100"],
             f"{case.ibkr['rss_mb']:.0f}",
         )
         print(line.format(*cells))
     refused = sum(c.ibkr["refused"] for c in runs)
+    errors = sum(c.ibkr["error_100"] for c in runs)
     print()
     print(f"  runs of one account overlapping in time: {overlaps} (must be 0); runs not completed: {failed}")
-    print(f"  connections refused by the gateway (beyond 32): {refused}; error 100s in all: ", end="")
-    print(sum(c.ibkr["error_100"] for c in runs))
-    print("  conns: most API connections open at once; floor/s: events a second IB's pacing allows on them")
-    print("  (50 messages a second each, at msg messages per event); vs fl.: floor / measured rate;")
+    print(f"  connections refused by the gateway (beyond 32): {refused}; error 100s in all: {errors}")
+    print("  /slots: speed-up per slot. conns: most API connections open at once; pace/s: events a second")
+    print("  IB's 50 messages a second on each of them allows at msg messages an event. CPU ms: processor")
     print(
-        "  ideal: the slot count, or the floor's speed-up when that is lower; RSS: largest processor's peak."
+        f"  CPU per event; CPU/s: events a second that CPU allows (one core per process, {cores} cores here)."
     )
-    print("Target: ratio >= 0.80 (0.8 x the slot count until the pacing floor, then within 1.2x of it),")
-    print("no error 100, peak RSS under 250 MB at 32 slots.")
+    print("  ideal: the slot count, or the speed-up either floor allows if lower; ratio: speed-up / ideal.")
+    print("  RSS: the largest processor's peak.")
+    print("Target: speed-up at least 0.8 x the slot count until a floor, then within 1.2x of it")
+    print("(ratio >= 0.80); no error 100; peak RSS under 250 MB at 32 slots.")
 
 
 if __name__ == "__main__":

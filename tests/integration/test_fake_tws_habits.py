@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from ib_async import IB, Order, Stock, Trade
+from ib_async import IB, Contract, Order, Stock, Trade
 
 from tests.fakes.tws import FakeQuote, FakeTws, TwsState, serve
 from tests.fakes.tws.profiles import apply_profile
@@ -212,9 +212,9 @@ async def test_requests_of_one_connection_are_in_flight_together_and_answered_af
 
     started = time.monotonic()
     await asyncio.gather(*(details(s) for s in symbols))
-    elapsed = time.monotonic() - started
 
-    assert 0.3 <= elapsed < 0.3 * 2  # one round trip for all five, not five in a row
+    assert time.monotonic() - started >= 0.3  # no answer before its round trip
+    assert fake.state.most_in_flight >= len(symbols) - 1  # the others waited in flight, not in a queue
     assert answered == symbols
 
 
@@ -274,3 +274,51 @@ async def test_a_gateway_serves_at_most_32_api_clients_and_a_33rd_is_not_answere
     finally:
         for client in clients:
             client.disconnect()
+
+
+async def test_a_third_active_account_summary_is_refused_with_error_322_until_one_is_cancelled(
+    fake: FakeTws, ib: IB
+) -> None:
+    errors = collect_errors(ib)
+    first, second, third = (ib.client.getReqId() for _ in range(3))
+    for req_id in (first, second, third):
+        ib.client.reqAccountSummary(req_id, "All", "NetLiquidation")  # type: ignore[no-untyped-call]
+    await until(lambda: len(errors) == 1)
+    assert errors[0][:2] == (third, 322)
+    assert "Maximum number of account summary requests exceeded" in errors[0][2]
+    assert fake.state.summary_refusals == [third]
+
+    ib.client.cancelAccountSummary(first)  # type: ignore[no-untyped-call]
+    fourth = ib.client.getReqId()
+    ib.client.reqAccountSummary(fourth, "All", "NetLiquidation")  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.2)
+    assert fake.state.summary_refusals == [third]
+
+
+async def test_position_changes_stream_only_to_the_subscriptions_that_cover_the_account(
+    fake: FakeTws, ib: IB
+) -> None:
+    fake.state.position_lag_seconds = 0.05
+    multi: list[tuple[int, str, float]] = []
+
+    def position_multi(
+        req_id: int, account: str, model: str, contract: Contract, pos: float, cost: float
+    ) -> None:
+        multi.append((req_id, contract.symbol, pos))
+
+    ib.wrapper.positionMulti = position_multi  # type: ignore[method-assign, assignment]
+    unsubscribed = IB()
+    await unsubscribed.connectAsync("127.0.0.1", fake.port, clientId=4, timeout=3)
+    try:
+        unsubscribed.client.cancelPositions()  # type: ignore[no-untyped-call]
+        streamed: list[float] = []
+        unsubscribed.positionEvent += lambda position: streamed.append(position.position)
+        req_id = ib.client.getReqId()
+        ib.client.reqPositionsMulti(req_id, ACCOUNT, "")  # type: ignore[no-untyped-call]
+        await until(lambda: len(multi) == 2 * 4)  # the answer: four positions, each sent twice
+        await _place(ib, "BBB", 5)
+        await until(lambda: (req_id, "BBB", 15.0) in multi)
+        await asyncio.sleep(0.1)
+        assert streamed == []
+    finally:
+        unsubscribed.disconnect()

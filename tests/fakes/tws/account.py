@@ -231,9 +231,10 @@ class TwsState:
     max_messages_per_second: int | None = 50  # per connection; None: no pacing
     market_data_refusals: list[str] = field(default_factory=list)  # symbols answered with error 101
     paced_out: list[int] = field(default_factory=list)  # message ids dropped with error 100
-    messages_received: dict[int, int] = field(
-        default_factory=dict
-    )  # client id (-1: before START_API) -> count
+    summary_refusals: list[int] = field(default_factory=list)  # account summary request ids refused (322)
+    # messages received per client id (-1: before START_API); the most of one connection in flight at once
+    messages_received: dict[int, int] = field(default_factory=dict)
+    most_in_flight: int = 0
     # connections: at most this many API clients at once (IB: 32 per TWS / IB Gateway; None: no limit)
     max_connections: int | None = 32
     connection_refusals: list[int] = field(default_factory=list)  # client ids refused beyond the limit
@@ -489,6 +490,7 @@ class TwsState:
             "max_messages_per_second",
             "max_connections",
             "peak_connections",
+            "most_in_flight",
             "position_copies",
             "position_lag_seconds",
             "execution_days",

@@ -36,6 +36,7 @@ _REPLACEABLE = (
     "max_messages_per_second",
     "max_connections",
     "peak_connections",
+    "most_in_flight",
     "position_copies",
     "position_lag_seconds",
     "exchange_rates",

@@ -35,6 +35,13 @@ CALENDAR = MarketCalendar()
 _LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "close": 9, "last_timestamp": 45}
 _DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "close": 75, "last_timestamp": 88}
 _SIZES = {"bid": 100.0, "ask": 100.0, "last": 10.0, "close": 0.0}
+# TWS API docs, "Account Summary": "only two active summary subscriptions are allowed at a time"; the
+# third is refused with error 322 until one is cancelled.
+ACTIVE_ACCOUNT_SUMMARIES = 2
+SUMMARY_LIMIT_TEXT = (
+    "Error processing request.-'bc' : cause - Maximum number of account summary requests exceeded; "
+    "desubscribe to previous request first"
+)
 CLIENT_ID_IN_USE_TEXT = "Unable to connect as the client id is already in use. Retry with a unique client id."
 
 
@@ -52,6 +59,7 @@ class Session:
         # (request id -> account, "" for all) until cancelPositionsMulti.
         self.positions_subscribed = False
         self.position_subscriptions: dict[int, str] = {}
+        self.account_summaries: set[int] = set()  # request ids of active reqAccountSummary subscriptions
         self.pacer = Pacer(server.state)
         # (due time, fields, admitted by the pacer) in arrival order; answered by `_deliver`.
         self._inbox: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
@@ -68,6 +76,7 @@ class Session:
             6: self._account_updates,
             76: self._account_updates_multi,
             62: self._account_summary,
+            63: lambda fields: self.account_summaries.discard(int(fields[2])),
             7: self._executions,
             9: self._contract_details,
             59: self._market_data_type,
@@ -122,6 +131,7 @@ class Session:
             key = self.client_id if self.client_id is not None else -1
             self.state.messages_received[key] = self.state.messages_received.get(key, 0) + 1
             self._inbox.put_nowait((arrived + self.state.round_trip_seconds, fields, admitted))
+            self.state.most_in_flight = max(self.state.most_in_flight, self._inbox.qsize())
 
     async def _deliver(self) -> None:
         """Answer the messages in the order they came, each once its round trip has passed."""
@@ -247,6 +257,11 @@ class Session:
 
     def _account_summary(self, fields: list[str]) -> None:
         req_id, tags = int(fields[2]), set(fields[4].split(","))
+        if len(self.account_summaries) >= ACTIVE_ACCOUNT_SUMMARIES:
+            self.state.summary_refusals.append(req_id)
+            self.send(msg.error(req_id, 322, SUMMARY_LIMIT_TEXT))
+            return
+        self.account_summaries.add(req_id)
         for account_id in self.state.accounts:
             for tag, value, currency in self._summary_values(account_id):
                 if tag in tags:

@@ -8,8 +8,9 @@ minutes, so a run would not see the cash its sells freed. `DayTradesRemaining` i
 
 ib_async hands an account summary's values to one event without their request id, so two summaries
 in flight on one connection would mix. `summaries_by_request` files each value under its request id as
-well, as ib_async does for contract details: a summary is the answer to its own request, and any
-number of them may be in flight together.
+well, as ib_async does for contract details: a summary is the answer to its own request. IB keeps
+at most two summary subscriptions active per connection (a third gets error 322), so a connection
+lets two be in flight and cancels each as soon as it is answered.
 """
 
 from __future__ import annotations
@@ -54,18 +55,20 @@ async def account_summary(
     """The account's summary value of each of `tags` IB sends (the first one of a tag).
 
     The connection's client must file summaries by request (`summaries_by_request`)."""
-    ib = await connection.client()
     what = f"account summary of {account_id}"
-    # The client and wrapper methods used here are untyped in ib_async 2.1.
-    req_id = ib.client.getReqId()
-    future: asyncio.Future[list[AccountValue]] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
-    try:
-        with connection.translated(what):
-            ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
-        answer = await connection.request(what, future)
-    finally:
-        if ib.isConnected():
-            ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
+    async with connection.account_summaries:  # a third active one would be refused (error 322)
+        ib = await connection.client()
+        # The client and wrapper methods used here are untyped in ib_async 2.1.
+        req_id = ib.client.getReqId()
+        future: asyncio.Future[list[AccountValue]] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
+        try:
+            with connection.translated(what):
+                ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
+            answer = await connection.request(what, future)
+        finally:
+            if ib.isConnected():
+                # queued before any later request of this connection, so the gateway frees it first
+                ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
     collected: dict[str, AccountValue] = {}
     for value in answer:
         if value.account == account_id and value.tag in tags:
