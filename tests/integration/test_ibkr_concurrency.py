@@ -92,18 +92,23 @@ async def test_a_live_runs_values_positions_and_quotes_are_in_flight_together_on
     assert ib_async_errors(caplog.records) == []
 
 
-async def test_many_accounts_read_at_once_on_one_connection_never_hold_more_than_two_account_summaries(
+async def test_many_accounts_values_read_at_once_on_one_connection_each_get_their_own(
     fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
 ) -> None:
+    fake.state.round_trip_seconds = 0.05
+    fake.state.accounts["DU3"].day_trades_remaining = 2
     broker = make_broker()
     accounts = [ACCOUNT, *OTHERS]
 
-    values = await asyncio.gather(*(broker.get_account_values(a) for a in accounts))
-    day_trades = await asyncio.gather(*(broker.get_day_trades_remaining(a) for a in accounts))
+    values, day_trades = await asyncio.gather(
+        asyncio.gather(*(broker.get_account_values(a) for a in accounts)),
+        asyncio.gather(*(broker.get_day_trades_remaining(a) for a in accounts)),
+    )
 
     assert [v.total_cash for v in values] == [fake.state.accounts[a].cash for a in accounts]
-    assert day_trades == [-1] * len(accounts)
-    assert fake.state.summary_refusals == [], "IB allows two active account summaries per connection"
+    assert day_trades == [2 if a == "DU3" else -1 for a in accounts]
+    assert fake.state.most_in_flight >= len(accounts)
+    assert fake.state.summary_refusals == []
     assert ib_async_errors(caplog.records) == []
 
 

@@ -75,6 +75,7 @@ class Session:
             99: lambda _: self.send(msg.completed_orders_end()),
             6: self._account_updates,
             76: self._account_updates_multi,
+            77: lambda _: None,  # cancelAccountUpdatesMulti: the fake streams no later account updates
             62: self._account_summary,
             63: lambda fields: self.account_summaries.discard(int(fields[2])),
             7: self._executions,

@@ -6,7 +6,7 @@ repeat a row in one answer; the last one wins). `get_listings` names each symbol
 another exchange is never traded through it. Account values come with their currency
 (`ibkr_account_values`).
 
-Day trades: `DayTradesRemaining` from the account summary; the day's executions from every connection
+Day trades: `DayTradesRemaining` from the account's values; the day's executions from every connection
 held for the account, the day by the gateway's clock in New York (`ibkr_executions`).
 
 Prices: US stocks on SMART in USD, qualified once and cached. Each symbol is asked for with market
@@ -25,7 +25,7 @@ one burst (placeOrder does not wait for an answer); fills and cancels are waited
 order events, not on a polling tick.
 
 Concurrency: nothing holds a lock across requests. Requests ib_async answers by request id (contract
-details, market data, executions, account summaries, positions per account) are in flight together;
+details, market data, executions, account values and positions per account) are in flight together;
 the few it answers under a fixed name (open orders, the gateway's time) go one at a time per connection,
 shared by the callers that asked meanwhile (`ibkr_requests.SharedRequest`). A mutating run reads its
 account (values, positions, listings, prices: the `account_id` the reads name) through its own
@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -64,17 +63,29 @@ from event_processor.brokers.day_trades import trading_day
 from event_processor.brokers.ibkr_account_values import (
     ACCOUNT_TAGS,
     DAY_TRADE_TAGS,
-    account_summary,
+    account_updates,
     account_values,
     day_trades_remaining,
-    summaries_by_request,
+    updates_by_request,
 )
 from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
 from event_processor.brokers.ibkr_market_data import LinePool, SnapshotReader
 from event_processor.brokers.ibkr_pacing import pace
-from event_processor.brokers.ibkr_positions import account_positions, positions_by_request, watch_positions
+from event_processor.brokers.ibkr_positions import (
+    account_positions,
+    broker_position,
+    positions_by_request,
+    watch_positions,
+)
 from event_processor.brokers.ibkr_requests import PositionChanges, wakeup_on, woken_or_timeout
+from event_processor.brokers.ibkr_trades import (
+    Placed,
+    describe_open,
+    open_order,
+    order_result,
+    uncancellable_message,
+)
 from event_processor.brokers.ibkr_trading import TradingConnections
 from event_processor.brokers.models import (
     AccountValues,
@@ -88,7 +99,7 @@ from event_processor.brokers.models import (
     UncancellableOrdersError,
     UnknownSymbolError,
 )
-from event_processor.brokers.order_tickets import OrderTicket, order_ticket
+from event_processor.brokers.order_tickets import order_ticket
 from event_processor.brokers.quotes import PriceRules, Quote, choose_price, price_problems
 from event_processor.brokers.sessions import Session, market_hours
 from rebalancer_shared.config import IbkrSettings, OrderSettings
@@ -108,34 +119,9 @@ def utc_now() -> datetime:
 
 def paced(ib: IB) -> IB:
     """`ib` with its request throttle under IB's pacing limit (ibkr_pacing.py), reading execution
-    times in UTC (ibkr_executions.py), account summaries (ibkr_account_values.py) and positions
+    times in UTC (ibkr_executions.py), account values (ibkr_account_values.py) and positions
     (ibkr_positions.py) by request id."""
-    return positions_by_request(summaries_by_request(utc_execution_times(pace(ib))))
-
-
-@dataclass
-class _Placed:
-    trade: Trade
-    request: OrderRequest
-    ticket: OrderTicket
-    order_ref: str
-    generation: int
-
-
-def _open_order(trade: Trade) -> OpenOrder:
-    order = trade.order
-    return OpenOrder(
-        order_id=int(order.orderId),
-        perm_id=int(order.permId or trade.orderStatus.permId),
-        client_id=int(order.clientId),
-        symbol=trade.contract.symbol,
-        action=str(order.action),
-        quantity=float(order.totalQuantity),
-        order_type=str(order.orderType),
-        status=trade.orderStatus.status,
-        order_ref=str(order.orderRef or ""),
-        filled_quantity=float(trade.orderStatus.filled or 0.0),
-    )
+    return positions_by_request(updates_by_request(utc_execution_times(pace(ib))))
 
 
 class MarketClosedError(BrokerError, WaitForSession):
@@ -173,78 +159,6 @@ async def _gateway_time(connection: IbkrConnection, ib: IB) -> datetime:
     return await connection.current_time.get(lambda: connection.request(what, ib.reqCurrentTimeAsync()))
 
 
-def _describe_open(order: OpenOrder) -> str:
-    return f"{order.order_id} ({order.action} {order.quantity:g} {order.symbol}, client {order.client_id})"
-
-
-def _uncancellable(account_id: str, own_id: int, foreign: Sequence[Trade]) -> str:
-    described = []
-    for order in map(_open_order, foreign):
-        origin = (
-            "entered by hand in TWS" if order.client_id == 0 else f"placed by API client {order.client_id}"
-        )
-        described.append(
-            f"{order.action} {order.quantity:g} {order.symbol} (order {order.order_id}, {origin})"
-        )
-    return (
-        f"account {account_id}: open order(s) this processor cannot cancel: {'; '.join(described)}. IB lets "
-        f"only the client that placed an order cancel it, and this account trades as client {own_id}; "
-        "cancel them in TWS (or wait until they are done), then the event retries"
-    )
-
-
-def _ib_error(trade: Trade) -> str:
-    """IB's last word on the order when it was an error or a rejection: "IB error 201: <IB's text>"."""
-    errors = [entry for entry in trade.log if entry.errorCode]
-    if not errors:
-        return ""
-    # ib_async logs "Error 201, reqId 7: Order rejected - reason:..."; keep IB's own text.
-    text = errors[-1].message.split(": ", 1)[-1]
-    return f"IB error {errors[-1].errorCode}: {text}"
-
-
-def _position(position: Position) -> BrokerPosition:
-    contract = position.contract
-    return BrokerPosition(
-        symbol=contract.symbol,
-        quantity=float(position.position),
-        sec_type=contract.secType,
-        avg_cost=float(position.avgCost),
-        local_symbol=contract.localSymbol,
-        con_id=int(contract.conId),
-        exchange=contract.exchange,
-        primary_exchange=contract.primaryExchange,
-        currency=contract.currency,
-    )
-
-
-def _result(placed: _Placed) -> OrderResult:
-    trade = placed.trade
-    status = trade.orderStatus
-    fills = [fill.execution for fill in trade.fills]
-    filled = max(float(status.filled or 0.0), sum(float(e.shares) for e in fills))
-    avg = float(status.avgFillPrice or 0.0)
-    if not avg and filled:
-        avg = sum(float(e.shares) * float(e.price) for e in fills) / filled
-    message = _ib_error(trade)
-    return OrderResult(
-        symbol=placed.request.symbol,
-        action=placed.request.action,
-        quantity=placed.request.quantity,
-        order_type=placed.ticket.order_type,
-        limit_price=placed.ticket.limit_price,
-        time_in_force=placed.ticket.time_in_force,
-        outside_rth=placed.ticket.outside_rth,
-        order_id=int(trade.order.orderId),
-        perm_id=int(trade.order.permId or status.permId or 0),
-        order_ref=placed.order_ref,
-        status=status.status,
-        filled_quantity=filled,
-        avg_fill_price=avg,
-        message=message,
-    )
-
-
 class IbkrBroker:
     """The real broker. One instance serves every account of the process: one reads connection, and
     a trading connection per account while its mutating run lasts."""
@@ -274,7 +188,7 @@ class IbkrBroker:
         self._contracts: dict[str, Contract] = {}
         self._quotes: dict[str, Quote] = {}
         # Order ids are unique per client id only: each account's trading client numbers its own.
-        self._placed: dict[tuple[str, int], _Placed] = {}
+        self._placed: dict[tuple[str, int], Placed] = {}
 
     async def close(self) -> None:
         await self._traders.close()
@@ -310,11 +224,11 @@ class IbkrBroker:
     # --- reads ------------------------------------------------------------------------------------
 
     async def get_account_values(self, account_id: str) -> AccountValues:
-        values = await account_summary(self._reads(account_id), account_id, ACCOUNT_TAGS)
+        values = await account_updates(self._reads(account_id), account_id, ACCOUNT_TAGS)
         return account_values(account_id, values)
 
     async def get_day_trades_remaining(self, account_id: str) -> int | None:
-        values = await account_summary(self._reads(account_id), account_id, DAY_TRADE_TAGS)
+        values = await account_updates(self._reads(account_id), account_id, DAY_TRADE_TAGS)
         return day_trades_remaining(account_id, values)
 
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
@@ -332,7 +246,7 @@ class IbkrBroker:
         for position in positions:
             if position.account == account_id:
                 latest[position.contract.conId] = position  # a repeated conId: the last row wins
-        return [_position(p) for p in latest.values() if p.position != 0]
+        return [broker_position(p) for p in latest.values() if p.position != 0]
 
     async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
         await self._positions.wait(account_id, seconds)
@@ -346,7 +260,7 @@ class IbkrBroker:
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         ib = await self._connection.client()
-        return [_open_order(trade) for trade in await _open_trades(self._connection, ib, account_id)]
+        return [open_order(trade) for trade in await _open_trades(self._connection, ib, account_id)]
 
     async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
         connection = self._reads(account_id)
@@ -449,10 +363,10 @@ class IbkrBroker:
                 for trade in ours:
                     self._cancel(trader, ib, account_id, trade, requested)
                 if foreign:
-                    raise UncancellableOrdersError(_uncancellable(account_id, own_id, foreign))
+                    raise UncancellableOrdersError(uncancellable_message(account_id, own_id, foreign))
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    described = ", ".join(_describe_open(o) for o in map(_open_order, still_open))
+                    described = ", ".join(describe_open(o) for o in map(open_order, still_open))
                     raise BrokerError(
                         f"account {account_id}: {len(still_open)} open order(s) not cancelled within "
                         f"{timeout_seconds:g} s: {described}"
@@ -470,7 +384,7 @@ class IbkrBroker:
         key = (trade.order.clientId, trade.order.orderId, trade.order.permId)
         if key in requested:
             return
-        requested[key] = _open_order(trade)
+        requested[key] = open_order(trade)
         log.info("cancelling open order", account_id=account_id, **requested[key].to_dict())
         with trader.translated(f"cancelling order {trade.order.orderId}"):
             ib.cancelOrder(trade.order)
@@ -503,9 +417,9 @@ class IbkrBroker:
                 order.lmtPrice = ticket.limit_price
             with trader.translated(f"placing {request.action} {request.quantity:g} {request.symbol}"):
                 trade = ib.placeOrder(contracts[request.symbol], order)
-            placed = _Placed(trade, request, ticket, order_ref, trader.generation)
+            placed = Placed(trade, request, ticket, order_ref, trader.generation)
             self._placed[(account_id, int(trade.order.orderId))] = placed
-            result = _result(placed)
+            result = order_result(placed)
             log.info("order placed", account_id=account_id, **result.to_dict())
             results.append(result)
         return results
@@ -540,4 +454,4 @@ class IbkrBroker:
                     )
                     break
                 await woken_or_timeout(changed, min(self._poll, remaining))
-        return [_result(p) for p in placed]
+        return [order_result(p) for p in placed]

@@ -46,7 +46,6 @@ class ClientIdInUseError(BrokerError):
 
 CLIENT_ID_IN_USE = 326
 CONNECT_MESSAGES = 1  # START_API
-ACTIVE_ACCOUNT_SUMMARIES = 2  # TWS API docs, "Account Summary": "only two active summary subscriptions"
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -86,8 +85,6 @@ class IbkrConnection:
         self.generation = 0  # counts connections made; an order belongs to the one it was placed on
         self.market_data_type: int | None = None  # the last reqMarketDataType sent on this connection
         self.open_orders = SharedRequest[list[Trade]]()
-        # IB keeps at most two account summary subscriptions active per connection (error 322 beyond).
-        self.account_summaries = asyncio.Semaphore(ACTIVE_ACCOUNT_SUMMARIES)
         self.current_time = SharedRequest[datetime]()
 
     @property

@@ -17,6 +17,7 @@ import asyncio
 from ib_async import IB, Contract, Position
 
 from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.models import BrokerPosition
 
 ALL_MODELS = ""  # reqPositionsMulti's model code: none, the account's own positions
 
@@ -64,3 +65,19 @@ async def watch_positions(connection: IbkrConnection, account_id: str) -> None:
     ib = await connection.client()
     with connection.translated(f"watching the positions of {account_id}"):
         ib.client.reqPositionsMulti(ib.client.getReqId(), account_id, ALL_MODELS)  # type: ignore[no-untyped-call]
+
+
+def broker_position(position: Position) -> BrokerPosition:
+    """A position with its contract's identity (conId, exchange, currency)."""
+    contract = position.contract
+    return BrokerPosition(
+        symbol=contract.symbol,
+        quantity=float(position.position),
+        sec_type=contract.secType,
+        avg_cost=float(position.avgCost),
+        local_symbol=contract.localSymbol,
+        con_id=int(contract.conId),
+        exchange=contract.exchange,
+        primary_exchange=contract.primaryExchange,
+        currency=contract.currency,
+    )
