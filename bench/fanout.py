@@ -18,7 +18,9 @@ baseline (running all 200 serially would take minutes and tell nothing more), an
 on three times as many; `--serial-sample 0` runs both on every account. Printed: wall time, events per
 second, and speed-up against the serial rate next to the ideal (the slot count). With `ibkr` also the
 pacing floor: the rate IB's 50 messages a second on each connection in use allows at the messages a
-rebalance sends, the error 100s the fake answered (must be 0), and the processors' peak RSS.
+rebalance sends, the error 100s the fake answered (must be 0), the processors' peak RSS, and their
+CPU per event with the rate it allows (on a small machine the processors' CPU binds before IB's
+pacing does).
 """
 
 from __future__ import annotations
