@@ -53,6 +53,7 @@ test-only: sync
 bench: sync
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/planner.py
+	$(BIN)/python bench/rebalance.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/api.py
 

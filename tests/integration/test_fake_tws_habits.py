@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 
 import pytest
-from ib_async import IB, Order, Stock, Trade
+from ib_async import IB, Contract, Order, Stock, Trade
 
 from tests.fakes.tws import FakeQuote, FakeTws, TwsState, serve
+from tests.fakes.tws.profiles import apply_profile
 from tests.fakes.tws.scenarios import ACCOUNT, drifted_state, ib_async_errors
 
 Errors = list[tuple[int, int, str]]
@@ -57,7 +59,26 @@ async def until(condition: object, seconds: float = 3.0) -> None:
 def test_the_defaults_are_a_real_gateways() -> None:
     state = TwsState()
     assert (state.market_data_lines, state.snapshot_seconds, state.max_messages_per_second) == (100, 11.0, 50)
+    assert state.max_connections == 32
     assert state.fractional_orders is False
+
+
+def test_the_realistic_profile_is_a_gateway_nearby_and_a_market_that_answers_in_a_fraction_of_a_second() -> (
+    None
+):
+    state = TwsState()
+    apply_profile(state, "realistic")
+    assert (state.round_trip_seconds, state.snapshot_data_seconds, state.snapshot_seconds) == (
+        0.005,
+        0.3,
+        0.3,
+    )
+    assert state.fill_delay_seconds == 0.2
+    assert (state.max_messages_per_second, state.market_data_lines, state.position_lag_seconds) == (
+        50,
+        100,
+        0.3,
+    )
 
 
 async def test_a_request_beyond_the_lines_in_use_gets_error_101_and_a_cancel_gives_the_line_back(
@@ -176,3 +197,128 @@ async def test_more_than_50_messages_in_a_second_get_error_100_and_are_not_proce
 def test_ib_async_paces_its_requests_by_default_below_the_gateways_limit() -> None:
     client = IB().client
     assert 0 < client.MaxRequests / client.RequestsInterval <= 45
+
+
+async def test_requests_of_one_connection_are_in_flight_together_and_answered_after_the_round_trip_in_order(
+    fake: FakeTws, ib: IB
+) -> None:
+    fake.state.round_trip_seconds = 0.3
+    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    answered: list[str] = []
+
+    async def details(symbol: str) -> None:
+        await ib.reqContractDetailsAsync(Stock(symbol, "SMART", "USD"))
+        answered.append(symbol)
+
+    started = time.monotonic()
+    await asyncio.gather(*(details(s) for s in symbols))
+
+    assert time.monotonic() - started >= 0.3  # no answer before its round trip
+    assert fake.state.most_in_flight >= len(symbols) - 1  # the others waited in flight, not in a queue
+    assert answered == symbols
+
+
+async def test_messages_in_flight_count_against_the_pacing_limit_when_they_arrive(
+    fake: FakeTws, ib: IB
+) -> None:
+    fake.state.round_trip_seconds = 0.2
+    errors = collect_errors(ib)
+    ib.client.MaxRequests = 0
+    connecting = sum(fake.state.messages_received.values())  # START_API and the connect's requests
+    for _ in range(60):
+        ib.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    over = connecting + 60 - 50
+    await until(lambda: len(errors) >= over)
+    await asyncio.sleep(0.3)
+
+    assert len(fake.state.paced_out) == len(errors) == over
+
+
+async def test_a_snapshot_brings_its_data_and_its_end_after_the_snapshot_time(fake: FakeTws, ib: IB) -> None:
+    fake.state.snapshot_data_seconds = fake.state.snapshot_seconds = 0.3
+    contract = await stock(ib, "AAA")
+    started = time.monotonic()
+    ticker = ib.reqMktData(contract, snapshot=True)
+    await asyncio.sleep(0.15)
+    assert math.isnan(ticker.last)
+    assert fake.lines.in_use == 1
+
+    await until(lambda: fake.lines.in_use == 0)
+    assert time.monotonic() - started >= 0.3
+    assert (ticker.last, ticker.bid, ticker.ask, ticker.close) == (50.0, 50.0, 50.0, 50.0)
+
+
+async def test_a_gateway_serves_at_most_32_api_clients_and_a_33rd_is_not_answered(fake: FakeTws) -> None:
+    clients = [IB() for _ in range(32)]
+    try:
+        await asyncio.gather(
+            *(
+                c.connectAsync("127.0.0.1", fake.port, clientId=100 + i, timeout=3)
+                for i, c in enumerate(clients)
+            )
+        )
+        assert len(fake.connected_client_ids) == 32
+        extra = IB()
+        with pytest.raises(TimeoutError):
+            await extra.connectAsync("127.0.0.1", fake.port, clientId=200, timeout=0.5)
+        extra.disconnect()
+        assert fake.state.connection_refusals == [200]
+
+        clients.pop().disconnect()
+        await until(lambda: len(fake.connected_client_ids) == 31)
+        later = IB()
+        await later.connectAsync("127.0.0.1", fake.port, clientId=201, timeout=3)
+        clients.append(later)
+        assert fake.state.peak_connections == 32
+        assert fake.state.connection_refusals == [200]
+    finally:
+        for client in clients:
+            client.disconnect()
+
+
+async def test_a_third_active_account_summary_is_refused_with_error_322_until_one_is_cancelled(
+    fake: FakeTws, ib: IB
+) -> None:
+    errors = collect_errors(ib)
+    first, second, third = (ib.client.getReqId() for _ in range(3))
+    for req_id in (first, second, third):
+        ib.client.reqAccountSummary(req_id, "All", "NetLiquidation")  # type: ignore[no-untyped-call]
+    await until(lambda: len(errors) == 1)
+    assert errors[0][:2] == (third, 322)
+    assert "Maximum number of account summary requests exceeded" in errors[0][2]
+    assert fake.state.summary_refusals == [third]
+
+    ib.client.cancelAccountSummary(first)  # type: ignore[no-untyped-call]
+    fourth = ib.client.getReqId()
+    ib.client.reqAccountSummary(fourth, "All", "NetLiquidation")  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.2)
+    assert fake.state.summary_refusals == [third]
+
+
+async def test_position_changes_stream_only_to_the_subscriptions_that_cover_the_account(
+    fake: FakeTws, ib: IB
+) -> None:
+    fake.state.position_lag_seconds = 0.05
+    multi: list[tuple[int, str, float]] = []
+
+    def position_multi(
+        req_id: int, account: str, model: str, contract: Contract, pos: float, cost: float
+    ) -> None:
+        multi.append((req_id, contract.symbol, pos))
+
+    ib.wrapper.positionMulti = position_multi  # type: ignore[method-assign, assignment]
+    unsubscribed = IB()
+    await unsubscribed.connectAsync("127.0.0.1", fake.port, clientId=4, timeout=3)
+    try:
+        unsubscribed.client.cancelPositions()  # type: ignore[no-untyped-call]
+        streamed: list[float] = []
+        unsubscribed.positionEvent += lambda position: streamed.append(position.position)
+        req_id = ib.client.getReqId()
+        ib.client.reqPositionsMulti(req_id, ACCOUNT, "")  # type: ignore[no-untyped-call]
+        await until(lambda: len(multi) == 2 * 4)  # the answer: four positions, each sent twice
+        await _place(ib, "BBB", 5)
+        await until(lambda: (req_id, "BBB", 15.0) in multi)
+        await asyncio.sleep(0.1)
+        assert streamed == []
+    finally:
+        unsubscribed.disconnect()

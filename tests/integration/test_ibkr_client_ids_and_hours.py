@@ -19,7 +19,8 @@ import pytest
 from ib_async import IB, MarketOrder, Stock
 
 from event_processor.brokers import BrokerError, IbkrBroker, OrderRequest
-from event_processor.brokers.ibkr import MarketClosedError, trading_client_ids
+from event_processor.brokers.ibkr import MarketClosedError
+from event_processor.brokers.ibkr_trading import trading_client_ids
 from event_processor.execution import rebalance
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.config import OrderSettings

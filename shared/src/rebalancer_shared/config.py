@@ -120,6 +120,9 @@ class IbkrSettings(_Section):
     max_spread_pct: float = Field(default=5.0, gt=0, le=100)
     # Snapshots at once: the login has 100 lines by default, shared with TWS; keep some for it.
     market_data_lines: int = Field(default=90, ge=1, le=10_000)
+    # API connections this process opens at most: the reads connection and one per running mutating
+    # run. IB Gateway serves 32 API clients in all; each process (and TWS's other programs) takes a share.
+    max_connections: int = Field(default=16, ge=2, le=32)
     username: SecretStr | None = None
     password: SecretStr | None = None
 
@@ -245,6 +248,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "IB_PORT": ("ibkr", "port"),
     "IB_CLIENT_ID": ("ibkr", "client_id"),
     "IB_MARKET_DATA_LINES": ("ibkr", "market_data_lines"),
+    "IB_MAX_CONNECTIONS": ("ibkr", "max_connections"),
     "TRADING_MODE": ("ibkr", "trading_mode"),
     "IB_USERNAME": ("ibkr", "username"),
     "IB_PASSWORD": ("ibkr", "password"),

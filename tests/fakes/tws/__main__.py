@@ -2,7 +2,8 @@
 
 `--state` names a JSON file (TwsState.to_json's shape): read at start when it exists, and rewritten
 after every order, fill and cancel, so a test in another process can read what the fake received.
-`--control-port` opens the HTTP control endpoint (control.py). Once listening it prints one JSON line,
+`--control-port` opens the HTTP control endpoint (control.py). `--profile realistic` (or `fast`) sets
+the round trip, snapshot and fill delays (profiles.py). Once listening it prints one JSON line,
 `{"port": N, "control_port": M}`. SIGTERM or SIGINT stops it.
 """
 
@@ -21,6 +22,7 @@ import structlog
 
 from tests.fakes.tws.account import TwsState
 from tests.fakes.tws.control import ControlServer
+from tests.fakes.tws.profiles import PROFILES, apply_profile
 from tests.fakes.tws.server import FakeTws
 from tests.fakes.tws.threaded import FakeTwsThread
 
@@ -33,6 +35,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cash", type=float, default=100_000.0, help="starting cash of new accounts")
     parser.add_argument("--state", type=Path, help="state file to read at start and rewrite on change")
     parser.add_argument("--control-port", type=int, default=None, help="open the HTTP control endpoint")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="latencies to model (profiles.py)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     state = TwsState()
     if args.state is not None and args.state.exists():
         state = TwsState.from_json(json.loads(args.state.read_text()))
+    if args.profile is not None:
+        apply_profile(state, args.profile)
     for account_id in args.account:
         if account_id not in state.accounts:
             state.add_account(account_id, args.cash)

@@ -207,8 +207,9 @@ class TwsState:
     received_orders: list[ReceivedOrder] = field(default_factory=list)
     cancels: list[ReceivedCancel] = field(default_factory=list)
     fills: list[FillRecord] = field(default_factory=list)
-    # Knobs.
-    latency_seconds: float = 0.0
+    # Knobs. The network and the market (profiles.py): every answer comes this long after its request,
+    # other requests of the connection staying in flight; fills this long after the order is in.
+    round_trip_seconds: float = 0.0
     fill_delay_seconds: float = 0.0
     partial_fills: dict[str, float] = field(default_factory=dict)
     rejections: dict[str, str] = field(default_factory=dict)
@@ -225,10 +226,19 @@ class TwsState:
     # market data, rejections and pacing
     market_data_lines: int = 100  # lines of the login (TWS and every API client share them)
     snapshot_seconds: float = 11.0  # a snapshot holds its line this long, then ends (tickSnapshotEnd)
+    snapshot_data_seconds: float = 0.0  # a snapshot's ticks come this long after the request (<= the end)
     fractional_orders: bool = False  # True: accept fractional-sized orders (IB refuses them via the API)
     max_messages_per_second: int | None = 50  # per connection; None: no pacing
     market_data_refusals: list[str] = field(default_factory=list)  # symbols answered with error 101
     paced_out: list[int] = field(default_factory=list)  # message ids dropped with error 100
+    summary_refusals: list[int] = field(default_factory=list)  # account summary request ids refused (322)
+    # messages received per client id (-1: before START_API); the most of one connection in flight at once
+    messages_received: dict[int, int] = field(default_factory=dict)
+    most_in_flight: int = 0
+    # connections: at most this many API clients at once (IB: 32 per TWS / IB Gateway; None: no limit)
+    max_connections: int | None = 32
+    connection_refusals: list[int] = field(default_factory=list)  # client ids refused beyond the limit
+    peak_connections: int = 0  # most API clients connected at once
     # positions, contracts and currencies
     position_copies: int = 2  # every row of a reqPositions answer is sent this many times (ib_insync #575)
     position_lag_seconds: float = 0.3  # positions show a fill this long after cash does (ib_async #15)
@@ -468,15 +478,19 @@ class TwsState:
     def from_json(cls, data: dict[str, Any]) -> TwsState:
         state = cls()
         for key in (
-            "latency_seconds",
+            "round_trip_seconds",
             "fill_delay_seconds",
             "confirm_cancels",
             "drop_on_order",
             "master_client_id",
             "market_data_lines",
             "snapshot_seconds",
+            "snapshot_data_seconds",
             "fractional_orders",
             "max_messages_per_second",
+            "max_connections",
+            "peak_connections",
+            "most_in_flight",
             "position_copies",
             "position_lag_seconds",
             "execution_days",

@@ -1,7 +1,7 @@
 """A tiny HTTP endpoint that drives a running fake TWS from another process (e2e tests).
 
 GET  /state                      -> the whole TwsState as JSON (accounts, quotes, orders, cancels)
-POST /state  {"quotes": {...}, "latency_seconds": 0.2, "position_lag_seconds": 1.0, ...}  -> {}
+POST /state  {"quotes": {...}, "round_trip_seconds": 0.005, "position_lag_seconds": 1.0, ...}  -> {}
              (the keys TwsState.from_json reads; the ones given replace the current values)
 POST /drop                       -> {}  (closes every client connection)
 """
@@ -22,7 +22,7 @@ _REPLACEABLE = (
     "accounts",
     "quotes",
     "open_orders",
-    "latency_seconds",
+    "round_trip_seconds",
     "fill_delay_seconds",
     "partial_fills",
     "rejections",
@@ -31,8 +31,12 @@ _REPLACEABLE = (
     "unknown_symbols",
     "market_data_lines",
     "snapshot_seconds",
+    "snapshot_data_seconds",
     "fractional_orders",
     "max_messages_per_second",
+    "max_connections",
+    "peak_connections",
+    "most_in_flight",
     "position_copies",
     "position_lag_seconds",
     "exchange_rates",

@@ -38,6 +38,9 @@ class MarketDataLines:
         self._held.add((owner, req_id))
         return True
 
+    def holds(self, owner: Hashable, req_id: int) -> bool:
+        return (owner, req_id) in self._held
+
     def release(self, owner: Hashable, req_id: int) -> bool:
         """Give the request's line back; False when it held none (ended or cancelled before)."""
         key = (owner, req_id)

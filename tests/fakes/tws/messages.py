@@ -111,6 +111,18 @@ def position_end() -> bytes:
     return frame([62, 1])
 
 
+def position_multi(req_id: int, account: str, con_id: int, held: FakePosition) -> bytes:
+    """POSITION_MULTI (71): one account's position, for the request that subscribed to it."""
+    contract = _contract_fields(
+        con_id, held.symbol, held.sec_type, held.local_symbol, held.listing_exchange(), held.currency
+    )
+    return frame([71, 1, req_id, account, *contract, held.quantity, held.avg_cost, ""])
+
+
+def position_multi_end(req_id: int) -> bytes:
+    return frame([72, 1, req_id])
+
+
 def open_order_end() -> bytes:
     return frame([53, 1])
 

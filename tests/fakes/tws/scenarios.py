@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from event_processor.brokers.ibkr import default_trading_client_id
+from event_processor.brokers.ibkr_trading import default_trading_client_id
 from rebalancer_shared.config import IbkrSettings
 from tests.fakes.tws.account import FakePosition, TwsState
 

@@ -1,10 +1,18 @@
-"""Account values through IB's account summary: NetLiquidation and TotalCashValue in the account's
-base currency, and the pattern-day-trader counter `DayTradesRemaining` (with T+1..T+4).
+"""Account values through IB's per-account updates: NetLiquidation and TotalCashValue in the
+account's base currency, and the pattern-day-trader counter `DayTradesRemaining` (with T+1..T+4).
 
-Each read is a fresh `reqAccountSummary` for just the tags wanted: ib_async's own
-accountSummaryAsync loads once and then trusts the subscription, which IB refreshes only every few
-minutes, so a run would not see the cash its sells freed. `DayTradesRemaining` is a summary tag
-(TWS API docs, "Account Summary"); it comes without a currency, -1 when nothing limits the account.
+Each read is a fresh `reqAccountUpdatesMulti(reqId, account, "", False)`: one account's values under
+the request's id, then its end; the subscription is cancelled at once. Not the account summary:
+`reqAccountSummary` answers for every account of the login ("All"; with 200 accounts, 400 rows for
+two tags), IB refuses group "All" to logins with more than 50 subaccounts, and keeps at most two
+summaries active per connection (error 322) (TWS API docs, "Account Summary"). Not ib_async's cached
+account values either: a run must see the cash its sells freed. The values carry the same tags as
+the summary's (`NetLiquidation` and `TotalCashValue` in the base currency, `DayTradesRemaining`
+without one, -1 when nothing limits the account) beside per-currency ones (`CashBalance`, ...).
+
+ib_async keeps such values in one cache and one event without their request id, so two reads in
+flight on one connection would mix. `updates_by_request` files each value under its request id as
+well, as ib_async does for contract details: a read gets the answer to its own request.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import math
 from collections.abc import Sequence
 
 import structlog
-from ib_async import AccountValue
+from ib_async import IB, AccountValue
 
 from event_processor.brokers.day_trades import parse_day_trades_remaining
 from event_processor.brokers.ibkr_connection import IbkrConnection
@@ -25,33 +33,49 @@ log = structlog.get_logger(__name__)
 ACCOUNT_TAGS = ("NetLiquidation", "TotalCashValue")
 # The pattern-day-trader counter: today's, and the next four days' (logged for the operator).
 DAY_TRADE_TAGS = ("DayTradesRemaining", *(f"DayTradesRemainingT+{n}" for n in range(1, 5)))
+ALL_MODELS = ""  # the account's own values, not a model portfolio's
 
 
-async def account_summary(
-    connection: IbkrConnection, lock: asyncio.Lock, account_id: str, tags: Sequence[str]
+def updates_by_request(ib: IB) -> IB:
+    """`ib`, filing each account update value under its request id too (the module doc says why)."""
+    wrapper = ib.wrapper
+    deliver = wrapper.accountUpdateMulti
+
+    def account_update_multi(
+        req_id: int, account: str, model_code: str, tag: str, value: str, currency: str
+    ) -> None:
+        deliver(req_id, account, model_code, tag, value, currency)  # ib_async's own cache and event
+        answer = wrapper._results.get(req_id)
+        if req_id in wrapper._futures and isinstance(answer, list):
+            answer.append(AccountValue(account, tag, value, currency, model_code))
+
+    # The decoder looks the handler up by name at each message, so the instance attribute serves.
+    wrapper.accountUpdateMulti = account_update_multi  # type: ignore[method-assign, assignment]
+    return ib
+
+
+async def account_updates(
+    connection: IbkrConnection, account_id: str, tags: Sequence[str]
 ) -> dict[str, AccountValue]:
-    """The account's summary value of each of `tags` IB sends (the first one of a tag)."""
-    ib = await connection.client()
-    collected: dict[str, AccountValue] = {}
+    """The account's value of each of `tags` IB sends now (the first one of a tag).
 
-    def on_value(value: AccountValue) -> None:
+    The connection's client must file account updates by request (`updates_by_request`)."""
+    what = f"account values of {account_id}"
+    ib = await connection.client()
+    # The client and wrapper methods used here are untyped in ib_async 2.1.
+    req_id = ib.client.getReqId()
+    future: asyncio.Future[list[AccountValue]] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
+    try:
+        with connection.translated(what):
+            ib.client.reqAccountUpdatesMulti(req_id, account_id, ALL_MODELS, False)  # type: ignore[no-untyped-call]
+        answer = await connection.request(what, future)
+    finally:
+        if ib.isConnected():
+            ib.client.cancelAccountUpdatesMulti(req_id)  # type: ignore[no-untyped-call]
+    collected: dict[str, AccountValue] = {}
+    for value in answer:
         if value.account == account_id and value.tag in tags:
             collected.setdefault(value.tag, value)
-
-    what = f"account summary of {account_id}"
-    # The client and wrapper methods used here are untyped in ib_async 2.1.
-    async with lock:
-        req_id = ib.client.getReqId()
-        future: asyncio.Future[object] = ib.wrapper.startReq(req_id)  # type: ignore[no-untyped-call]
-        ib.accountSummaryEvent += on_value
-        try:
-            with connection.translated(what):
-                ib.client.reqAccountSummary(req_id, "All", ",".join(tags))  # type: ignore[no-untyped-call]
-            await connection.request(what, future)
-        finally:
-            ib.accountSummaryEvent -= on_value
-            if ib.isConnected():
-                ib.client.cancelAccountSummary(req_id)  # type: ignore[no-untyped-call]
     return collected
 
 

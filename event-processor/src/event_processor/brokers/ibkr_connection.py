@@ -5,6 +5,15 @@ so a dead gateway fails the event fast and the queue keeps moving. A connection 
 (an account's trading id, or the configured `IB_CLIENT_ID`) or, without one, draws a fresh one from
 `client_id_min..client_id_max` at each attempt. A fixed id the gateway says is in use (error 326: an
 earlier connection with it is still open) is tried again briefly, then named in the error.
+
+Connecting opens the API session and nothing else: ib_async's `connectAsync` would also ask for the
+positions of every account of the login and subscribe to their changes (800 rows to decode with 200
+accounts, and every other account's fills afterwards), open orders, executions and account values,
+none of which a connection here uses unasked (positions come per account, ibkr_positions.py). So a
+connection is ready after two round trips.
+Requests whose answers ib_async files under a fixed name go one at a time per connection, shared by
+the callers that asked meanwhile (`ibkr_requests.SharedRequest`): open orders and the gateway's
+time. The market data type is the connection's too: `market_data_type` remembers the last one sent.
 """
 
 from __future__ import annotations
@@ -13,12 +22,15 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import TypeVar
 
 import structlog
-from ib_async import IB
+from ib_async import IB, Trade
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
+from event_processor.brokers.ibkr_pacing import MESSAGES_PER_WINDOW, send_room
+from event_processor.brokers.ibkr_requests import SharedRequest
 from event_processor.brokers.models import BrokerError
 from rebalancer_shared.config import IbkrSettings
 from rebalancer_shared.transient import retry_if_transient
@@ -33,10 +45,23 @@ class ClientIdInUseError(BrokerError):
 
 
 CLIENT_ID_IN_USE = 326
+CONNECT_MESSAGES = 1  # START_API
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ClientIdInUseError) or retry_if_transient.predicate(exc)
+
+
+async def _open_api(ib: IB, host: str, port: int, client_id: int, seconds: float) -> None:
+    """The API session alone (the module doc says why not `IB.connectAsync`)."""
+    ib.wrapper.clientId = client_id
+    try:
+        await ib.client.connectAsync(host, port, client_id, seconds)  # type: ignore[no-untyped-call]
+    except BaseException:
+        ib.disconnect()
+        raise
+    if client_id == 0:
+        ib.reqAutoOpenOrders(True)  # as ib_async does: client 0 binds orders entered in TWS
 
 
 class IbkrConnection:
@@ -58,6 +83,9 @@ class IbkrConnection:
         self._lock = asyncio.Lock()
         self._was_connected = False
         self.generation = 0  # counts connections made; an order belongs to the one it was placed on
+        self.market_data_type: int | None = None  # the last reqMarketDataType sent on this connection
+        self.open_orders = SharedRequest[list[Trade]]()
+        self.current_time = SharedRequest[datetime]()
 
     @property
     def endpoint(self) -> str:
@@ -65,6 +93,12 @@ class IbkrConnection:
 
     def is_connected(self) -> bool:
         return self._ib is not None and self._ib.isConnected()
+
+    def send_room(self) -> int:
+        """Messages this connection could send now without waiting for its pacing (ibkr_pacing)."""
+        if self._ib is None or not self._ib.isConnected():
+            return MESSAGES_PER_WINDOW - CONNECT_MESSAGES
+        return send_room(self._ib)
 
     async def client(self) -> IB:
         """The connected client, connecting (or reconnecting after a drop) when needed."""
@@ -79,6 +113,7 @@ class IbkrConnection:
             self._ib = await self._connect()
             self._was_connected = True
             self.generation += 1
+            self.market_data_type = None
             return self._ib
 
     async def close(self) -> None:
@@ -146,9 +181,7 @@ class IbkrConnection:
         ib.errorEvent += on_error
         try:
             connect = asyncio.ensure_future(
-                ib.connectAsync(
-                    s.host, s.effective_port(), clientId=client_id, timeout=s.connect_timeout_seconds
-                )
+                _open_api(ib, s.host, s.effective_port(), client_id, s.connect_timeout_seconds)
             )
             refused = asyncio.ensure_future(in_use.wait())
             await asyncio.wait({connect, refused}, return_when=asyncio.FIRST_COMPLETED)

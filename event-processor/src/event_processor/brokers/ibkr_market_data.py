@@ -1,21 +1,33 @@
 """Market data snapshots from IB Gateway, in batches under the login's market data line limit.
 
 A snapshot holds one of the login's lines (100 by default, shared with TWS and every API client)
-until IB ends it, which IB does about 11 s after sending what it has, or until it is cancelled; a
+until IB ends it (once it has sent what there is, at most 11 s later) or until it is cancelled; a
 request beyond the lines in use is refused with error 101 ("Max number of tickers has been
-reached"). So `SnapshotReader` sends `ibkr.market_data_lines` requests at a time. A batch is over when
-each snapshot has ended or holds every field (bid, ask, last with its time, close), or when nothing
-new has arrived for `market_data_timeout_seconds`; a snapshot still open then is cancelled, which
-gives its line back at once. Symbols refused with 101 go first into the next batch, which is no
-larger than the lines the refused one got; a batch that gets no line at all waits one timeout and
-tries once more, then fails with a `BrokerError` that says what to change.
+reached"). So every snapshot of the process, on whichever connection, first takes a line from one
+`LinePool` of `ibkr.market_data_lines`: concurrent price reads share the lines instead of each
+taking its own `market_data_lines`. A batch is as many symbols as there are free lines; it is over
+when each snapshot has ended or holds every field (bid, ask, last with its time, close), or when
+nothing new has arrived for `market_data_timeout_seconds`; a snapshot still open then is cancelled,
+which gives its line back at once. Symbols refused with 101 anyway (lines held by TWS or another
+client) go first into the next batch, which is no larger than the lines the refused one got; a
+batch that gets no line at all waits one timeout and tries once more, then fails with a
+`BrokerError` that says what to change.
+
+The market data type (live, frozen, delayed) is the connection's and applies to the requests after
+it: each batch sends it just before its requests when the connection's last one differs, in the same
+step, so concurrent reads on one connection each get the type they asked for.
+
+A batch may go out over several connections (the reads connection and a live run's trading
+connection): each symbol goes to the first with room left in its pacing window at that moment, else
+to the one whose backlog is shortest, so a burst of quotes does not wait behind one connection's 48
+messages per 1.25 s while another is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,8 +35,10 @@ import structlog
 from ib_async import IB, Contract, Ticker
 
 from event_processor.brokers.ibkr_connection import IbkrConnection
+from event_processor.brokers.ibkr_requests import wakeup_on, woken_or_timeout
 from event_processor.brokers.models import BrokerError
 from event_processor.brokers.quotes import Quote
+from event_processor.task_groups import concurrently
 from rebalancer_shared.config import IbkrSettings
 
 log = structlog.get_logger(__name__)
@@ -68,40 +82,69 @@ class _Request:
         return self.future.done() or _complete(self.ticker)
 
 
+class LinePool:
+    """The market data lines this process may hold at once; a snapshot holds one until it is over."""
+
+    def __init__(self, lines: int) -> None:
+        self.lines = lines
+        self._free = lines
+        self._changed = asyncio.Condition()
+
+    async def take(self, wanted: int) -> int:
+        """Between 1 and `wanted` lines, as many as are free (waiting until one is)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free > 0)
+            taken = min(wanted, self._free)
+            self._free -= taken
+            return taken
+
+    async def give(self, lines: int) -> None:
+        async with self._changed:
+            self._free += lines
+            self._changed.notify_all()
+
+
 class SnapshotReader:
-    """Reads quotes for many contracts without asking for more lines than `market_data_lines`."""
+    """Reads quotes for many contracts without holding more lines than the pool's."""
 
     def __init__(
         self,
         settings: IbkrSettings,
-        connection: IbkrConnection,
+        lines: LinePool,
         clock: Callable[[], datetime],
         poll_interval_seconds: float,
     ) -> None:
         self._settings = settings
-        self._connection = connection
+        self._lines = lines
         self._clock = clock
         self._poll = poll_interval_seconds
 
-    async def quotes(self, ib: IB, contracts: Mapping[str, Contract]) -> dict[str, Quote]:
-        """A quote per symbol IB answered for (with the connection's current market data type)."""
+    async def quotes(
+        self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
+    ) -> dict[str, Quote]:
+        """A quote per symbol IB answered for, asked for with market data type `data_type` over
+        `connections` (in the order given while they have room)."""
         queue = list(contracts)
-        size = self._settings.market_data_lines
+        limit = self._lines.lines
         quotes: dict[str, Quote] = {}
         stalled = False
         while queue:
+            size = await self._lines.take(min(limit, len(queue)))
             batch, queue = queue[:size], queue[size:]
-            got, refused = await self._batch(ib, {s: contracts[s] for s in batch})
+            try:
+                got, refused = await self._spread(connections, {s: contracts[s] for s in batch}, data_type)
+            finally:
+                await self._lines.give(size)
             quotes.update(got)
             if not refused:
                 continue
             queue = [*refused, *queue]
-            size = len(batch) - len(refused)
-            if size == 0:
+            limit = len(batch) - len(refused)
+            if limit == 0:
                 await self._wait_for_lines(refused, stalled)
-                size, stalled = 1, True
+                limit, stalled = 1, True
             else:
-                stalled = False
+                limit, stalled = max(limit, 1), False
         return quotes
 
     async def _wait_for_lines(self, refused: list[str], stalled: bool) -> None:
@@ -115,7 +158,36 @@ class SnapshotReader:
         log.warning("no market data line free; waiting for lines", symbols=len(refused), lines=lines)
         await asyncio.sleep(self._settings.market_data_timeout_seconds)
 
-    async def _batch(self, ib: IB, contracts: Mapping[str, Contract]) -> tuple[dict[str, Quote], list[str]]:
+    async def _spread(
+        self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
+    ) -> tuple[dict[str, Quote], list[str]]:
+        """One batch, each symbol sent to the first connection with room in its pacing window, else to
+        the one with the shortest backlog."""
+        rooms = [c.send_room() for c in connections]
+        parts: list[dict[str, Contract]] = [{} for _ in connections]
+        for symbol, contract in contracts.items():
+            with_room = [i for i, room in enumerate(rooms) if room > 0]
+            best = with_room[0] if with_room else max(range(len(rooms)), key=rooms.__getitem__)
+            parts[best][symbol] = contract
+            rooms[best] -= 1
+        async with concurrently() as group:
+            batches = [
+                group.create_task(self._batch(connection, part, data_type))
+                for connection, part in zip(connections, parts, strict=True)
+                if part
+            ]
+        quotes: dict[str, Quote] = {}
+        refused: list[str] = []
+        for batch in batches:
+            got, lost = batch.result()
+            quotes.update(got)
+            refused += lost
+        return quotes, refused
+
+    async def _batch(
+        self, connection: IbkrConnection, contracts: Mapping[str, Contract], data_type: int
+    ) -> tuple[dict[str, Quote], list[str]]:
+        ib = await connection.client()
         requests: dict[int, _Request] = {}
         refused: list[str] = []
 
@@ -127,7 +199,11 @@ class SnapshotReader:
         what = f"market data snapshot of {', '.join(contracts)}"
         ib.errorEvent += on_error
         try:
-            with self._connection.translated(what):
+            with connection.translated(what):
+                # No await from here to the last request: the type goes out right before them.
+                if connection.market_data_type != data_type:
+                    ib.reqMarketDataType(data_type)
+                    connection.market_data_type = data_type
                 for symbol, contract in contracts.items():
                     req_id, requests[req_id] = self._request(ib, symbol, contract)
                 if not await self._answered(ib, list(requests.values())):
@@ -161,17 +237,21 @@ class SnapshotReader:
 
         The time counts from the latest answer, and only once ib_async's throttle has sent every
         message it holds back (requests, and the cancels of the batch before, leave at a paced rate).
+        Ticks and ends wake the wait; the poll interval is only its longest sleep.
         """
         loop = asyncio.get_running_loop()
         timeout = self._settings.market_data_timeout_seconds
         deadline, answered = loop.time() + timeout, 0
-        while (now_answered := sum(r.answered for r in requests)) < len(requests):
-            if now_answered > answered or ib.client._msgQ:
-                answered, deadline = now_answered, loop.time() + timeout
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            await asyncio.sleep(min(self._poll, remaining))
+        with wakeup_on(ib.pendingTickersEvent, ib.errorEvent) as woken:
+            for request in requests:
+                request.future.add_done_callback(lambda _: woken.set())
+            while (now_answered := sum(r.answered for r in requests)) < len(requests):
+                if now_answered > answered or ib.client._msgQ:
+                    answered, deadline = now_answered, loop.time() + timeout
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                await woken_or_timeout(woken, min(self._poll, remaining))
         return True
 
     @staticmethod

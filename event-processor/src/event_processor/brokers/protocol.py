@@ -33,16 +33,23 @@ class ReadOnlyBroker(Protocol):
         """Every non-zero position of the account, once per contract, with the contract's identity."""
         ...
 
-    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
-        """The US listing (SMART, USD) of each stock symbol; a symbol that has none is left out."""
+    async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
+        """The US listing (SMART, USD) of each stock symbol; a symbol that has none is left out.
+        `account_id`: the account whose run asks (its reads may go through the run's connection)."""
         ...
 
-    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
-        """A usable price per stock symbol; a symbol without one is left out (never 0 or NaN)."""
+    async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
+        """A usable price per stock symbol; a symbol without one is left out (never 0 or NaN).
+        `account_id`: the account whose run asks (its reads may go through the run's connection)."""
         ...
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         """Orders of the account still working at the broker, whichever client placed them."""
+        ...
+
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        """Return when the broker tells of a change in the account's positions, or after `seconds`
+        (a wait for the positions to show fills asks again then, instead of on a fixed tick)."""
         ...
 
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
@@ -59,6 +66,11 @@ class ReadOnlyBroker(Protocol):
 @runtime_checkable
 class Broker(ReadOnlyBroker, Protocol):
     """Reads and writes."""
+
+    async def reserve(self, account_id: str) -> None:
+        """A mutating run of the account begins: open what it trades through (IBKR: the account's
+        trading connection, waiting for a free one), so its reads go through it too. `release` ends it."""
+        ...
 
     async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
         """Cancel every open order of the account and wait until the broker confirms; return them.
@@ -105,14 +117,17 @@ class ReadOnlyBrokerView:
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         return await self._broker.get_positions(account_id)
 
-    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
-        return await self._broker.get_listings(symbols)
+    async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
+        return await self._broker.get_listings(symbols, account_id)
 
-    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
-        return await self._broker.get_prices(symbols)
+    async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
+        return await self._broker.get_prices(symbols, account_id)
 
     async def get_open_orders(self, account_id: str) -> list[OpenOrder]:
         return await self._broker.get_open_orders(account_id)
+
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        await self._broker.wait_for_position_change(account_id, seconds)
 
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
         return await self._broker.get_todays_executions(account_id)

@@ -153,11 +153,18 @@ class SimulatedBroker:
         ]
         return stocks + others
 
-    async def get_listings(self, symbols: Sequence[str]) -> dict[str, Listing]:
+    async def wait_for_position_change(self, account_id: str, seconds: float) -> None:
+        """Positions change with each fill, before any wait could begin: nothing to wake on."""
+        await asyncio.sleep(seconds)
+
+    async def reserve(self, account_id: str) -> None:
+        """Nothing to open: the simulation has no connections."""
+
+    async def get_listings(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, Listing]:
         await self._pause()
         return {s: Listing(s, self._con_id(s)) for s in symbols}
 
-    async def get_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+    async def get_prices(self, symbols: Sequence[str], account_id: str | None = None) -> dict[str, float]:
         await self._pause()
         return {s: self.prices[s] for s in symbols if s in self.prices and is_usable(self.prices[s])}
 

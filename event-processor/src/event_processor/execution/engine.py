@@ -6,7 +6,7 @@ Live `rebalance`:
 2. snapshot NetLiquidation, TotalCashValue, the positions (once per contract, each held stock checked
    against its symbol's US listing) and the prices of every target and traded held stock; and when
    IB limits the account's day trades (`DayTradesRemaining` >= 0, `pdt_protection` not off), the
-   day's executions;
+   day's executions (these reads are independent and run together, snapshot.py);
 3. plan with `plan_rebalance`; the pattern-day-trader guard (`day_trade_guard`) withholds the day
    trades beyond the limit (`skip`) or, with `defer`, raises `WaitForSession` before any order;
    place the sells, wait for their fills;
@@ -46,6 +46,7 @@ from event_processor.execution.snapshot import (
     wait_for_fills_in_positions,
 )
 from event_processor.planner import Plan, PlanInput, PlannedOrder, plan_rebalance
+from event_processor.task_groups import concurrently
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import WaitForSession
@@ -173,6 +174,16 @@ class _LiveRun:
         )
 
 
+async def _read_before_trading(run: _LiveRun) -> tuple[Snapshot, DayTradeLimit | None]:
+    """The first snapshot and the day-trade limit, read together."""
+    async with concurrently() as group:
+        first = group.create_task(read_account(run.broker, run.account_id, run.targets))
+        limit = group.create_task(
+            read_day_trade_limit(run.broker, run.account_id, run.settings.pdt_protection)
+        )
+    return first.result(), limit.result()
+
+
 async def _buy(
     run: _LiveRun, first: Snapshot, plan: Plan, sells: Sequence[OrderResult], limit: DayTradeLimit | None
 ) -> tuple[Plan, list[OrderResult]]:
@@ -232,12 +243,12 @@ async def rebalance(
         guard,
         bound,
     )
+    await broker.reserve(account_id)  # the run's connection: every read and order of it goes there
     # A CAD (EUR, GBP, ...) account is refused before anything is done, its open orders included.
     await read_values(broker, account_id)
     guard.check("cancel the open orders")
     cancelled = await broker.cancel_open_orders(account_id, cancel_timeout_seconds)
-    first = await read_account(broker, account_id, targets)
-    limit = await read_day_trade_limit(broker, account_id, settings.pdt_protection)
+    first, limit = await _read_before_trading(run)
     plan = plan_for(first, targets, settings)
     plan = guard_day_trades(plan, plan.orders, limit, account_id, "nothing placed")
     bound.info("plan made", orders=len(plan.orders), sells=len(plan.sells()), cancelled=len(cancelled))
@@ -371,6 +382,7 @@ async def cancel_orders(
     guard: OrderGuard = UNGUARDED,
 ) -> ExecutionReport:
     """Cancel every open order of the account; `BrokerError` when a cancel is not confirmed in time."""
+    await broker.reserve(account_id)
     guard.check("cancel the open orders")
     cancelled = tuple(await broker.cancel_open_orders(account_id, cancel_timeout_seconds))
     return ExecutionReport(

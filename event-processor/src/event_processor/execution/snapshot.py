@@ -2,12 +2,15 @@
 
 `read_account` takes the account values (refusing an account whose base currency is not the trading
 currency), the positions once per contract, each held stock's US listing (so a foreign listing of
-the same ticker is never taken for it), and a price for every symbol the plan may trade.
+the same ticker is never taken for it), and a price for every symbol the plan may trade. The reads
+are independent, so they run together: values, positions and the targets' prices at once, and the
+price of a held stock that is no target as soon as the positions name it.
 
 `read_after_sells` is what the buys are planned from. IB shows a fill in the cash at once but in the
 positions only later (ib_async #15), so it waits, up to `settle_timeout_seconds`, until the positions
 show the sells' fills; if they still do not, it takes the holdings the fills imply. Cash is never taken
-above the first snapshot's plus the sells' proceeds, and prices are read afresh. A run that traded
+above the first snapshot's plus the sells' proceeds, and prices are read afresh; cash and prices are
+read while the positions settle. A run that traded
 also waits (`wait_for_fills_in_positions`) until the positions show all its fills before it ends, so
 the next run's first snapshot does not see the cash spent but the shares not yet bought.
 
@@ -18,7 +21,7 @@ executions: what the pattern-day-trader guard (`day_trade_guard`) decides from.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -38,11 +41,15 @@ from event_processor.execution.holdings import (
     with_quantities,
 )
 from event_processor.planner import Holding
+from event_processor.task_groups import concurrently
 from rebalancer_shared.accounts import PdtProtection
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_POSITION_SETTLE_SECONDS = 5.0
+# The positions are asked for again as soon as the broker tells of a change, else after 20 ms, then
+# twice as long each time up to 100 ms: a short lag is seen soon, a long one costs few requests.
+FIRST_POSITION_POLL_SECONDS = 0.02
 POSITION_POLL_SECONDS = 0.1
 CASH_TOLERANCE = 0.01
 
@@ -64,29 +71,44 @@ async def read_values(broker: ReadOnlyBroker, account_id: str) -> AccountValues:
     return values
 
 
-async def read_holdings(
-    broker: ReadOnlyBroker, account_id: str
-) -> tuple[tuple[BrokerPosition, ...], dict[str, Holding]]:
+Holdings = tuple[tuple[BrokerPosition, ...], dict[str, Holding]]
+
+
+async def read_holdings(broker: ReadOnlyBroker, account_id: str) -> Holdings:
     """The positions once per contract, and the planner's holdings of them."""
     positions = unique_positions(await broker.get_positions(account_id))
     candidates = listing_candidates(positions)
-    listings = await broker.get_listings(candidates) if candidates else {}
+    listings = await broker.get_listings(candidates, account_id) if candidates else {}
     return positions, holdings_of(positions, listings)
 
 
-async def read_prices(
-    broker: ReadOnlyBroker, targets: Mapping[str, float], holdings: Mapping[str, Holding]
+async def read_prices(broker: ReadOnlyBroker, account_id: str, symbols: Sequence[str]) -> dict[str, float]:
+    return await broker.get_prices(sorted(symbols), account_id) if symbols else {}
+
+
+async def _prices_still_missing(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    targets: Mapping[str, float],
+    holdings: Awaitable[Holdings],
+    asked: Sequence[str],
 ) -> dict[str, float]:
-    symbols = traded_symbols(targets, holdings)
-    return await broker.get_prices(symbols) if symbols else {}
+    """Prices of the symbols the plan may trade that were not among those `asked` for: held stocks
+    that are no target, once `holdings` names them."""
+    _, held = await holdings
+    return await read_prices(broker, account_id, sorted(set(traded_symbols(targets, held)) - set(asked)))
 
 
 async def read_account(broker: ReadOnlyBroker, account_id: str, targets: Mapping[str, float]) -> Snapshot:
-    """Values, positions, holdings, and the prices of every target and traded held stock."""
-    values = await read_values(broker, account_id)
-    positions, holdings = await read_holdings(broker, account_id)
-    prices = await read_prices(broker, targets, holdings)
-    return Snapshot(values, positions, holdings, prices)
+    """Values, positions, holdings, and the prices of every target and traded held stock, read together."""
+    asked = sorted(targets)
+    async with concurrently() as group:
+        values = group.create_task(read_values(broker, account_id))
+        holdings = group.create_task(read_holdings(broker, account_id))
+        target_prices = group.create_task(read_prices(broker, account_id, asked))
+        other_prices = group.create_task(_prices_still_missing(broker, account_id, targets, holdings, asked))
+    positions, held = holdings.result()
+    return Snapshot(values.result(), positions, held, {**target_prices.result(), **other_prices.result()})
 
 
 async def read_day_trade_limit(
@@ -114,11 +136,22 @@ async def read_after_sells(
     sells: Sequence[OrderResult],
     settle_timeout_seconds: float,
 ) -> Snapshot:
-    """The account as the buys should see it: holdings that show the sells' fills, fresh prices."""
-    positions, holdings, _ = await wait_for_fills_in_positions(
-        broker, account_id, first.holdings, sells, settle_timeout_seconds
-    )
-    values = await read_values(broker, account_id)
+    """The account as the buys should see it: holdings that show the sells' fills, fresh prices.
+
+    Cash and the prices of the symbols the sells leave tradable are read while the positions settle;
+    a symbol the settled positions add (none, unless something else traded) is priced after."""
+    expected = expected_after(first.holdings, sells)
+    still_held = {k: h for k, h in first.holdings.items() if expected.get(k, h.quantity) > 0}
+    asked = traded_symbols(targets, still_held)
+    async with concurrently() as group:
+        settled = group.create_task(
+            _settled_holdings(broker, account_id, first.holdings, sells, settle_timeout_seconds)
+        )
+        read = group.create_task(read_values(broker, account_id))
+        prices = group.create_task(read_prices(broker, account_id, asked))
+        missing = group.create_task(_prices_still_missing(broker, account_id, targets, settled, asked))
+    positions, holdings = settled.result()
+    values = read.result()
     ceiling = first.values.total_cash + sell_proceeds(sells)
     if values.total_cash > ceiling + CASH_TOLERANCE:
         log.info(
@@ -128,8 +161,20 @@ async def read_after_sells(
             ceiling=ceiling,
         )
         values = replace(values, total_cash=ceiling)
-    prices = await read_prices(broker, targets, holdings)
-    return Snapshot(values, positions, holdings, prices)
+    return Snapshot(values, positions, holdings, {**prices.result(), **missing.result()})
+
+
+async def _settled_holdings(
+    broker: ReadOnlyBroker,
+    account_id: str,
+    before: Mapping[str, Holding],
+    orders: Sequence[OrderResult],
+    wait_seconds: float,
+) -> Holdings:
+    positions, holdings, _ = await wait_for_fills_in_positions(
+        broker, account_id, before, orders, wait_seconds
+    )
+    return positions, holdings
 
 
 async def wait_for_fills_in_positions(
@@ -144,6 +189,7 @@ async def wait_for_fills_in_positions(
     expected = expected_after(before, orders)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
+    poll = FIRST_POSITION_POLL_SECONDS
     while True:
         positions, holdings = await read_holdings(broker, account_id)
         if shows(holdings, expected):
@@ -157,4 +203,5 @@ async def wait_for_fills_in_positions(
                 expected=expected,
             )
             return positions, with_quantities(holdings, before, expected), False
-        await asyncio.sleep(min(POSITION_POLL_SECONDS, remaining))
+        await broker.wait_for_position_change(account_id, min(poll, remaining))
+        poll = min(2 * poll, POSITION_POLL_SECONDS)
