@@ -35,7 +35,7 @@ from datetime import datetime
 import structlog
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakeOrder, ReceivedCancel, ReceivedOrder, TwsState, now
+from tests.fakes.tws.account import FakeOrder, ReceivedCancel, ReceivedOrder, ServedRequest, TwsState, now
 from tests.fakes.tws.executions import ExecutionQuery, trade_log_start
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, MarketDataLines, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
@@ -73,6 +73,7 @@ class FakeTws:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session_tasks: set[asyncio.Task[object]] = set()
         self.errors: list[str] = []
+        self.served: list[ServedRequest] = []  # kept apart from the state: the state file stays small
         self.lines = MarketDataLines(self.state)
 
     @property
@@ -263,6 +264,7 @@ class _Session:
         self.send(msg.handshake_reply())
         while True:
             fields = await self._read_frame()
+            arrived = now()
             if not self.pacer.admit(time.monotonic()):
                 # Over the rate: refused unprocessed, as a real gateway does (error 100, request id -1).
                 self.state.paced_out.append(int(fields[0]))
@@ -275,6 +277,7 @@ class _Session:
             if handler is not None:
                 handler(fields)
             await self.writer.drain()
+            self.server.served.append(ServedRequest(self.client_id or 0, int(fields[0]), arrived, now()))
 
     # --- connection and account -------------------------------------------------------------------
 
