@@ -50,12 +50,16 @@ test-only: sync
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
+# bench/latency.py takes about 12 minutes; shorten it with e.g. LATENCY_ARGS="--triggers 20 --rounds 1".
+LATENCY_ARGS ?=
+
 bench: sync
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/planner.py
 	$(BIN)/python bench/rebalance.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/latency.py $(LATENCY_ARGS)
 
 lock: $(UV)
 	$(UV) lock --upgrade --python "$(PYTHON)"

@@ -29,6 +29,8 @@ class Reply:
 class Recorded:
     path: str
     headers: dict[str, str]
+    received_at: float = 0.0  # wall clock: the request arrived (bench/latency.py)
+    replied_at: float = 0.0  # and its reply was written (its delay included)
 
 
 def allocation_body(weights: dict[str, float], name: str = "test-strategy") -> dict[str, Any]:
@@ -58,7 +60,8 @@ class AllocationServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                owner.requests.append(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}))
+                recorded = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, time.time())
+                owner.requests.append(recorded)
                 parts = self.path.strip("/").split("/")
                 channel = parts[-2] if len(parts) >= 2 and parts[-1] == "allocations" else None
                 reply = owner.replies.get(channel or "", Reply(404, b'{"status": "error"}'))
@@ -72,6 +75,7 @@ class AllocationServer:
                     self.wfile.write(reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                recorded.replied_at = time.time()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

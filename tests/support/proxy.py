@@ -75,7 +75,7 @@ class PartitionProxy:
                 if not data:
                     break
                 sink.sendall(data)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: select() on a socket close() just closed
                 break
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

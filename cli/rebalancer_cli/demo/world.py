@@ -55,7 +55,6 @@ PROCESSING = ProcessingSettings(
     retry_delay_seconds=30,  # time for an operator to list a failed event and remove it
     reap_interval_seconds=5,
     shutdown_grace_seconds=10,
-    claim_poll_seconds=0.05,
 )
 
 

@@ -1,6 +1,6 @@
 """The worker loop: claim events in FIFO order, run them under a renewed lease, finish or retry.
 
-`max_concurrent_events` slots each loop: claim (polling), run the event's command while a guard task
+`max_concurrent_events` slots each loop: claim, run the event's command while a guard task
 renews the lease (and, for mutating commands, the account lock) every `heartbeat_seconds`, then
 complete it and claim the next in one round trip, or fail it: the `RetryPolicy` (retry_policy.py)
 classifies the error and says how the event waits (retrying after the retry delay, scheduled for
@@ -9,9 +9,13 @@ Before a run the policy may also hold a live rebalance outside the trading windo
 scheduled without a run. Retries never stop by themselves. Every transition goes through `EventLifecycle`
 (queue step, history, counter and log line together); logs carry event_id, account_id and command.
 
-Background tasks of every worker: the reaper (returns events whose worker died), the outbox drainer
-(history PostgreSQL has not got yet), the reconciliation (events Redis lost, restored from
-PostgreSQL) and the heartbeat.
+Idle slots do not poll: they sleep on the process's `ClaimWakeup` (one Redis subscription for all
+slots) until a nudge says an event became claimable, until the earliest due time of a waiting event,
+or for at most `claim_poll_seconds` (the fallback for a lost nudge); see rebalancer_shared.queue.wakeup.
+
+Background tasks of every worker: the wake-up subscription, the reaper (returns events whose worker
+died), the outbox drainer (history PostgreSQL has not got yet), the reconciliation (events Redis
+lost, restored from PostgreSQL) and the heartbeat.
 
 Self-fencing: each run carries a `LeaseFence`. Renewals that Redis confirms move it on; when none was
 confirmed in time (Redis down, the connection silently cut) the fence closes before the lease can
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -116,6 +119,7 @@ class Worker:
         self.name = name or instance_name()
         self._stopping = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.wakeup = self.queue.claim_wakeup(slots=settings.max_concurrent_events)
         self.heartbeat = HeartbeatWriter(
             self.queue.redis,
             self.queue.keys.prefix,
@@ -133,6 +137,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming new events (running ones go on until the grace period ends)."""
         self._stopping.set()
+        self.wakeup.close()
 
     async def run(self) -> None:
         """Run until `stop()`; then drain within the grace period and release what is left."""
@@ -140,6 +145,7 @@ class Worker:
         slots = [asyncio.create_task(self._slot(i)) for i in range(self.settings.max_concurrent_events)]
         heartbeat = asyncio.create_task(self.heartbeat.run())
         background = [
+            *([asyncio.create_task(self.wakeup.listen())] if self.settings.claim_wakeup else []),
             asyncio.create_task(self._reaper()),
             asyncio.create_task(self.lifecycle.outbox.run_drainer()),
             asyncio.create_task(
@@ -184,9 +190,10 @@ class Worker:
         return LeaseFence(self.settings.lease_seconds, sent_at)
 
     async def _claim(self) -> _Active | None:
-        sent_at = time.monotonic()
-        claim = await self.lifecycle.claim(self.name, wait_seconds=self.settings.claim_poll_seconds)
-        return None if claim is None else _Active(claim, self._fence(sent_at))
+        claim = await self.lifecycle.claim(
+            self.name, wait_seconds=self.settings.claim_poll_seconds, wakeup=self.wakeup
+        )
+        return None if claim is None else _Active(claim, self._fence(claim.sent_at))
 
     async def _slot(self, index: int) -> None:
         active: _Active | None = None
@@ -206,7 +213,7 @@ class Worker:
                 else:
                     log.exception("worker slot error; continuing", slot=index)
                 active = None
-                await asyncio.sleep(self.settings.claim_poll_seconds)
+                await self.wakeup.wait(self.settings.claim_poll_seconds)
 
     async def _process(self, active: _Active) -> _Active | None:
         """Run one claimed event; return the next claim when completing could take one at once."""
@@ -337,7 +344,6 @@ class Worker:
 
     async def _complete(self, claim: Claim) -> _Active | None:
         next_for = None if self._stopping.is_set() else self.name
-        sent_at = time.monotonic()
         try:
             result = await self._patiently(lambda: self.lifecycle.complete(claim, claim_next_for=next_for))
         except LeaseLostError:
@@ -348,7 +354,7 @@ class Worker:
             return None
         if result.next_claim is None:
             return None
-        return _Active(result.next_claim, self._fence(sent_at))
+        return _Active(result.next_claim, self._fence(result.next_claim.sent_at))
 
     async def _fail(self, claim: Claim, verdict: Verdict) -> None:
         error = verdict.error

@@ -149,8 +149,12 @@ class ProcessingSettings(_Section):
     reap_interval_seconds: float = Field(default=5.0, gt=0)
     # How often Redis is checked against PostgreSQL (events Redis lost are restored; see recovery.py).
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
-    # How often an idle worker slot asks for a claimable event.
-    claim_poll_seconds: float = Field(default=0.2, gt=0)
+    # An idle worker slot wakes on a nudge (an event became claimable) or at the earliest due time of
+    # a waiting event; it asks Redis at least this often anyway: the fallback for a lost nudge.
+    claim_poll_seconds: float = Field(default=5.0, gt=0)
+    # False: no wake-up subscription (a Redis front-end without pub/sub): idle slots then find new
+    # events only by polling every claim_poll_seconds, so set that low (0.05) too.
+    claim_wakeup: bool = True
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     cancel_timeout_seconds: float = Field(default=60.0, gt=0)
     fill_timeout_seconds: float = Field(default=300.0, gt=0)

@@ -29,6 +29,7 @@ from rebalancer_shared.logging import redact_text
 from rebalancer_shared.outbox import Outbox
 from rebalancer_shared.queue import (
     Claim,
+    ClaimWakeup,
     CompleteOutcome,
     CompleteResult,
     EnqueueOutcome,
@@ -75,9 +76,10 @@ class EventLifecycle:
             bound.info(f"event {result.outcome.value}", live_event_id=result.event_id)
         return result
 
-    async def claim(self, owner: str, wait_seconds: float) -> Claim | None:
-        """Take the oldest queued event under a lease (recorded as processing), waiting a little."""
-        claim = await self.queue.claim_wait(owner, wait_seconds=wait_seconds)
+    async def claim(self, owner: str, wait_seconds: float, wakeup: ClaimWakeup | None = None) -> Claim | None:
+        """Take the oldest queued event under a lease (recorded as processing), waiting up to
+        `wait_seconds` for one (woken by `wakeup`, see EventQueue.claim_wait)."""
+        claim = await self.queue.claim_wait(owner, wait_seconds=wait_seconds, wakeup=wakeup)
         if claim is not None:
             await self.outbox.flush(claim.entries)
         return claim

@@ -198,6 +198,17 @@ class ReceivedCancel:
 
 
 @dataclass
+class ServedRequest:
+    """One request message and how long the gateway held it: from its arrival to its answer written
+    (its latency included), on the wall clock. bench/latency.py subtracts these from a trigger's time."""
+
+    client_id: int
+    message_id: int
+    arrived_at: float
+    answered_at: float
+
+
+@dataclass
 class TwsState:
     """Everything a test sets up and inspects."""
 

@@ -1,6 +1,8 @@
 """A tiny HTTP endpoint that drives a running fake TWS from another process (e2e tests).
 
 GET  /state                      -> the whole TwsState as JSON (accounts, quotes, orders, cancels)
+GET  /served                     -> {"served": [ServedRequest as JSON, ...]}: every request message
+                                    with when it arrived and when its answer was written
 POST /state  {"quotes": {...}, "round_trip_seconds": 0.005, "position_lag_seconds": 1.0, ...}  -> {}
              (the keys TwsState.from_json reads; the ones given replace the current values)
 POST /drop                       -> {}  (closes every client connection)
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -77,6 +80,12 @@ class _ControlHandler(BaseHTTPRequestHandler):
     server: ControlServer
 
     def do_GET(self) -> None:
+        if self.path == "/served":
+            fake = self.server.tws.server
+            self._reply(
+                HTTPStatus.OK, {"served": self.server.tws.call(lambda _: [asdict(r) for r in fake.served])}
+            )
+            return
         if self.path != "/state":
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no route GET {self.path}"})
             return

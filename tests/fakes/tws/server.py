@@ -37,7 +37,7 @@ from datetime import datetime
 import structlog
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakeOrder, TwsState
+from tests.fakes.tws.account import FakeOrder, ServedRequest, TwsState
 from tests.fakes.tws.limits import MarketDataLines
 from tests.fakes.tws.market_hours import NEW_YORK
 from tests.fakes.tws.session import CALENDAR, Session
@@ -64,6 +64,7 @@ class FakeTws:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session_tasks: set[asyncio.Task[object]] = set()
         self.errors: list[str] = []
+        self.served: list[ServedRequest] = []  # kept apart from the state: the state file stays small
         self.lines = MarketDataLines(self.state)
 
     @property

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tests.fakes.tws import messages as msg
-from tests.fakes.tws.account import FakePosition, FakeQuote, now
+from tests.fakes.tws.account import FakePosition, FakeQuote, ServedRequest, now
 from tests.fakes.tws.executions import ExecutionQuery, trade_log_start
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
@@ -62,7 +62,7 @@ class Session:
         self.account_summaries: set[int] = set()  # request ids of active reqAccountSummary subscriptions
         self.pacer = Pacer(server.state)
         # (due time, fields, admitted by the pacer) in arrival order; answered by `_deliver`.
-        self._inbox: asyncio.Queue[tuple[float, list[str], bool]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[float, list[str], bool, float]] = asyncio.Queue()
         orders = OrderDesk(self)
         self.handlers: dict[int, Callable[[list[str]], None]] = {
             71: self._start_api,
@@ -128,17 +128,18 @@ class Session:
         while True:
             fields = await self._read_frame()
             arrived = loop.time()
+            wall_arrived = now()
             admitted = self.pacer.admit(time.monotonic())
             key = self.client_id if self.client_id is not None else -1
             self.state.messages_received[key] = self.state.messages_received.get(key, 0) + 1
-            self._inbox.put_nowait((arrived + self.state.round_trip_seconds, fields, admitted))
+            self._inbox.put_nowait((arrived + self.state.round_trip_seconds, fields, admitted, wall_arrived))
             self.state.most_in_flight = max(self.state.most_in_flight, self._inbox.qsize())
 
     async def _deliver(self) -> None:
         """Answer the messages in the order they came, each once its round trip has passed."""
         loop = asyncio.get_running_loop()
         while True:
-            due, fields, admitted = await self._inbox.get()
+            due, fields, admitted, wall_arrived = await self._inbox.get()
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -151,6 +152,8 @@ class Session:
                 self.state.paced_out.append(int(fields[0]))
                 self.send(msg.error(-1, 100, PACING_TEXT))
             await self.writer.drain()
+            served = ServedRequest(self.client_id or 0, int(fields[0]), wall_arrived, now())
+            self.server.served.append(served)
 
     # --- connection and account -------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ FAST = ProcessingSettings(
     retry_delay_seconds=0.2,
     reap_interval_seconds=0.5,
     shutdown_grace_seconds=5,
-    claim_poll_seconds=0.05,
+    claim_poll_seconds=5.0,  # idle slots wake on nudges and due times; this is only the fallback
     cancel_timeout_seconds=2,
     fill_timeout_seconds=5,
 )

@@ -29,6 +29,13 @@ class TwsProcess:
             data: dict[str, Any] = json.loads(reply.read())
             return data
 
+    def served(self) -> list[dict[str, Any]]:
+        """Every request message the fake answered, with its arrival and answer times."""
+        url = f"http://127.0.0.1:{self.control_port}/served"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            data: list[dict[str, Any]] = json.loads(reply.read())["served"]
+            return data
+
     def update(self, **fields: Any) -> None:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.control_port}/state",

@@ -85,7 +85,9 @@ async def processor_at(
     broker = IbkrBroker(ibkr_settings(port or tws.port), OrderSettings(), poll_interval_seconds=0.02)
     accounts: dict[str, Account] = accounts_on("chan", ACCOUNT)
     try:
-        async with running_processor(clocked, store, broker, api, accounts, policy=policy) as proc:
+        # Due times on the test's clock are not real time: the slots find them by polling.
+        polling = FAST.model_copy(update={"claim_poll_seconds": 0.05})
+        async with running_processor(clocked, store, broker, api, accounts, polling, policy) as proc:
             yield proc, clock
     finally:
         await broker.close()

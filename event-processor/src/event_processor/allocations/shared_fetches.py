@@ -5,9 +5,10 @@ follows its channel; 200 accounts on one strategy would otherwise ask the alloca
 question 200 times within a second. `SharedFetches` makes the events of one trigger share one
 request: the first asks, the others wait for the same answer (single flight), and the answer is
 kept for `ttl_seconds` (60 by default: the events of a trigger run within seconds of each other).
-The caller keys by trigger *and attempt*, so a retry asks again and hears an API fixed meanwhile. Only answers are kept, never failures. The answer kept is
-the decoded body: every use validates it again (`parse_allocation_response`), so nothing is traded on
-a weight that was not checked for that run.
+The caller keys by trigger *and attempt*, so a retry asks again and hears an API fixed meanwhile.
+Only answers are kept, never failures. The answer kept is the decoded body: every use validates it
+again (`parse_allocation_response`), so nothing is traded on a weight that was not checked for that
+run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The Redis working queue: atomic dedup, FIFO claims under leases, waiting states, the account lock."""
+"""The Redis working queue: atomic dedup, FIFO claims under leases, waiting states, wake-ups of idle
+workers, the account lock."""
 
 from rebalancer_shared.queue.account_lock import AccountLock
 from rebalancer_shared.queue.event_queue import (
@@ -27,10 +28,12 @@ from rebalancer_shared.queue.models import (
     RetryNowOutcome,
     Wait,
 )
+from rebalancer_shared.queue.wakeup import ClaimWakeup
 
 __all__ = [
     "AccountLock",
     "Claim",
+    "ClaimWakeup",
     "CompleteOutcome",
     "CompleteResult",
     "EnqueueOutcome",

@@ -5,11 +5,16 @@ in the leases zset) or waiting in the retry zset until its due time: retrying (a
 scheduled (market closed) or needs_attention (see rebalancer_shared.failures). Each transition is one
 Lua script (see scripts.py), so a process killed at any point leaves every event in one of those
 places, and an expired lease returns its event to the back of the queue (`reap`).
+
+Waiting for work: `claim_wait` with the process's `ClaimWakeup` (wakeup.py) sleeps between claims
+until a nudge (the scripts announce every event that becomes claimable), the earliest due time of a
+waiting event (which an empty claim answers), or the caller's fallback timeout; without one it polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -40,6 +45,7 @@ from rebalancer_shared.queue.models import (
     RetryNowOutcome,
     Wait,
 )
+from rebalancer_shared.queue.wakeup import ClaimWakeup
 
 Clock = Callable[[], float]
 # How long finished event ids are remembered (P:q:finished): longer than any replay of a trigger.
@@ -104,6 +110,13 @@ class EventQueue:
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(_ms(self._clock()))
 
+    def claim_wakeup(self, slots: int = 1) -> ClaimWakeup:
+        """The wake-ups of a process's idle slots (one per process; run its `listen` as a task).
+
+        With an injected clock due times are not real time, so they are not followed: slots poll.
+        """
+        return ClaimWakeup(self.redis, self.keys.wake, slots=slots, follow_due_times=self._clock is None)
+
     def _insert_keys(self) -> list[str]:
         keys = self.keys
         return [
@@ -138,7 +151,7 @@ class EventQueue:
         nothing and answers `ALREADY_ACCEPTED`: submitting one trigger twice makes one event.
         """
         reply = await self._enqueue(
-            keys=self._insert_keys(), args=[*self._insert_args(event), self._now_arg()]
+            keys=self._insert_keys(), args=[*self._insert_args(event), self._now_arg(), self.keys.wake]
         )
         return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]), _entries(reply[2:]))
 
@@ -158,7 +171,14 @@ class EventQueue:
         )
         reply = await self._restore(
             keys=self._insert_keys(),
-            args=[*self._insert_args(event), _ms(delay_seconds), detail, self._now_arg(), *state_args],
+            args=[
+                *self._insert_args(event),
+                _ms(delay_seconds),
+                detail,
+                self._now_arg(),
+                *state_args,
+                self.keys.wake,
+            ],
         )
         outcome = RestoreOutcome(_text(reply[0]))
         if outcome is RestoreOutcome.RESTORED:
@@ -176,7 +196,14 @@ class EventQueue:
 
     async def claim(self, owner: str) -> Claim | None:
         """Take the oldest queued event under a new lease, or None when nothing is claimable."""
+        claim, _ = await self._claim_once(owner)
+        return claim
+
+    async def _claim_once(self, owner: str) -> tuple[Claim | None, float | None]:
+        """A claim or None, and the seconds until a claim may find something (0: now; the earliest
+        due time of a waiting event; None: nothing waits)."""
         keys = self.keys
+        sent_at = time.monotonic()
         reply = await self._claim(
             keys=[
                 keys.queue,
@@ -187,19 +214,47 @@ class EventQueue:
                 keys.scheduled,
                 keys.attention,
             ],
-            args=[keys.event_prefix, uuid.uuid4().hex, owner, _ms(self.lease_seconds), self._now_arg()],
+            args=[
+                keys.event_prefix,
+                uuid.uuid4().hex,
+                owner,
+                _ms(self.lease_seconds),
+                self._now_arg(),
+                keys.wake,
+            ],
         )
-        return _claim_of(reply) if reply else None
+        claim = _claim_of(reply, sent_at) if isinstance(reply, list) else None
+        delay_ms = int(reply[5] if isinstance(reply, list) else reply)
+        return claim, None if delay_ms < 0 else delay_ms / 1000
 
-    async def claim_wait(self, owner: str, wait_seconds: float, poll_interval: float = 0.05) -> Claim | None:
-        """Claim, polling until an event is claimable or `wait_seconds` have passed."""
+    async def claim_wait(
+        self,
+        owner: str,
+        wait_seconds: float,
+        wakeup: ClaimWakeup | None = None,
+        poll_interval: float = 0.05,
+    ) -> Claim | None:
+        """Claim, waiting up to `wait_seconds` for an event to become claimable.
+
+        With `wakeup`, the claim is tried again only when it wakes: a nudge, or the time each claim
+        tells it the next one may find something (the earliest due time; at once, for another slot,
+        while the queue holds events); None is returned once `wait_seconds` have passed without a
+        wake-up (the caller's next call is the fallback poll). Without, it polls every `poll_interval`.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
-            claim = await self.claim(owner)
-            if claim is not None or loop.time() >= deadline:
+            claim, due_in = await self._claim_once(owner)
+            if wakeup is not None:
+                wakeup.expect(due_in)
+            remaining = deadline - loop.time()
+            if claim is not None or remaining <= 0:
                 return claim
-            await asyncio.sleep(min(poll_interval, max(0.0, deadline - loop.time())))
+            if wakeup is None:
+                await asyncio.sleep(min(poll_interval, remaining))
+                continue
+            if not await wakeup.wait(remaining) or wakeup.closed:
+                return None
 
     async def renew(self, claim: Claim) -> None:
         """Extend the lease by `lease_seconds` from now; raise `LeaseLostError` if it was reaped."""
@@ -235,6 +290,7 @@ class EventQueue:
 
     async def complete(self, claim: Claim) -> CompleteResult:
         """Finish a run: drop the event and its dedup key, or queue it again if a trigger coalesced."""
+        sent_at = time.monotonic()
         reply = await self._complete(
             keys=self._complete_keys(),
             args=[
@@ -243,13 +299,15 @@ class EventQueue:
                 claim.lease_token,
                 self._retention_ms(),
                 self._now_arg(),
+                self.keys.wake,
             ],
         )
-        return _complete_result(claim, reply)
+        return _complete_result(claim, reply, sent_at)
 
     async def complete_and_claim(self, claim: Claim, owner: str) -> CompleteResult:
         """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path)."""
         keys = self.keys
+        sent_at = time.monotonic()
         reply = await self._complete_and_claim(
             keys=[*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
             args=[
@@ -261,9 +319,10 @@ class EventQueue:
                 owner,
                 _ms(self.lease_seconds),
                 self._now_arg(),
+                keys.wake,
             ],
         )
-        return _complete_result(claim, reply)
+        return _complete_result(claim, reply, sent_at)
 
     async def fail(
         self, claim: Claim, error: str, retry_delay_seconds: float = 0.0, *, wait: Wait | None = None
@@ -294,6 +353,7 @@ class EventQueue:
                 wait.failure_class.value,
                 _due_ms(wait.due_at),
                 "1" if wait.attempted else "0",
+                keys.wake,
             ],
         )
         times = int(reply[0])
@@ -309,7 +369,7 @@ class EventQueue:
         keys = self.keys
         reply = await self._retry_now(
             keys=[keys.queue, keys.retry, keys.scheduled, keys.attention, keys.outbox],
-            args=[keys.event_prefix, event_id, detail, self._now_arg()],
+            args=[keys.event_prefix, event_id, detail, self._now_arg(), keys.wake],
         )
         status = _text(reply[0])
         if status == "missing":
@@ -327,7 +387,13 @@ class EventQueue:
         keys = self.keys
         reply = await self._release(
             keys=[keys.leases, keys.queue, keys.outbox],
-            args=[keys.event_prefix, str(claim.event.event_id), claim.lease_token, self._now_arg()],
+            args=[
+                keys.event_prefix,
+                str(claim.event.event_id),
+                claim.lease_token,
+                self._now_arg(),
+                keys.wake,
+            ],
         )
         if not int(reply[0]):
             raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it was released")
@@ -338,7 +404,7 @@ class EventQueue:
         keys = self.keys
         reply = await self._reap(
             keys=[keys.leases, keys.queue, keys.retried, keys.outbox, keys.metrics],
-            args=[keys.event_prefix, self._now_arg(), limit],
+            args=[keys.event_prefix, self._now_arg(), limit, keys.wake],
         )
         flat = [_text(v) for v in reply]
         return [Reaped(flat[i], int(flat[i + 1]), (flat[i + 2],)) for i in range(0, len(flat), 3)]
@@ -435,16 +501,16 @@ def _entries(values: Sequence[Any]) -> tuple[str, ...]:
     return tuple(_text(v) for v in values)
 
 
-def _claim_of(reply: Sequence[Any]) -> Claim:
+def _claim_of(reply: Sequence[Any], sent_at: float) -> Claim:
     event = parse_event(_text(reply[1])).model_copy(update={"times_queued": int(reply[2])})
-    return Claim(event=event, lease_token=_text(reply[3]), entries=_entries(reply[4:5]))
+    return Claim(event=event, lease_token=_text(reply[3]), sent_at=sent_at, entries=_entries(reply[4:5]))
 
 
-def _complete_result(claim: Claim, reply: Sequence[Any]) -> CompleteResult:
+def _complete_result(claim: Claim, reply: Sequence[Any], sent_at: float) -> CompleteResult:
     outcome = _text(reply[0])
     if outcome == "lost":
         raise LeaseLostError(f"lease on event {claim.event.event_id} was lost before it completed")
-    next_claim = _claim_of(reply[2:]) if len(reply) > 2 else None
+    next_claim = _claim_of(reply[2:], sent_at) if len(reply) > 2 else None
     return CompleteResult(CompleteOutcome(outcome), _entries(reply[1:2]), next_claim)
 
 

@@ -20,6 +20,9 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:q:tombstones   set     ids removed by an operator while still in P:q:queue (skipped on claim)
     P:q:finished     zset    id -> finish time (ms) of events completed or removed in the last day:
                              a trigger submitted again is recognised, a reconcile never restores them
+    P:q:wake         channel (pub/sub, not a key) one message per event that becomes claimable: the
+                             ms until it is (0: now); published by the scripts, followed by one
+                             subscription per processor to wake its idle slots (queue/wakeup.py)
     P:outbox         stream  every transition, appended by the script that made it; drained into
                              PostgreSQL by any process (rebalancer_shared.outbox)
     P:outbox-lock    string  the process draining the outbox now
@@ -93,6 +96,11 @@ class QueueKeys:
     @property
     def finished(self) -> str:
         return f"{self.prefix}:q:finished"
+
+    @property
+    def wake(self) -> str:
+        """The pub/sub channel of wake-up nudges (a channel name, not a key)."""
+        return f"{self.prefix}:q:wake"
 
     @property
     def outbox(self) -> str:

@@ -88,10 +88,15 @@ class RestoreResult:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claimed event and the token of its lease (needed to renew, complete or fail it)."""
+    """A claimed event and the token of its lease (needed to renew, complete or fail it).
+
+    `sent_at`: when the script that claimed it was sent, on this process's monotonic clock; the
+    lease began no earlier, so the run's `LeaseFence` counts from it.
+    """
 
     event: Event
     lease_token: str
+    sent_at: float
     entries: Entries = ()
 
 

@@ -3,8 +3,19 @@
 Why Lua rather than BLMOVE into a processing list: a claim must move the id *and* start its lease
 together, or a worker killed between the two leaves an event in a processing list with no lease that
 nothing will ever return. A script does both at once, and also promotes due retries in the same step,
-so no separate mover process exists that could die. Claiming is polled (see EventQueue.claim) since
-scripts cannot block.
+so no separate mover process exists that could die.
+
+Wake-up nudges: scripts cannot block, so a worker with nothing to claim waits outside Redis
+(queue/wakeup.py). Every script that makes an event claimable, now or at a due time, publishes one
+nudge per such event on the wake-up channel (`nudge`, in the same atomic step): enqueue and a
+coalesce that brings a waiting event forward, restore, release, reap, retry_now, complete with a
+rerun, the events a claim promotes beyond the one it takes, and fail (claimable at its due time).
+The message is the delay in ms until the event is claimable (0: now), from Redis's clock, so a
+listener on another machine needs no agreement of clocks. Every claim also answers when the next one may
+find something (`next_due_in`: at once while the queue holds ids, else the earliest due time), which
+is when an idle worker asks again.
+A nudge is a hint, never the record: the claim stays this one atomic script, and a lost nudge only
+delays a claim until the worker's fallback poll.
 
 The transactional outbox: every script that changes an event's state also appends the transition to
 the `outbox` stream (`record`) and bumps its counter (`bump`) in the same atomic step. A process
@@ -75,6 +86,10 @@ local function finish(finished, id, now, retention_ms)
   redis.call('ZADD', finished, now, id)
   redis.call('ZREMRANGEBYSCORE', finished, '-inf', now - retention_ms)
 end
+-- One event becomes claimable in `delay_ms` (0: now): one message on the wake-up channel.
+local function nudge(channel, delay_ms)
+  redis.call('PUBLISH', channel, tostring(math.max(0, delay_ms)))
+end
 """
 
 INSERT_FN = """
@@ -101,7 +116,7 @@ end
 # noted for one more run while it is processing, and brings a scheduled or needs-attention event
 # forward (due now: the processor decides again whether its market allows it).
 # KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
-# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, now
+# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, now, wake_channel
 ENQUEUE = (
     NOW
     + RECORD_FN
@@ -129,6 +144,7 @@ if existing then
     unwait(KEYS[10], KEYS[11], existing)
     redis.call('HSET', xkey, 'state', 'queued')
     redis.call('RPUSH', KEYS[2], existing)
+    nudge(ARGV[9], 0)
     bump(KEYS[7], 'events_coalesced', ARGV[7])
     return {'coalesced', existing, record(KEYS[6], existing, 'requeued', times,
       'a new trigger (' .. ARGV[2] .. ') brought the ' .. state ..
@@ -142,6 +158,7 @@ if existing then
   redis.call('HDEL', KEYS[1], ARGV[3])
 end
 insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 0, 'queued', '')
+nudge(ARGV[9], 0)
 bump(KEYS[7], 'events_queued', ARGV[7])
 return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[4], 0, now)}
 """
@@ -153,7 +170,7 @@ return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[
 # scheduled or needs-attention event keeps its state, class and due time (`due_ms`).
 # KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
 # ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, delay_ms, detail, now,
-#       state, class, due_ms
+#       state, class, due_ms, wake_channel
 RESTORE = (
     NOW
     + RECORD_FN
@@ -171,14 +188,17 @@ if due <= 0 and tonumber(ARGV[8]) > 0 then
   state = 'retrying'
 end
 insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], due, state, ARGV[12])
+nudge(ARGV[14], due - now)
 return {'restored', record(KEYS[6], ARGV[2], 'recovered', ARGV[5], ARGV[9], ARGV[4], tonumber(ARGV[5]) + 1,
                            now)}
 """
 )
 
 CLAIM_FN = """
+-- Promotes the due waiting events, then takes the head of the queue; the promoted events beyond the
+-- one it takes are announced on the wake-up channel, so other idle workers come for them.
 local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owner, lease_ms, now, scheduled,
-                        attention)
+                        attention, channel)
   local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(due) do
     redis.call('ZREM', retry, id)
@@ -197,23 +217,41 @@ local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owne
         redis.call('ZADD', leases, now + lease_ms, id)
         local times = redis.call('HGET', ekey, 'times_queued')
         local entry = record(outbox, id, 'processing', times, 'worker ' .. owner, json, times, now)
+        for _ = 2, #due do nudge(channel, 0) end
         return {id, json, times, token, entry}
       end
     end
   end
   return false
 end
+-- In how many ms there is something to claim: 0 while the queue holds ids, else the earliest due
+-- time of a waiting event, or -1 when nothing waits.
+local function next_due_in(queue, retry, now)
+  if redis.call('LLEN', queue) > 0 then return 0 end
+  local head = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+  if not head[2] then return -1 end
+  return math.max(0, tonumber(head[2]) - now)
+end
 """
 
+# Returns the claim with, last, when the next claim may find something (`next_due_in`), or only that
+# when nothing was claimable: an idle worker asks again then (and a busy process wakes another slot
+# at once while the queue still holds events).
 # KEYS: queue, retry, leases, tombstones, outbox, scheduled, attention
-# ARGV: event_prefix, token, owner, lease_ms, now
+# ARGV: event_prefix, token, owner, lease_ms, now, wake_channel
 CLAIM = (
     NOW
     + RECORD_FN
     + CLAIM_FN
     + """
-return do_claim(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3], tonumber(ARGV[4]),
-                now_ms(ARGV[5]), KEYS[6], KEYS[7])
+local now = now_ms(ARGV[5])
+local claimed = do_claim(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3],
+                         tonumber(ARGV[4]), now, KEYS[6], KEYS[7], ARGV[6])
+if claimed then
+  table.insert(claimed, next_due_in(KEYS[1], KEYS[2], now))
+  return claimed
+end
+return next_due_in(KEYS[1], KEYS[2], now)
 """
 )
 
@@ -233,7 +271,7 @@ return 1
 
 COMPLETE_FN = """
 local function do_complete(prefix, dedup, queue, leases, order, retried, outbox, metrics, finished, id, token,
-                           now, retention_ms)
+                           now, retention_ms, channel)
   local ekey = prefix .. id
   if redis.call('HGET', ekey, 'lease') ~= token or redis.call('HGET', ekey, 'state') ~= 'processing' then
     return {'lost'}
@@ -246,6 +284,7 @@ local function do_complete(prefix, dedup, queue, leases, order, retried, outbox,
     redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0')
     redis.call('HDEL', ekey, 'lease', 'owner')
     redis.call('RPUSH', queue, id)
+    nudge(channel, 0)
     return {'rerun', record(outbox, id, 'rerun', times, 'a trigger arrived during the run: it runs once more',
                             json, times, now)}
   end
@@ -260,21 +299,21 @@ end
 """
 
 # KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished
-# ARGV: event_prefix, id, token, retention_ms, now
+# ARGV: event_prefix, id, token, retention_ms, now, wake_channel
 COMPLETE = (
     NOW
     + RECORD_FN
     + COMPLETE_FN
     + """
 return do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[2],
-                   ARGV[3], now_ms(ARGV[5]), tonumber(ARGV[4]))
+                   ARGV[3], now_ms(ARGV[5]), tonumber(ARGV[4]), ARGV[6])
 """
 )
 
 # Finish a run and claim the next event in one round trip (the worker loop's hot path).
 # KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, retry, tombstones, scheduled,
 #       attention
-# ARGV: event_prefix, id, token, retention_ms, next_token, owner, lease_ms, now
+# ARGV: event_prefix, id, token, retention_ms, next_token, owner, lease_ms, now, wake_channel
 COMPLETE_AND_CLAIM = (
     NOW
     + RECORD_FN
@@ -283,10 +322,10 @@ COMPLETE_AND_CLAIM = (
     + """
 local now = now_ms(ARGV[8])
 local done = do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
-                         ARGV[2], ARGV[3], now, tonumber(ARGV[4]))
+                         ARGV[2], ARGV[3], now, tonumber(ARGV[4]), ARGV[9])
 if done[1] == 'lost' then return done end
 local claimed = do_claim(ARGV[1], KEYS[2], KEYS[9], KEYS[3], KEYS[10], KEYS[6], ARGV[5], ARGV[6],
-                         tonumber(ARGV[7]), now, KEYS[11], KEYS[12])
+                         tonumber(ARGV[7]), now, KEYS[11], KEYS[12], ARGV[9])
 if not claimed then return done end
 return {done[1], done[2], claimed[1], claimed[2], claimed[3], claimed[4], claimed[5]}
 """
@@ -297,7 +336,7 @@ return {done[1], done[2], claimed[1], claimed[2], claimed[3], claimed[4], claime
 # `delay_ms`. `attempted` = '1' when a run happened (counted: times_queued, the retried set and the
 # failure counters); '0' for a deferral decided before the run (nothing counted).
 # KEYS: leases, retry, retried, outbox, metrics, scheduled, attention
-# ARGV: event_prefix, id, token, error, delay_ms, now, state, class, due_ms, attempted
+# ARGV: event_prefix, id, token, error, delay_ms, now, state, class, due_ms, attempted, wake_channel
 FAIL = (
     NOW
     + RECORD_FN
@@ -324,6 +363,7 @@ redis.call('HSET', ekey, 'state', state, 'last_error', ARGV[4], 'rerun', '0', 'c
 redis.call('HDEL', ekey, 'lease', 'owner')
 redis.call('ZADD', KEYS[2], due, ARGV[2])
 wait_in(KEYS[6], KEYS[7], state, ARGV[2])
+nudge(ARGV[11], due - now)
 if state ~= 'retrying' then bump(KEYS[5], 'events_' .. state, cmd) end
 local json = redis.call('HGET', ekey, 'json')
 return {tonumber(times), tostring(due),
@@ -334,7 +374,7 @@ return {tonumber(times), tostring(due),
 # An operator's "retry now": a waiting event (retrying, scheduled, needs attention) is due at once and
 # joins the back of the queue. A queued one is left as it is; a processing one is refused.
 # KEYS: queue, retry, scheduled, attention, outbox
-# ARGV: event_prefix, id, detail, now
+# ARGV: event_prefix, id, detail, now, wake_channel
 RETRY_NOW = (
     NOW
     + RECORD_FN
@@ -347,6 +387,7 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 unwait(KEYS[3], KEYS[4], ARGV[2])
 redis.call('HSET', ekey, 'state', 'queued')
 redis.call('RPUSH', KEYS[1], ARGV[2])
+nudge(ARGV[5], 0)
 local times = redis.call('HGET', ekey, 'times_queued')
 local json = redis.call('HGET', ekey, 'json')
 return {'requeued', record(KEYS[5], ARGV[2], 'requeued', times, ARGV[3], json, tonumber(times),
@@ -356,7 +397,7 @@ return {'requeued', record(KEYS[5], ARGV[2], 'requeued', times, ARGV[3], json, t
 
 # Give a claimed event back untouched (graceful shutdown): front of the queue, no retry counted.
 # KEYS: leases, queue, outbox
-# ARGV: event_prefix, id, token, now
+# ARGV: event_prefix, id, token, now, wake_channel
 RELEASE = (
     NOW
     + RECORD_FN
@@ -369,6 +410,7 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HSET', ekey, 'state', 'queued')
 redis.call('HDEL', ekey, 'lease', 'owner')
 redis.call('LPUSH', KEYS[2], ARGV[2])
+nudge(ARGV[5], 0)
 local times = redis.call('HGET', ekey, 'times_queued')
 return {1, record(KEYS[3], ARGV[2], 'requeued', times, 'released at shutdown: it runs again',
                   redis.call('HGET', ekey, 'json'), tonumber(times) + 1, now_ms(ARGV[4]))}
@@ -376,7 +418,7 @@ return {1, record(KEYS[3], ARGV[2], 'requeued', times, 'released at shutdown: it
 )
 
 # KEYS: leases, queue, retried, outbox, metrics
-# ARGV: event_prefix, now, limit
+# ARGV: event_prefix, now, limit, wake_channel
 REAP = (
     NOW
     + RECORD_FN
@@ -393,6 +435,7 @@ for _, id in ipairs(expired) do
     redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0', 'last_error', why)
     redis.call('HDEL', ekey, 'lease', 'owner')
     redis.call('RPUSH', KEYS[2], id)
+    nudge(ARGV[4], 0)
     redis.call('SADD', KEYS[3], id)
     bump(KEYS[5], 'events_retried', cmd_of(ekey))
     table.insert(out, id)
