@@ -50,7 +50,7 @@ test-only: sync
 	@$(BIN)/python -m tests.preflight
 	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
-# bench/latency.py takes about 12 minutes; shorten it with e.g. LATENCY_ARGS="--triggers 20 --rounds 1".
+# bench/latency.py takes about 8 minutes; shorten it with e.g. LATENCY_ARGS="--triggers 20 --rounds 1".
 LATENCY_ARGS ?=
 
 bench: sync

@@ -1,7 +1,7 @@
 """Latency benchmark: a trigger published on Ably to the first order at the gateway, through the services.
 
 Run: `make bench`, or `.venv/bin/python bench/latency.py [--triggers 200] [--rounds 2] [--gap-ms 100]`
-(about 12 minutes; `--triggers 20 --rounds 1` about a minute).
+(about 8 minutes; `--triggers 20 --rounds 1` about a minute).
 
 The path, every hop a process of its own: a publish on the loopback Ably -> `python -m event_broker`
 -> Redis (a throwaway redis-server) -> `python -m event_processor` (BROKER=ibkr, MARKET_CALENDAR=

@@ -86,7 +86,8 @@ async def test_stop_is_prompt_while_every_slot_idles(
     async with running_processor(queue, store, broker(), api, accounts_on("chan", "DU1"), FALLBACK):
         await asyncio.sleep(0.5)
         stopping = loop.time()
-    assert loop.time() - stopping < AT_ONCE, "idle slots do not sleep out their fallback at shutdown"
+    # Well under the 5 s fallback, with room for a loaded machine.
+    assert loop.time() - stopping < 3 * AT_ONCE, "idle slots do not sleep out their fallback at shutdown"
 
 
 async def test_a_run_claimed_after_a_long_idle_wait_has_its_whole_lease(

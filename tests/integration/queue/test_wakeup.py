@@ -57,9 +57,11 @@ class Claimer:
 
 
 @contextlib.asynccontextmanager
-async def listening(queue: EventQueue, client: Redis | None = None) -> AsyncIterator[ClaimWakeup]:
+async def listening(
+    queue: EventQueue, client: Redis | None = None, keepalive: float = 15.0
+) -> AsyncIterator[ClaimWakeup]:
     """The process's wake-up, subscribed (through `client` when given) before the test goes on."""
-    wakeup = ClaimWakeup(client or queue.redis, queue.keys.wake, slots=4)
+    wakeup = ClaimWakeup(client or queue.redis, queue.keys.wake, slots=4, keepalive_seconds=keepalive)
     task = asyncio.create_task(wakeup.listen())
     try:
         await asyncio.wait_for(wakeup.subscribed.wait(), 5)
@@ -283,6 +285,31 @@ async def test_a_lost_nudge_is_covered_by_the_fallback_poll(queue: EventQueue) -
         proxy.close()
         await through_proxy.aclose()
     assert 0.3 < claimed_at - sent < 1.0 + AT_ONCE / 2, "claimed at the fallback poll, about 1 s"
+
+
+async def test_a_silently_cut_subscription_is_made_again_after_its_keepalive(queue: EventQueue) -> None:
+    proxy = PartitionProxy(urlparse(REDIS_URL).port or 6379).start()
+    through_proxy = Redis(host="127.0.0.1", port=proxy.port)
+    try:
+        async with listening(queue, through_proxy, keepalive=0.2) as wakeup:
+            await asyncio.sleep(0.7)  # keep-alive PINGs answered: the subscription stays
+            assert wakeup.subscribed.is_set()
+            proxy.cut()  # no error, no answer: only the unanswered PING tells
+            for _ in range(40):
+                if not wakeup.subscribed.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            assert not wakeup.subscribed.is_set(), "the dead subscription was noticed"
+            proxy.heal()
+            await asyncio.wait_for(wakeup.subscribed.wait(), 5)
+            tasks = await idle([Claimer(queue, wakeup)])
+            sent = asyncio.get_running_loop().time()
+            await queue.enqueue(make_event("DU1", Command.REBALANCE))
+            _, claimed_at = await first_claim(tasks, within=FALLBACK)
+    finally:
+        proxy.close()
+        await through_proxy.aclose()
+    assert claimed_at - sent < AT_ONCE
 
 
 async def test_the_subscription_comes_back_after_a_redis_restart(prefix: str) -> None:
