@@ -56,8 +56,12 @@ def _plan(inp: PlanInput) -> Plan:
     except PlanError as exc:
         refused = exc
     unit = 0.0001 if inp.settings.fractional_shares else 1.0
+    # A trade smaller than min_trade_shares is never placed: such a holding cannot be sold either.
+    smallest = inp.settings.min_trade_shares if inp.settings.fractional_shares else unit
     sellable = sum(
-        math.floor(h.quantity / unit + 1e-6) * unit * inp.prices[s] for s, h in inp.holdings.items()
+        quantity * inp.prices[s]
+        for s, h in inp.holdings.items()
+        if (quantity := math.floor(h.quantity / unit + 1e-6) * unit) >= smallest - 1e-9
     )
     reserve = inp.net_liquidation * inp.settings.equity_reserve_percentage / 100
     assert refused.field == "cash"
