@@ -41,6 +41,7 @@ from tests.integration.management.helpers import beat_all, make_settings
 from tests.integration.processor.harness import FAST, Processor, accounts_on, running_processor
 
 NEW_YORK = ZoneInfo("America/New_York")
+LEASE_SECONDS = 30.0
 REJECTION = "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR EQUITY WITH LOAN VALUE"
 
 
@@ -78,15 +79,15 @@ async def processor_at(
 ) -> AsyncIterator[tuple[Processor, MarketClock]]:
     """A processor whose queue, retry policy and gateway all read one clock, set to `start`."""
     clock = MarketClock(tws, start)
-    clocked = EventQueue(
-        queue.redis, queue.keys.prefix, lease_seconds=FAST.lease_seconds, clock=clock.seconds
-    )
+    clocked = EventQueue(queue.redis, queue.keys.prefix, lease_seconds=LEASE_SECONDS, clock=clock.seconds)
     policy = RetryPolicy(TradingCalendar(), FAST.retry_delay_seconds, clock=clock.now)
     broker = IbkrBroker(ibkr_settings(port or tws.port), OrderSettings(), poll_interval_seconds=0.02)
     accounts: dict[str, Account] = accounts_on("chan", ACCOUNT)
     try:
         # Due times on the test's clock are not real time: the slots find them by polling.
-        polling = FAST.model_copy(update={"claim_poll_seconds": 0.05})
+        # A long lease: a loaded test machine may stall for seconds, which would fence a run (whose
+        # retry then waits on a clock that does not move).
+        polling = FAST.model_copy(update={"claim_poll_seconds": 0.05, "lease_seconds": LEASE_SECONDS})
         async with running_processor(clocked, store, broker, api, accounts, polling, policy) as proc:
             yield proc, clock
     finally:
