@@ -194,6 +194,27 @@ async def test_more_than_50_messages_in_a_second_get_error_100_and_are_not_proce
     assert errors[0][2] == "Max rate of messages per second has been exceeded."
 
 
+async def test_pacing_counts_a_message_when_it_reached_the_socket_not_when_a_stalled_fake_read_it(
+    fake: FakeTws, ib: IB
+) -> None:
+    # The fake shares the test's process: a stall of that process must not bunch two bursts a second
+    # apart into one second, as the real gateway (a process of its own) would never see them bunched.
+    errors = collect_errors(ib)
+    ib.client.MaxRequests = 0
+    await asyncio.sleep(1.1)  # the connect's own messages leave the window
+    for _ in range(45):
+        ib.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    time.sleep(0.7)  # noqa: ASYNC251 - the stall under test: nothing reads the first burst for 0.7 s
+    await asyncio.sleep(0.4)  # the fake reads it now; the second burst leaves 1.1 s after the first
+    for _ in range(45):
+        ib.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.3)
+
+    assert fake.state.messages_received[ib.client.clientId] >= 90
+    assert fake.state.paced_out == []
+    assert errors == []
+
+
 def test_ib_async_paces_its_requests_by_default_below_the_gateways_limit() -> None:
     client = IB().client
     assert 0 < client.MaxRequests / client.RequestsInterval <= 45

@@ -41,6 +41,7 @@ from tests.fakes.tws.account import FakeOrder, ServedRequest, TwsState
 from tests.fakes.tws.limits import MarketDataLines
 from tests.fakes.tws.market_hours import NEW_YORK
 from tests.fakes.tws.session import CALENDAR, Session
+from tests.fakes.tws.wire import Wire
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +79,13 @@ class FakeTws:
         return sorted(s.client_id for s in self._sessions if s.client_id is not None)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self._port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Wire(self._open), self.host, self._port)
+
+    def _open(self, wire: Wire) -> None:
+        task = asyncio.ensure_future(self._accept(wire))
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
 
     async def stop(self) -> None:
         self.drop_connections()
@@ -181,12 +188,9 @@ class FakeTws:
         masters = {0} if self.state.master_client_id is None else {0, self.state.master_client_id}
         return [s for s in self._sessions if s.client_id == client_id or s.client_id in masters]
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(self, reader, writer)
+    async def _accept(self, wire: Wire) -> None:
+        session = Session(self, wire)
         self._sessions.add(session)
-        current = asyncio.current_task()
-        if current is not None:
-            self._session_tasks.add(current)
         try:
             await session.run()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -200,7 +204,6 @@ class FakeTws:
         finally:
             self._sessions.discard(session)
             self.lines.release_all(session)
-            self._session_tasks.discard(current)
             session.close()
 
 

@@ -4,8 +4,8 @@ handlers of every request but orders (orders.py).
 The round trip (`TwsState.round_trip_seconds`): each message is answered that long after it arrived,
 and the connection keeps reading meanwhile, so requests of one connection are in flight together
 (pipelined, as over a real network) and answered in the order they came. Pacing is counted when a
-message arrives, as the gateway counts it; one over the limit is answered with error 100 (after the
-round trip, as any answer) and not processed.
+message reaches the socket, as the gateway counts it (the kernel's receive time, wire.py); one over
+the limit is answered with error 100 (after the round trip, as any answer) and not processed.
 
 At most `TwsState.max_connections` API clients (IB: 32 per TWS / IB Gateway) are served at once. IB's
 documents state the ceiling but not what a client beyond it is told; the model here: the socket is
@@ -16,7 +16,6 @@ times out, and the refusal is recorded in `TwsState.connection_refusals`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from tests.fakes.tws.executions import ExecutionQuery, trade_log_start
 from tests.fakes.tws.limits import MAX_TICKERS_TEXT, PACING_TEXT, Pacer
 from tests.fakes.tws.market_hours import NEW_YORK, MarketCalendar
 from tests.fakes.tws.orders import NO_DEFINITION, OrderDesk
+from tests.fakes.tws.wire import Wire
 
 if TYPE_CHECKING:
     from tests.fakes.tws.server import FakeTws
@@ -48,11 +48,10 @@ CLIENT_ID_IN_USE_TEXT = "Unable to connect as the client id is already in use. R
 class Session:
     """One client connection: handshake, then one handler per request message id."""
 
-    def __init__(self, server: FakeTws, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: FakeTws, wire: Wire) -> None:
         self.server = server
         self.state = server.state
-        self.reader = reader
-        self.writer = writer
+        self.wire = wire
         self.client_id: int | None = None
         self.market_data_type = 1
         # Position subscriptions: reqPositions (every account) until cancelPositions; reqPositionsMulti
@@ -92,20 +91,19 @@ class Session:
         }
 
     def send(self, data: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(data)
+        self.wire.write(data)
 
     def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
+        self.wire.close()
 
-    async def _read_frame(self) -> list[str]:
-        header = await self.reader.readexactly(4)
-        length = int.from_bytes(header, "big")
-        return msg.split_fields(await self.reader.readexactly(length))
+    async def _read_frame(self) -> tuple[list[str], float]:
+        """The next message, and the (wall clock) time its last byte reached the socket."""
+        header, _ = await self.wire.readexactly(4)
+        body, received = await self.wire.readexactly(int.from_bytes(header, "big"))
+        return msg.split_fields(body), received
 
     async def run(self) -> None:
-        prefix = await self.reader.readexactly(4)
+        prefix, _ = await self.wire.readexactly(4)
         if prefix != b"API\0":
             raise ConnectionError(f"not an API client: {prefix!r}")
         await self._read_frame()  # "v157..178": we answer with the one version we speak
@@ -126,10 +124,10 @@ class Session:
         """Take every message as it arrives: count it against the pacing limit now, answer it later."""
         loop = asyncio.get_running_loop()
         while True:
-            fields = await self._read_frame()
+            fields, received = await self._read_frame()
             arrived = loop.time()
             wall_arrived = now()
-            admitted = self.pacer.admit(time.monotonic())
+            admitted = self.pacer.admit(received)
             key = self.client_id if self.client_id is not None else -1
             self.state.messages_received[key] = self.state.messages_received.get(key, 0) + 1
             self._inbox.put_nowait((arrived + self.state.round_trip_seconds, fields, admitted, wall_arrived))
@@ -151,7 +149,7 @@ class Session:
                 # Over the rate: refused unprocessed, as a real gateway does (error 100, request id -1).
                 self.state.paced_out.append(int(fields[0]))
                 self.send(msg.error(-1, 100, PACING_TEXT))
-            await self.writer.drain()
+            await self.wire.drain()
             served = ServedRequest(self.client_id or 0, int(fields[0]), wall_arrived, now())
             self.server.served.append(served)
 
