@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from event_processor.brokers import IbkrBroker, OrderRequest, OrderResult
+from event_processor.brokers.ibkr_pacing import send_room
 from event_processor.execution import rebalance
 from rebalancer_shared.accounts import RebalancingSettings
 from rebalancer_shared.config import OrderSettings
@@ -89,6 +90,34 @@ async def test_a_live_runs_values_positions_and_quotes_are_in_flight_together_on
     assert fake.state.most_in_flight >= 3, "values, positions and quotes were asked for at once"
     sent = {k: n - before.get(k, 0) for k, n in fake.state.messages_received.items()}
     assert sent.get(TRADING_CLIENT_ID, 0) >= 2, "the account's reads went through its trading connection"
+    assert ib_async_errors(caplog.records) == []
+
+
+async def test_a_live_runs_quotes_never_wait_behind_the_shared_reads_connections_pacing(
+    fake: FakeTws, make_broker: Callable[..., IbkrBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Other runs of the process have nearly used the reads connection's pacing window: room for 4
+    # messages. A snapshot costs two (its request, then its cancel), and a run asks for the targets'
+    # prices and, once its positions are known, for a held stock's, so two batches are placed before
+    # either has sent its cancels. Were each placed on the room it saw, the cancels of the first would
+    # take the room the second counted on, and its request would wait up to 1.25 s behind them.
+    broker = make_broker()
+    await broker.get_listings(["AAA", "BBB", "CCC", "DDD"])  # contracts known: only quotes go out
+    await broker.reserve(ACCOUNT)
+    reads = await broker._connection.client()  # the shared reads connection (no public handle)
+    for _ in range(send_room(reads) - 4):
+        reads.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    assert send_room(reads) == 4
+    held_back: list[int] = []  # ib_async holds a message back when the window is full
+    reads.client.throttleStart += lambda: held_back.append(len(reads.client._msgQ))
+
+    targets, held = await asyncio.gather(
+        broker.get_prices(["AAA", "BBB", "CCC"], ACCOUNT), broker.get_prices(["DDD"], ACCOUNT)
+    )
+
+    assert {**targets, **held} == {"AAA": 50.0, "BBB": 100.0, "CCC": 40.0, "DDD": 25.0}
+    assert held_back == [], "a snapshot's request or cancel waited for the reads connection's pacing"
+    assert list(reads.client._msgQ) == []
     assert ib_async_errors(caplog.records) == []
 
 

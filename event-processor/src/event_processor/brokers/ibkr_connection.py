@@ -84,6 +84,9 @@ class IbkrConnection:
         self._was_connected = False
         self.generation = 0  # counts connections made; an order belongs to the one it was placed on
         self.market_data_type: int | None = None  # the last reqMarketDataType sent on this connection
+        # Messages promised to snapshots and not sent yet (their requests, then their cancels): a
+        # batch placed here spends this room later, so the next batch does not count on it.
+        self.promised = 0
         self.open_orders = SharedRequest[list[Trade]]()
         self.current_time = SharedRequest[datetime]()
 
@@ -95,10 +98,11 @@ class IbkrConnection:
         return self._ib is not None and self._ib.isConnected()
 
     def send_room(self) -> int:
-        """Messages this connection could send now without waiting for its pacing (ibkr_pacing)."""
+        """Messages this connection could send now without waiting for its pacing (ibkr_pacing),
+        less those promised to snapshots already placed on it."""
         if self._ib is None or not self._ib.isConnected():
-            return MESSAGES_PER_WINDOW - CONNECT_MESSAGES
-        return send_room(self._ib)
+            return MESSAGES_PER_WINDOW - CONNECT_MESSAGES - self.promised
+        return send_room(self._ib) - self.promised
 
     async def client(self) -> IB:
         """The connected client, connecting (or reconnecting after a drop) when needed."""

@@ -18,9 +18,14 @@ it: each batch sends it just before its requests when the connection's last one 
 step, so concurrent reads on one connection each get the type they asked for.
 
 A batch may go out over several connections (the reads connection and a live run's trading
-connection): each symbol goes to the first with room left in its pacing window at that moment, else
-to the one whose backlog is shortest, so a burst of quotes does not wait behind one connection's 48
-messages per 1.25 s while another is idle.
+connection): each symbol goes to the first with room left in its pacing window for its request and
+its cancel (and the market data type, when that changes), else to the one whose backlog is shortest,
+so a burst of quotes does not wait behind one connection's 48 messages per 1.25 s while another is
+idle. The room a batch counts on is promised at once (`IbkrConnection.promised`) until it is sent, so
+a batch placed meanwhile (a run reads its targets' prices and, once its positions are known, a held
+stock's) does not count on room the first batch's cancels will take; before this, such a request
+waited up to 1.25 s behind those cancels on a busy reads connection (the latency benchmark's 700 ms
+outliers).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from rebalancer_shared.config import IbkrSettings
 log = structlog.get_logger(__name__)
 
 MAX_TICKERS_REACHED = 101
+# A snapshot costs its request and, unless IB ends it first, its cancel: both count against pacing.
+MESSAGES_PER_SNAPSHOT = 2
 
 
 def _number(value: float | None) -> float | None:
@@ -80,6 +87,29 @@ class _Request:
     @property
     def answered(self) -> bool:
         return self.future.done() or _complete(self.ticker)
+
+
+def _cost(contracts: Mapping[str, Contract], type_message: int) -> int:
+    """The messages a batch of `contracts` will send: the type (if it changes), requests, cancels."""
+    return MESSAGES_PER_SNAPSHOT * len(contracts) + type_message if contracts else 0
+
+
+@dataclass
+class _Promise:
+    """Messages a batch promised to its connection's pacing window and has not sent yet."""
+
+    connection: IbkrConnection
+    left: int
+
+    @classmethod
+    def made(cls, connection: IbkrConnection, messages: int) -> _Promise:
+        connection.promised += messages
+        return cls(connection, messages)
+
+    def kept(self, messages: int) -> None:
+        messages = min(messages, self.left)
+        self.connection.promised -= messages
+        self.left -= messages
 
 
 class LinePool:
@@ -161,19 +191,23 @@ class SnapshotReader:
     async def _spread(
         self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
     ) -> tuple[dict[str, Quote], list[str]]:
-        """One batch, each symbol sent to the first connection with room in its pacing window, else to
-        the one with the shortest backlog."""
-        rooms = [c.send_room() for c in connections]
+        """One batch, each symbol sent to the first connection with room in its pacing window for its
+        request and its cancel, else to the one with the shortest backlog. The room is promised at once
+        (`IbkrConnection.promised`), so a batch placed meanwhile does not count on it."""
+        # A connection whose market data type differs sends reqMarketDataType first: one more message.
+        extra = [int(c.market_data_type != data_type) for c in connections]
+        rooms = [c.send_room() - e for c, e in zip(connections, extra, strict=True)]
         parts: list[dict[str, Contract]] = [{} for _ in connections]
         for symbol, contract in contracts.items():
-            with_room = [i for i, room in enumerate(rooms) if room > 0]
+            with_room = [i for i, room in enumerate(rooms) if room >= MESSAGES_PER_SNAPSHOT]
             best = with_room[0] if with_room else max(range(len(rooms)), key=rooms.__getitem__)
             parts[best][symbol] = contract
-            rooms[best] -= 1
+            rooms[best] -= MESSAGES_PER_SNAPSHOT
+        promises = [_Promise.made(c, _cost(p, e)) for c, p, e in zip(connections, parts, extra, strict=True)]
         async with concurrently() as group:
             batches = [
-                group.create_task(self._batch(connection, part, data_type))
-                for connection, part in zip(connections, parts, strict=True)
+                group.create_task(self._batch(connection, part, data_type, promise))
+                for connection, part, promise in zip(connections, parts, promises, strict=True)
                 if part
             ]
         quotes: dict[str, Quote] = {}
@@ -185,9 +219,22 @@ class SnapshotReader:
         return quotes, refused
 
     async def _batch(
-        self, connection: IbkrConnection, contracts: Mapping[str, Contract], data_type: int
+        self, connection: IbkrConnection, contracts: Mapping[str, Contract], data_type: int, promise: _Promise
     ) -> tuple[dict[str, Quote], list[str]]:
-        ib = await connection.client()
+        try:
+            ib = await connection.client()
+            return await self._snapshots(connection, ib, contracts, data_type, promise)
+        finally:
+            promise.kept(promise.left)  # the cancels are sent (or not needed): the room is the pacer's
+
+    async def _snapshots(
+        self,
+        connection: IbkrConnection,
+        ib: IB,
+        contracts: Mapping[str, Contract],
+        data_type: int,
+        promise: _Promise,
+    ) -> tuple[dict[str, Quote], list[str]]:
         requests: dict[int, _Request] = {}
         refused: list[str] = []
 
@@ -206,6 +253,7 @@ class SnapshotReader:
                     connection.market_data_type = data_type
                 for symbol, contract in contracts.items():
                     req_id, requests[req_id] = self._request(ib, symbol, contract)
+                promise.kept(promise.left - len(requests))  # sent: the pacer counts them now
                 if not await self._answered(ib, list(requests.values())):
                     log.warning("market data snapshot timed out; using what arrived", symbols=list(contracts))
                 if not ib.isConnected():
