@@ -8,6 +8,7 @@ first; an `AllocationError` there means nothing is traded and the event retries.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -42,11 +43,40 @@ class CommandContext:
     def read_only(self) -> ReadOnlyBrokerView:
         return ReadOnlyBrokerView(self.broker)
 
+    # The targets, asked for before the run's history was written (`with_targets_asked`).
+    asked_targets: asyncio.Future[Mapping[str, float]] | None = None
+
     async def targets(self) -> Mapping[str, float]:
+        if self.asked_targets is not None:
+            return await self.asked_targets
+        return await self._fetch_targets()
+
+    async def _fetch_targets(self) -> Mapping[str, float]:
         # The first runs of one Ably message's events share one request; an event added by hand is its
         # own trigger; a retry (a later attempt) asks again, so an API fixed meanwhile is heard.
         trigger = f"{self.event.ably_message_id or self.event_id}#{self.event.times_queued}"
         return (await self.allocations.fetch(self.account.channel, trigger)).weights
+
+    def with_targets_asked(self) -> CommandContext:
+        """The context with the allocation request already on its way, for a command that plans: the
+        request (read-only) goes out while the run's history is written, not after. Its failure
+        reaches the command when it asks (`targets`), as it would have."""
+        if self.event.exec_command not in PLANNING:
+            return self
+        asked = asyncio.ensure_future(self._fetch_targets())
+        asked.add_done_callback(_read_outcome)
+        return replace(self, asked_targets=asked)
+
+    def forget_targets(self) -> None:
+        """The run ended: a request still on its way is not waited for."""
+        if self.asked_targets is not None:
+            self.asked_targets.cancel()
+
+
+def _read_outcome(future: asyncio.Future[Mapping[str, float]]) -> None:
+    """A run that ends before it asks must not leave asyncio an error "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _rebalance(ctx: CommandContext) -> ExecutionReport:
@@ -102,6 +132,9 @@ async def _cancel_orders(ctx: CommandContext) -> ExecutionReport:
     finally:
         await ctx.broker.release(ctx.account.account_id)
 
+
+# The commands that plan, and so ask the allocation API for their targets.
+PLANNING = frozenset({Command.REBALANCE, Command.PRINT_REBALANCE})
 
 COMMANDS: dict[Command, Callable[[CommandContext], Awaitable[ExecutionReport]]] = {
     Command.REBALANCE: _rebalance,

@@ -1,11 +1,14 @@
 """`EventRunner`: the worker's handler. Runs an event's command and records the run and its orders.
 
 A run row is written when the command starts (or the run does not start: nothing trades without a
-record) and again when it ends. Orders are recorded as they are placed (`RecordedOrders`). A run
-that does not end by itself still ends in the history: stopped by a lost lease or a shutdown it is
-saved `interrupted` (or `unknown` when an order's outcome was never read); killed outright, it is
-closed by the history when its event moves on (store/history_writes.py). The final save is retried
-while it fails; if it cannot be written the run raises, so the event is not completed without it.
+record) and again when it ends. Only what reads nothing of the account goes before it: a planning
+command's allocation request is sent at once and answered while the claim's history and the run
+row are written (`CommandContext.with_targets_asked`). Orders are recorded as they are placed
+(`RecordedOrders`). A run that does not end by itself still ends in the history: stopped by a lost
+lease or a shutdown it is saved `interrupted` (or `unknown` when an order's outcome was never read);
+killed outright, it is closed by the history when its event moves on (store/history_writes.py). The
+final save is retried while it fails; if it cannot be written the run raises, so the event is not
+completed without it.
 """
 
 from __future__ import annotations
@@ -90,12 +93,17 @@ class EventRunner:
             started_at=_now(),
             run_id=uuid.uuid4(),
         )
-        await self.store.save_run(run)
         journal = RecordedOrders(self.store, run.run_id, event.event_id, ticket.fence, self.order_type)
         context = CommandContext(event, account, self.broker, self.allocations, self.processing, journal)
         if self.policy is not None:
             context = replace(context, live_run_note=self.policy.live_run_note)
-        await self._run(run, context, journal)
+        context = context.with_targets_asked()  # read-only: on its way while the history is written
+        try:
+            await ticket.history_written  # the claim's transition: the run row refers to its event row
+            await self.store.save_run(run)
+            await self._run(run, context, journal)
+        finally:
+            context.forget_targets()
 
     async def _run(self, run: RunRecord, context: CommandContext, journal: RecordedOrders) -> None:
         try:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -73,14 +73,23 @@ async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _written() -> Awaitable[None]:
+    """A history write that is already done (a claim whose history was written before it returned)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 @dataclass(frozen=True)
 class RunTicket:
-    """What a run gets: its event, the attempt number, the worker's name and the lease fence."""
+    """What a run gets: its event, the attempt number, the worker's name and the lease fence, and the
+    claim's history write (running alongside; the run's own history waits for it)."""
 
     event: Event
     attempt: int
     worker: str
     fence: LeaseFence
+    history_written: Awaitable[None] = field(default_factory=_written)
 
 
 class EventHandler(Protocol):
@@ -97,6 +106,7 @@ class LostLeaseDuringRun(Exception):
 class _Active:
     claim: Claim
     fence: LeaseFence
+    history: Awaitable[None] = field(default_factory=_written)
 
 
 class Worker:
@@ -163,6 +173,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         await cancel_and_wait(background)
+        await self.lifecycle.settle()
         with contextlib.suppress(Exception):
             await self.lifecycle.outbox.drain()
         self.heartbeat.stop()
@@ -190,10 +201,13 @@ class Worker:
         return LeaseFence(self.settings.lease_seconds, sent_at)
 
     async def _claim(self) -> _Active | None:
-        claim = await self.lifecycle.claim(
+        claimed = await self.lifecycle.claim_for_run(
             self.name, wait_seconds=self.settings.claim_poll_seconds, wakeup=self.wakeup
         )
-        return None if claim is None else _Active(claim, self._fence(claim.sent_at))
+        if claimed is None:
+            return None
+        claim, history = claimed
+        return _Active(claim, self._fence(claim.sent_at), history)
 
     async def _slot(self, index: int) -> None:
         active: _Active | None = None
@@ -252,7 +266,7 @@ class Worker:
             lock_error = await self._wait_for_lock(active, lock)
             if lock_error:
                 return self.policy.after(LeaseLostError(lock_error), lock_error)
-        ticket = RunTicket(event, event.times_queued, self.name, active.fence)
+        ticket = RunTicket(event, event.times_queued, self.name, active.fence, active.history)
         try:
             await self._with_renewal(active, lock, self.handler.handle(ticket))
             return None

@@ -5,9 +5,9 @@ caller (the event broker, the management API, the CLI, the processor's worker, t
 
 1. the queue step: one Lua script that changes Redis, appends the transition to the outbox stream
    and bumps its counter, atomically (queue/scripts.py);
-2. the history: the step's outbox entries written to PostgreSQL at once (`Outbox.flush`); if that
-   fails they stay in the stream and a drainer writes them later, so the history is late, never
-   wrong or missing (outbox.py);
+2. the history: the step's outbox entries written to PostgreSQL at once (`Outbox.flush`; for the
+   worker's claim, alongside the run it starts); if that fails they stay in the stream and a drainer
+   writes them later, so the history is late, never wrong or missing (outbox.py);
 3. the log line, with event_id, account_id and command.
 
 No other code writes an event's state to Redis or its transitions to PostgreSQL. Texts that reach
@@ -21,6 +21,8 @@ restore (recovered) and supersede (a lost event whose key another live event hol
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import structlog
 
@@ -61,6 +63,7 @@ class EventLifecycle:
         self.queue = queue
         self.store = store
         self.outbox = Outbox(queue.redis, queue.keys, store)
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def submit(self, event: Event) -> EnqueueResult:
         """Accept a trigger: queue it (deduplicated by account and command), or note it on the live
@@ -83,6 +86,26 @@ class EventLifecycle:
         if claim is not None:
             await self.outbox.flush(claim.entries)
         return claim
+
+    async def claim_for_run(
+        self, owner: str, wait_seconds: float, wakeup: ClaimWakeup | None = None
+    ) -> tuple[Claim, asyncio.Task[None]] | None:
+        """`claim`, with its history written alongside the run the caller starts (the processor's
+        worker: the write is off a trigger's path to its first order), as the task returned; the
+        run's own history waits for it. Nothing is lost or reordered by that: the entry stays in the
+        outbox until written, and a write that lands after a later one of the same event does not
+        move its row back (history_writes.py). `settle()` waits for every such write."""
+        claim = await self.queue.claim_wait(owner, wait_seconds=wait_seconds, wakeup=wakeup)
+        if claim is None:
+            return None
+        task = asyncio.create_task(self.outbox.flush(claim.entries))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return claim, task
+
+    async def settle(self) -> None:
+        """Wait for the history writes still running alongside runs (`claim_for_run`)."""
+        await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def complete(self, claim: Claim, claim_next_for: str | None = None) -> CompleteResult:
         """End a successful run; with `claim_next_for`, claim the next event in the same step."""

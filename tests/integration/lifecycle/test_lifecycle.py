@@ -139,3 +139,22 @@ async def test_secrets_in_an_error_reach_neither_redis_nor_the_history(
     history = await store.history(event.event_id)
     assert key not in repr(history)
     assert password not in repr(history)
+
+
+async def test_a_claims_history_written_alongside_the_run_lands_and_never_undoes_a_later_step(
+    lifecycle: EventLifecycle, store: EventStore
+) -> None:
+    # The worker's claim writes its history while the run starts; the run may end (complete) before
+    # that write lands. Both land, in order, and the event's row ends completed.
+    event = make_event("DU9", Command.REBALANCE)
+    await lifecycle.submit(event)
+    claimed = await lifecycle.claim_for_run("w", 0)
+    assert claimed is not None
+    claim, _ = claimed
+    await lifecycle.complete(claim)
+    await lifecycle.settle()
+
+    assert await states(store, event.event_id) == ["queued", "processing", "completed"]
+    history = await store.history(event.event_id)
+    assert history is not None
+    assert history.event.status == "completed"

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from event_processor.brokers import SimulatedBroker
 from rebalancer_shared.events import Command, Event, EventSource
@@ -31,6 +32,32 @@ def broker_with(*accounts: str, latency: float = 0.0) -> SimulatedBroker:
     for account in accounts:
         broker.add_account(account, cash=10_000.0, positions={"CCC": 50})
     return broker
+
+
+async def test_the_allocation_request_does_not_wait_for_the_runs_history_to_be_written(
+    queue: EventQueue, store: EventStore, api: AllocationServer
+) -> None:
+    # The request is read-only and on a trigger's path to its first order: it goes out while the run
+    # row is written. Nothing trades before that row: with the runs table locked, the run waits.
+    broker = broker_with("DU1")
+    async with running_processor(queue, store, broker, api, accounts_on("chan", "DU1")) as proc:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))
+            event = await proc.submit("DU1", Command.REBALANCE, {"exec": "rebalance"})
+            deadline = asyncio.get_running_loop().time() + 20
+            while not api.requests:
+                assert asyncio.get_running_loop().time() < deadline, (
+                    "no allocation request while the run row waits"
+                )
+                await asyncio.sleep(0.02)
+            assert broker.accounts["DU1"].positions == {"CCC": 50}, "nothing traded before the run row"
+        await proc.wait_until_idle()
+
+    assert len(api.requests) == 1
+    history = await store.history(event.event_id)
+    assert history is not None
+    assert history.event.status == "completed"
+    assert [run.status for run in history.runs] == ["success"]
 
 
 async def test_live_rebalance_reaches_targets_and_the_store_holds_the_run(
