@@ -3,19 +3,19 @@
 A run row is written when the command starts (or the run does not start: nothing trades without a
 record) and again when it ends. Only what reads nothing of the account goes before it: a planning
 command's allocation request is sent at once and answered while the claim's history and the run
-row are written (`CommandContext.with_targets_asked`). Orders are recorded as they are placed
-(`RecordedOrders`). A run that does not end by itself still ends in the history: stopped by a lost
-lease or a shutdown it is saved `interrupted` (or `unknown` when an order's outcome was never read);
-killed outright, it is closed by the history when its event moves on (store/history_writes.py). The
-final save is retried while it fails; if it cannot be written the run raises, so the event is not
-completed without it.
+row are written (`CommandContext.with_targets_asked`), those two side by side (`_save_start`).
+Orders are recorded as they are placed (`RecordedOrders`). A run that does not end by itself still
+ends in the history: stopped by a lost lease or a shutdown it is saved `interrupted` (or `unknown`
+when an order's outcome was never read); killed outright, it is closed by the history when its
+event moves on (store/history_writes.py). The final save is retried while it fails; if it cannot be
+written the run raises, so the event is not completed without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +36,7 @@ from rebalancer_shared.config import OrderSettings, ProcessingSettings
 from rebalancer_shared.failures import NeedsAttention
 from rebalancer_shared.metrics import Counter, count
 from rebalancer_shared.queue import EventQueue, LeaseExpiredError
-from rebalancer_shared.store import EventStore, RunRecord, RunStatus
+from rebalancer_shared.store import EventRowMissing, EventStore, RunRecord, RunStatus
 
 log = structlog.get_logger(__name__)
 # How long the final save of a run is retried before the run gives up (and its event retries).
@@ -99,11 +99,20 @@ class EventRunner:
             context = replace(context, live_run_note=self.policy.live_run_note)
         context = context.with_targets_asked()  # read-only: on its way while the history is written
         try:
-            await ticket.history_written  # the claim's transition: the run row refers to its event row
-            await self.store.save_run(run)
+            await self._save_start(run, ticket.history_written)
             await self._run(run, context, journal)
         finally:
             context.forget_targets()
+
+    async def _save_start(self, run: RunRecord, history_written: Awaitable[None]) -> None:
+        """The run's row, written alongside the claim's history. It refers to its event's row, which
+        the event's acceptance wrote already unless that write was postponed (the outbox keeps it);
+        then the claim's write brings it, and the run row follows."""
+        try:
+            await self.store.save_run(run)
+        except EventRowMissing:
+            await history_written
+            await self.store.save_run(run)
 
     async def _run(self, run: RunRecord, context: CommandContext, journal: RecordedOrders) -> None:
         try:

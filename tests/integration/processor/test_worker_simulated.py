@@ -11,6 +11,7 @@ from sqlalchemy import text
 from event_processor.brokers import SimulatedBroker
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.failures import FailureClass
+from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue, EventState, RetryNowOutcome
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
@@ -40,10 +41,11 @@ async def test_the_allocation_request_does_not_wait_for_the_runs_history_to_be_w
     # The request is read-only and on a trigger's path to its first order: it goes out while the run
     # row is written. Nothing trades before that row: with the runs table locked, the run waits.
     broker = broker_with("DU1")
-    async with running_processor(queue, store, broker, api, accounts_on("chan", "DU1")) as proc:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))
-            event = await proc.submit("DU1", Command.REBALANCE, {"exec": "rebalance"})
+    event = Event(account_id="DU1", exec_command=Command.REBALANCE, data={}, source=EventSource.API)
+    await EventLifecycle(queue, store).submit(event)  # accepted, and in the history, before the lock
+    async with store.engine.begin() as conn:
+        await conn.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))
+        async with running_processor(queue, store, broker, api, accounts_on("chan", "DU1")) as proc:
             deadline = asyncio.get_running_loop().time() + 20
             while not api.requests:
                 assert asyncio.get_running_loop().time() < deadline, (
@@ -51,7 +53,8 @@ async def test_the_allocation_request_does_not_wait_for_the_runs_history_to_be_w
                 )
                 await asyncio.sleep(0.02)
             assert broker.accounts["DU1"].positions == {"CCC": 50}, "nothing traded before the run row"
-        await proc.wait_until_idle()
+            await conn.commit()  # the lock goes
+            await proc.wait_until_idle()
 
     assert len(api.requests) == 1
     history = await store.history(event.event_id)

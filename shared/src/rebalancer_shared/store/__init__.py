@@ -1,6 +1,6 @@
 """The PostgreSQL (or SQLite, for the demo) history of events, runs and orders."""
 
-from rebalancer_shared.store.event_store import EventStore, async_database_url
+from rebalancer_shared.store.event_store import EventRowMissing, EventStore, async_database_url
 from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
     FINISHED,
@@ -29,6 +29,7 @@ __all__ = [
     "STATUS_AFTER",
     "UNFINISHED",
     "EventHistory",
+    "EventRowMissing",
     "EventStatus",
     "EventStore",
     "EventSummary",

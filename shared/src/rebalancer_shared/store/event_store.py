@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.logging import redact_text
@@ -39,6 +40,12 @@ from rebalancer_shared.store.views import (
 )
 
 _RUN_TEXTS = ("message", "error")
+FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
+
+
+class EventRowMissing(Exception):
+    """A run was saved for an event whose row the history does not have yet (its acceptance's write
+    was postponed: the outbox still holds it)."""
 
 
 def _utcnow() -> datetime:
@@ -100,13 +107,18 @@ class EventStore:
         for key in _RUN_TEXTS:
             values[key] = redact_text(values[key]) if values[key] else values[key]
         update = {k: v for k, v in values.items() if k not in ("run_id", "event_id", "started_at")}
-        async with self._sessions.begin() as session:
-            stmt = (
-                dialect_insert(session, RunRow)
-                .values(**values)
-                .on_conflict_do_update(index_elements=["run_id"], set_=update)
-            )
-            await session.execute(stmt)
+        try:
+            async with self._sessions.begin() as session:
+                stmt = (
+                    dialect_insert(session, RunRow)
+                    .values(**values)
+                    .on_conflict_do_update(index_elements=["run_id"], set_=update)
+                )
+                await session.execute(stmt)
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+                raise EventRowMissing(f"event {run.event_id} has no row in the history yet") from exc
+            raise
 
     async def save_orders(
         self, run_id: uuid.UUID, event_id: uuid.UUID, orders: Sequence[OrderRecord]
