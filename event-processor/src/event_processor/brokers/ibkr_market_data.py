@@ -18,14 +18,14 @@ it: each batch sends it just before its requests when the connection's last one 
 step, so concurrent reads on one connection each get the type they asked for.
 
 A batch may go out over several connections (the reads connection and a live run's trading
-connection): each symbol goes to the first with room left in its pacing window for its request and
-its cancel (and the market data type, when that changes), else to the one whose backlog is shortest,
-so a burst of quotes does not wait behind one connection's 48 messages per 1.25 s while another is
-idle. The room a batch counts on is promised at once (`IbkrConnection.promised`) until it is sent, so
-a batch placed meanwhile (a run reads its targets' prices and, once its positions are known, a held
-stock's) does not count on room the first batch's cancels will take; before this, such a request
+connection): each symbol goes to the first with room left in its pacing window for its request (and
+the market data type, when that changes), else to the one whose backlog is shortest, so a burst of
+quotes does not wait behind one connection's 48 messages per 1.25 s while another is idle. A batch's
+messages, its requests and then their cancels, are promised at once (`IbkrConnection.promised`)
+until sent, so a batch placed meanwhile (a run reads its targets' prices and, once its positions are
+known, a held stock's) does not count on room the first batch's cancels will take: such a request
 waited up to 1.25 s behind those cancels on a busy reads connection (the latency benchmark's 700 ms
-outliers).
+outliers). A batch's own cancels may wait for room (they only give lines back); its requests do not.
 """
 
 from __future__ import annotations
@@ -192,17 +192,18 @@ class SnapshotReader:
         self, connections: Sequence[IbkrConnection], contracts: Mapping[str, Contract], data_type: int
     ) -> tuple[dict[str, Quote], list[str]]:
         """One batch, each symbol sent to the first connection with room in its pacing window for its
-        request and its cancel, else to the one with the shortest backlog. The room is promised at once
-        (`IbkrConnection.promised`), so a batch placed meanwhile does not count on it."""
+        request, else to the one with the shortest backlog. The batch's messages (requests, then their
+        cancels) are promised at once (`IbkrConnection.promised`): a batch placed meanwhile does not
+        count on room they will take, nor send a request behind them."""
         # A connection whose market data type differs sends reqMarketDataType first: one more message.
         extra = [int(c.market_data_type != data_type) for c in connections]
         rooms = [c.send_room() - e for c, e in zip(connections, extra, strict=True)]
         parts: list[dict[str, Contract]] = [{} for _ in connections]
         for symbol, contract in contracts.items():
-            with_room = [i for i, room in enumerate(rooms) if room >= MESSAGES_PER_SNAPSHOT]
+            with_room = [i for i, room in enumerate(rooms) if room > 0]
             best = with_room[0] if with_room else max(range(len(rooms)), key=rooms.__getitem__)
             parts[best][symbol] = contract
-            rooms[best] -= MESSAGES_PER_SNAPSHOT
+            rooms[best] -= 1
         promises = [_Promise.made(c, _cost(p, e)) for c, p, e in zip(connections, parts, extra, strict=True)]
         async with concurrently() as group:
             batches = [
