@@ -1,7 +1,7 @@
 """Fan-out benchmark: one trigger to N accounts on one channel, processed by real processor processes.
 
 Run: `make bench` or `.venv/bin/python bench/fanout.py [--broker simulated|ibkr|both] [--accounts 200]
-[--latency 0.2] [--profile realistic] [--serial-sample 25]`.
+[--latency 0.2] [--profile realistic] [--serial-sample 25] [--profile-to DIR]`.
 
 Each processor is `python -m event_processor` on a throwaway redis-server, a fresh PostgreSQL database
 and a real HTTP allocation server, with one of two brokers:
@@ -168,10 +168,23 @@ def gateway(profile: str) -> Iterator[Gateway]:
 # --- one case ------------------------------------------------------------------------------------
 
 
-def start_processor(env: dict[str, str], case: Case) -> subprocess.Popen[bytes]:
+# `--profile-to DIR`: each processor runs under pyinstrument and writes its text profile there (its
+# CPU and RSS figures then include the profiler's own).
+PROFILE_TO: Path | None = None
+
+
+def processor_command(case: Case, index: int) -> list[str]:
+    if PROFILE_TO is None:
+        return [sys.executable, "-m", "event_processor"]
+    name = case.label.replace(" ", "_")
+    report = PROFILE_TO / f"{name}-{index}.txt"
+    return [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(report), "-m", "event_processor"]
+
+
+def start_processor(env: dict[str, str], case: Case, index: int = 0) -> subprocess.Popen[bytes]:
     extra = {"MAX_CONCURRENT_EVENTS": str(case.slots), "IB_MAX_CONNECTIONS": str(case.max_connections)}
     return subprocess.Popen(
-        [sys.executable, "-m", "event_processor"],
+        processor_command(case, index),
         env={**env, **extra},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -199,7 +212,7 @@ async def run_case(env: dict[str, str], prefix: str, db_url: str, case: Case) ->
     redis = Redis.from_url(env["REDIS_URL"])
     store = EventStore.from_url(db_url)
     queue = EventQueue(redis, prefix)
-    processes = [start_processor({**env, "REDIS_KEY_PREFIX": prefix}, case) for _ in range(case.procs)]
+    processes = [start_processor({**env, "REDIS_KEY_PREFIX": prefix}, case, i) for i in range(case.procs)]
     used: list[tuple[float, float]] = []
     try:
         while len(await read_heartbeats(redis, prefix)) < case.procs:
@@ -395,4 +408,9 @@ if __name__ == "__main__":
     parser.add_argument("--latency", type=float, default=0.2, help="simulated broker: seconds per call")
     parser.add_argument("--profile", default="realistic", help="ibkr: the fake gateway's latency profile")
     parser.add_argument("--serial-sample", type=int, default=25)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--profile-to", type=Path, help="write each processor's pyinstrument profile here")
+    arguments = parser.parse_args()
+    if arguments.profile_to is not None:
+        arguments.profile_to.mkdir(parents=True, exist_ok=True)
+        PROFILE_TO = arguments.profile_to
+    asyncio.run(main(arguments))

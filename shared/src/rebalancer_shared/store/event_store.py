@@ -14,10 +14,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.store.history_writes import apply_record, dialect_insert
@@ -41,6 +42,24 @@ from rebalancer_shared.store.views import (
 
 _RUN_TEXTS = ("message", "error")
 FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
+_ORDER_KEPT = frozenset({"id", "run_id", "event_id", "seq", "created_at"})  # never updated
+_ORDER_UPSERTS: dict[str, Any] = {}  # one statement per dialect, built once: SQLAlchemy caches it
+
+
+def _order_upsert(session: AsyncSession) -> Any:
+    """INSERT ... ON CONFLICT (run_id, seq) DO UPDATE of every column but the kept ones, executed with
+    many rows at once. Built once (a statement with its VALUES inlined is compiled anew every call,
+    which was most of a live run's history CPU: 5 ms for four orders)."""
+    name = session.bind.dialect.name if session.bind is not None else "postgresql"
+    statement = _ORDER_UPSERTS.get(name)
+    if statement is None:
+        insert = dialect_insert(session, OrderRow.__table__)
+        columns = [c.name for c in OrderRow.__table__.columns if c.name not in _ORDER_KEPT]
+        statement = insert.on_conflict_do_update(
+            index_elements=["run_id", "seq"], set_={c: insert.excluded[c] for c in columns}
+        )
+        _ORDER_UPSERTS[name] = statement
+    return statement
 
 
 class EventRowMissing(Exception):
@@ -135,12 +154,7 @@ class EventStore:
             for order in orders
         ]
         async with self._sessions.begin() as session:
-            insert = dialect_insert(session, OrderRow).values(rows)
-            kept = ("run_id", "event_id", "seq", "created_at")
-            changes = {k: insert.excluded[k] for k in rows[0] if k not in kept}
-            await session.execute(
-                insert.on_conflict_do_update(index_elements=["run_id", "seq"], set_=changes)
-            )
+            await session.execute(_order_upsert(session), rows)
 
     async def unfinished_events(self) -> list[EventSummary]:
         """Every event still queued, processing or retrying, oldest first."""
