@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.logging import redact_text
-from rebalancer_shared.store.history_writes import apply_record, dialect_insert
+from rebalancer_shared.store.history_writes import apply_record, dialect_insert, prepared
 from rebalancer_shared.store.records import UNFINISHED, HistoryRecord, OrderRecord, RunRecord
 from rebalancer_shared.store.tables import (
     Base,
@@ -43,23 +43,20 @@ from rebalancer_shared.store.views import (
 _RUN_TEXTS = ("message", "error")
 FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 _ORDER_KEPT = frozenset({"id", "run_id", "event_id", "seq", "created_at"})  # never updated
-_ORDER_UPSERTS: dict[str, Any] = {}  # one statement per dialect, built once: SQLAlchemy caches it
 
 
 def _order_upsert(session: AsyncSession) -> Any:
-    """INSERT ... ON CONFLICT (run_id, seq) DO UPDATE of every column but the kept ones, executed with
-    many rows at once. Built once (a statement with its VALUES inlined is compiled anew every call,
-    which was most of a live run's history CPU: 5 ms for four orders)."""
-    name = session.bind.dialect.name if session.bind is not None else "postgresql"
-    statement = _ORDER_UPSERTS.get(name)
-    if statement is None:
+    """INSERT ... ON CONFLICT (run_id, seq) DO UPDATE of every column but the kept ones, built once
+    and executed with all the rows (history_writes.prepared): 5 ms of CPU for four orders before."""
+
+    def build() -> Any:
         insert = dialect_insert(session, OrderRow.__table__)
         columns = [c.name for c in OrderRow.__table__.columns if c.name not in _ORDER_KEPT]
-        statement = insert.on_conflict_do_update(
+        return insert.on_conflict_do_update(
             index_elements=["run_id", "seq"], set_={c: insert.excluded[c] for c in columns}
         )
-        _ORDER_UPSERTS[name] = statement
-    return statement
+
+    return prepared(session, ("orders",), build)
 
 
 class EventRowMissing(Exception):
