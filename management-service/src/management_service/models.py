@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -31,6 +32,20 @@ from rebalancer_shared.queue import EnqueueOutcome, EventState, QueueStats, Retr
 ComponentStatus = Literal["ok", "down"]
 HeartbeatStatus = Literal["ok", "stale", "missing", "unknown"]
 HealthStatus = Literal["healthy", "unhealthy", "error"]
+
+
+def _iso_text(value: object) -> object:
+    """Only ISO 8601 text reads as a time (pydantic alone would also read `0.5` as Unix seconds)."""
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("give an ISO 8601 time with its zone, like 2026-11-02T14:30:00Z") from None
+    return value
+
+
+# A time in a query: ISO 8601 with its zone (a time without one is ambiguous and refused).
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 
 
 class _OnlyMatchingKeys:
@@ -264,6 +279,15 @@ class EventRecord(_Stored):
     finished_at: AwareDatetime | None
     failure_class: str | None = Field(default=None, description="The class of its last failure.")
     next_attempt_at: AwareDatetime | None = Field(default=None, description="While it waits: when it runs.")
+
+
+class EventPage(BaseModel):
+    """One page of the history's events, newest first."""
+
+    events: list[EventRecord]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (older events); null on the last page."
+    )
 
 
 class TransitionRecord(_Stored):

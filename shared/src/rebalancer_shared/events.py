@@ -83,6 +83,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# What an IB account id may hold (letters, digits, "_", ".", "-"), at most 64 characters.
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class Event(BaseModel):
     """One trigger for one account. Immutable; the queue tracks `times_queued` beside it."""
 
@@ -90,7 +94,7 @@ class Event(BaseModel):
 
     schema_version: Literal[1] = 1
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    account_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    account_id: str = Field(min_length=1, max_length=64, pattern=ACCOUNT_ID_PATTERN)
     exec_command: Command
     data: dict[str, Any] = Field(default_factory=dict)
     source: EventSource

@@ -11,6 +11,8 @@ ends in '/' answers 404 naming the endpoint meant, since an empty shell variable
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.exceptions
 import sqlalchemy.exc
 import structlog
@@ -21,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from management_service.health import describe_error
+from management_service.models import ErrorResponse
 from rebalancer_shared.transient import is_transient
 
 log = structlog.get_logger(__name__)
@@ -30,6 +33,19 @@ _SERVERS: dict[type[Exception], str] = {
     redis.exceptions.RedisError: "Redis",
     sqlalchemy.exc.SQLAlchemyError: "PostgreSQL",
 }
+
+
+# The `responses` entry of a route that reads the history.
+PG_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "PostgreSQL unavailable."}
+}
+
+
+def invalid_input(where: tuple[str, str], kind: str, message: str, value: object) -> HTTPException:
+    """A 422 in the shape of FastAPI's own validation errors, so clients read one format for 422:
+    `where` is (body|query|path, field name)."""
+    error = {"type": kind, "loc": list(where), "msg": message, "input": value}
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [error])
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -1,5 +1,6 @@
 """The PostgreSQL (or SQLite, for the demo) history of events, runs and orders."""
 
+from rebalancer_shared.store.event_queries import EventFilter, PageKey
 from rebalancer_shared.store.event_store import EventRowMissing, EventStore, async_database_url
 from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
@@ -28,6 +29,7 @@ __all__ = [
     "INTENT",
     "STATUS_AFTER",
     "UNFINISHED",
+    "EventFilter",
     "EventHistory",
     "EventRowMissing",
     "EventStatus",
@@ -36,6 +38,7 @@ __all__ = [
     "HistoryRecord",
     "OrderRecord",
     "OrderView",
+    "PageKey",
     "RunRecord",
     "RunStatus",
     "RunView",

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.logging import redact_text
+from rebalancer_shared.store.event_queries import EventFilter, PageKey, events_page
 from rebalancer_shared.store.history_writes import apply_record, dialect_insert, prepared
 from rebalancer_shared.store.records import UNFINISHED, HistoryRecord, OrderRecord, RunRecord
 from rebalancer_shared.store.tables import (
@@ -162,6 +163,14 @@ class EventStore:
         )
         async with self._sessions() as session:
             rows = (await session.scalars(stmt)).all()
+        return [event_view(row) for row in rows]
+
+    async def list_events(
+        self, where: EventFilter, limit: int, after: PageKey | None = None
+    ) -> list[EventSummary]:
+        """Up to `limit` events matching `where`, newest first, after `after` (event_queries.py)."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(events_page(where, limit, after))).all()
         return [event_view(row) for row in rows]
 
     async def get_event(self, event_id: uuid.UUID) -> EventSummary | None:

@@ -17,6 +17,7 @@ from management_service.api.deps import (
     QueueDep,
     SettingsDep,
 )
+from management_service.api.errors import invalid_input
 from management_service.auth import live_guard_blocks
 from management_service.models import (
     EnqueueRequest,
@@ -180,7 +181,12 @@ async def add_event(
 ) -> EnqueueResponse:
     """Queue an event through the same atomic dedup as the broker (source `api`)."""
     if body.account_id not in accounts:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _unknown_account(body.account_id))
+        raise invalid_input(
+            ("body", "account_id"),
+            "unknown_account",
+            f"account {body.account_id!r} is not configured in the accounts file",
+            body.account_id,
+        )
     if live_guard_blocks(body.exec_command, x_allow_live, settings.management.enforce_live_guard):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -204,15 +210,3 @@ def _queue_errors() -> Iterator[None]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except EventProcessingError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-
-
-def _unknown_account(account_id: str) -> list[dict[str, Any]]:
-    """The shape of FastAPI's own validation errors, so clients read one format for 422."""
-    return [
-        {
-            "type": "unknown_account",
-            "loc": ["body", "account_id"],
-            "msg": f"account {account_id!r} is not configured in the accounts file",
-            "input": account_id,
-        }
-    ]
