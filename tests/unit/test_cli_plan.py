@@ -30,7 +30,19 @@ def test_plans_one_scenario_from_stdin_as_a_json_object() -> None:
         ("BBB", "BUY", 82.0),
     ]
     assert plan["equity_info"]["available_for_trading"] == pytest.approx(9_900.0)
-    assert set(plan) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics"}
+    assert set(plan) == {
+        "orders",
+        "skipped",
+        "withheld",
+        "equity_info",
+        "current",
+        "targets",
+        "projected",
+        "metrics",
+    }
+    # All cash before; the targets are shares of total equity with the 1 % reserve left out.
+    assert plan["current"]["weights"] == {"AAA": 0.0, "BBB": 0.0}
+    assert plan["targets"]["weights"] == {"AAA": pytest.approx(0.594), "BBB": pytest.approx(0.396)}
     assert set(plan["projected"]) == {"weights", "cash"}
 
 

@@ -436,7 +436,19 @@ def test_whole_share_plan_matches_the_exhaustive_optimum_on_small_accounts() -> 
 def test_plan_to_dict_has_the_documented_json_shape() -> None:
     plan = plan_rebalance(account({"AAA": 1.0}, {"AAA": 50.0}, 1_000.0, {"OPT": Holding(1, "OPT")}, 1_100.0))
     data = plan.to_dict()
-    assert set(data) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics"}
+    assert set(data) == {
+        "orders",
+        "skipped",
+        "withheld",
+        "equity_info",
+        "current",
+        "targets",
+        "projected",
+        "metrics",
+    }
+    # Before: 1,000 cash of 1,100 total (the option is 100); the target leaves the 1 % reserve out.
+    assert data["current"] == {"weights": {"AAA": 0.0}}
+    assert data["targets"] == {"weights": {"AAA": round(0.99 * 1.0, 6)}}
     assert data["orders"] == [
         {
             "symbol": "AAA",

@@ -153,6 +153,10 @@ class PlanMetrics:
         }
 
 
+def _rounded(weights: Mapping[str, float]) -> dict[str, float]:
+    return {symbol: round(weight, 6) for symbol, weight in weights.items()}
+
+
 @dataclass(frozen=True)
 class Plan:
     """The orders that bring an account to its targets, and what the account looks like afterwards.
@@ -171,6 +175,8 @@ class Plan:
     metrics: PlanMetrics
     projected_quantities: Mapping[str, float] = field(default_factory=dict)
     current_weights: Mapping[str, float] = field(default_factory=dict)
+    # The targets as weights of total equity (the allocation scaled to leave the reserve in cash).
+    target_weights: Mapping[str, float] = field(default_factory=dict)
     withheld: tuple[WithheldOrder, ...] = ()
 
     def sells(self) -> tuple[PlannedOrder, ...]:
@@ -196,8 +202,10 @@ class Plan:
             "skipped": [skip.to_dict() for skip in self.skipped],
             "withheld": [order.to_dict() for order in self.withheld],
             "equity_info": self.equity_info.to_dict(),
+            "current": {"weights": _rounded(self.current_weights)},
+            "targets": {"weights": _rounded(self.target_weights)},
             "projected": {
-                "weights": {s: round(w, 6) for s, w in self.projected_weights.items()},
+                "weights": _rounded(self.projected_weights),
                 "cash": round(self.projected_cash, 2),
             },
             "metrics": self.metrics.to_dict(),
