@@ -10,7 +10,7 @@ from fastapi import FastAPI, params
 
 from management_service.api.deps import ApiKeyRequired
 from management_service.api.errors import register_error_handlers
-from management_service.api.routes import accounts, events, health, metrics, queue
+from management_service.api.routes import accounts, events, health, metrics, orders, queue, runs
 from management_service.services import Services, open_services
 from rebalancer_shared.config import Settings
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     register_error_handlers(app)
     read_guard: list[params.Depends] = [ApiKeyRequired] if settings.management.protect_reads else []
     app.include_router(health.router)
-    for router in (queue.router, events.router, accounts.router, metrics.router):
+    for router in (queue.router, events.router, runs.router, orders.router, accounts.router, metrics.router):
         app.include_router(router, dependencies=read_guard)
     return app
 

@@ -339,6 +339,31 @@ class RunRecordResponse(_Body):
     orders: list[OrderRecordResponse]
 
 
+class RunDetail(RunRecordResponse):
+    """One run with the event it ran for and the account it traded (`GET /runs/{run_id}`)."""
+
+    event_id: uuid.UUID
+    account_id: str
+    exec_command: str
+
+
+class ListedOrderResponse(OrderRecordResponse):
+    """An order in a listing, with the run that placed it and the account it traded."""
+
+    run_id: uuid.UUID
+    event_id: uuid.UUID
+    account_id: str
+
+
+class OrderPage(BaseModel):
+    """One page of the history's orders, newest first."""
+
+    orders: list[ListedOrderResponse]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (older orders); null on the last page."
+    )
+
+
 class EventHistoryResponse(_Body):
     """An event's whole life from PostgreSQL."""
 
@@ -365,3 +390,44 @@ class AccountResponse(_Body):
     channel: str
     settings: RebalancingSettings
     last_run: LastRun | None
+
+
+class WeightLine(_Body):
+    """One symbol's share of total equity: before the run, its target, and after (or now)."""
+
+    symbol: str
+    before: float | None
+    target: float | None
+    after: float | None
+
+
+class PlanWeights(_Body):
+    """The newest plan's weights against its targets, from the run that made it."""
+
+    run_id: uuid.UUID
+    event_id: uuid.UUID
+    exec_command: str
+    planned_at: AwareDatetime
+    lines: list[WeightLine]
+
+
+class Drift(_Body):
+    """How far the account's weights are from its targets now, judged from the newest snapshot of
+    its holdings in the history (not a fresh read of the gateway)."""
+
+    as_of: AwareDatetime
+    source: Literal["after_live_rebalance", "read_by_run"] = Field(
+        description="`after_live_rebalance`: the weights a filled live rebalance left (at its planned "
+        "prices); `read_by_run`: the weights a run read before it traded (a dry run, a failed run)."
+    )
+    max_gap_bp: float = Field(description="The largest |weight - target| in basis points.")
+    l1_gap_bp: float = Field(description="The sum of |weight - target| in basis points.")
+
+
+class AccountDetail(AccountResponse):
+    """An account with its newest runs, the newest plan's weights against targets and its drift."""
+
+    runs: list[RunRecordResponse]
+    runs_cursor: str | None = Field(description="`GET /accounts/{id}?cursor=` for older runs.")
+    last_plan: PlanWeights | None
+    drift: Drift | None = Field(description="Null without a snapshot younger than `drift_max_age`.")

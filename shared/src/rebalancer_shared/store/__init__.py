@@ -1,7 +1,7 @@
 """The PostgreSQL (or SQLite, for the demo) history of events, runs and orders."""
 
-from rebalancer_shared.store.event_queries import EventFilter, PageKey
 from rebalancer_shared.store.event_store import EventRowMissing, EventStore, async_database_url
+from rebalancer_shared.store.history_queries import EventFilter, OrderFilter, PageKey, TimeRange
 from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
     FINISHED,
@@ -18,8 +18,10 @@ from rebalancer_shared.store.records import (
 from rebalancer_shared.store.views import (
     EventHistory,
     EventSummary,
+    ListedOrder,
     OrderView,
     RunView,
+    RunWithOrders,
     TransitionView,
 )
 
@@ -36,12 +38,16 @@ __all__ = [
     "EventStore",
     "EventSummary",
     "HistoryRecord",
+    "ListedOrder",
+    "OrderFilter",
     "OrderRecord",
     "OrderView",
     "PageKey",
     "RunRecord",
     "RunStatus",
     "RunView",
+    "RunWithOrders",
+    "TimeRange",
     "Transition",
     "TransitionView",
     "async_database_url",

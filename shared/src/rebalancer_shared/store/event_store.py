@@ -21,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from rebalancer_shared.logging import redact_text
-from rebalancer_shared.store.event_queries import EventFilter, PageKey, events_page
+from rebalancer_shared.store.history_queries import (
+    EventFilter,
+    OrderFilter,
+    PageKey,
+    account_runs_page,
+    events_page,
+    orders_page,
+)
 from rebalancer_shared.store.history_writes import apply_record, dialect_insert, prepared
 from rebalancer_shared.store.records import UNFINISHED, HistoryRecord, OrderRecord, RunRecord
 from rebalancer_shared.store.tables import (
@@ -35,9 +42,12 @@ from rebalancer_shared.store.tables import (
 from rebalancer_shared.store.views import (
     EventHistory,
     EventSummary,
+    ListedOrder,
     RunView,
+    RunWithOrders,
     event_view,
     history_view,
+    order_view,
     run_view,
 )
 
@@ -168,10 +178,35 @@ class EventStore:
     async def list_events(
         self, where: EventFilter, limit: int, after: PageKey | None = None
     ) -> list[EventSummary]:
-        """Up to `limit` events matching `where`, newest first, after `after` (event_queries.py)."""
+        """Up to `limit` events matching `where`, newest first, after `after` (history_queries.py)."""
         async with self._sessions() as session:
             rows = (await session.scalars(events_page(where, limit, after))).all()
         return [event_view(row) for row in rows]
+
+    async def account_runs(self, account_id: str, limit: int, after: PageKey | None = None) -> list[RunView]:
+        """Up to `limit` runs of the account, newest first, after `after`."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(account_runs_page(account_id, limit, after))).all()
+        return [run_view(row) for row in rows]
+
+    async def list_orders(
+        self, where: OrderFilter, limit: int, after: PageKey | None = None
+    ) -> list[ListedOrder]:
+        """Up to `limit` orders matching `where`, newest first, with the account each run traded."""
+        async with self._sessions() as session:
+            rows = (await session.execute(orders_page(where, limit, after))).all()
+        return [ListedOrder(order_view(order), account_id, order.id) for order, account_id in rows]
+
+    async def run(self, run_id: uuid.UUID) -> RunWithOrders | None:
+        """One run with its orders, or None when no run has this id."""
+        async with self._sessions() as session:
+            row = await session.get(RunRow, run_id)
+            if row is None:
+                return None
+            orders = await session.scalars(
+                select(OrderRow).where(OrderRow.run_id == run_id).order_by(OrderRow.id)
+            )
+            return RunWithOrders(run_view(row), tuple(map(order_view, orders)))
 
     async def get_event(self, event_id: uuid.UUID) -> EventSummary | None:
         """The event's row, or None."""

@@ -117,6 +117,23 @@ class OrderView:
 
 
 @dataclass(frozen=True)
+class ListedOrder:
+    """An order in a listing: the order, the account its run traded, and its row id (its page key)."""
+
+    order: OrderView
+    account_id: str
+    row_id: int
+
+
+@dataclass(frozen=True)
+class RunWithOrders:
+    """One run and the orders it placed, in the order they were recorded."""
+
+    run: RunView
+    orders: tuple[OrderView, ...]
+
+
+@dataclass(frozen=True)
 class EventHistory:
     """An event with its transitions (in the order they happened), runs (oldest first) and orders."""
 

@@ -1,14 +1,24 @@
-"""GET /accounts: the configured accounts, the channel each follows, its settings and last run."""
+"""GET /accounts: the configured accounts, the channel each follows, its settings and last run;
+GET /accounts/{account_id}: one of them with its runs, its newest plan's weights and its drift."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, status
 
 from management_service.api.deps import AccountsDep, StoreDep
 from management_service.api.errors import PG_UNAVAILABLE
-from management_service.models import AccountResponse, LastRun
+from management_service.api.paging import PagingDep
+from management_service.history import run_response
+from management_service.models import AccountDetail, AccountResponse, ErrorResponse, LastRun
+from management_service.weights import drift_now, last_plan
+from rebalancer_shared.store import PageKey
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
+# The newest plan is looked for among this many runs (read-only commands between plans store none).
+RUNS_SEARCHED_FOR_A_PLAN = 50
 
 
 @router.get("", response_model=list[AccountResponse], responses=PG_UNAVAILABLE, summary="Configured accounts")
@@ -24,3 +34,36 @@ async def list_accounts(accounts: AccountsDep, store: StoreDep) -> list[AccountR
         )
         for account_id, account in accounts.items()
     ]
+
+
+@router.get(
+    "/{account_id}",
+    response_model=AccountDetail,
+    summary="An account and its runs",
+    responses={
+        404: {"model": ErrorResponse, "description": "No such account is configured."},
+        **PG_UNAVAILABLE,
+    },
+)
+async def get_account(
+    account_id: str, accounts: AccountsDep, store: StoreDep, paging: PagingDep
+) -> AccountDetail:
+    """The account's settings, its runs newest first (`limit`, `cursor` page through them), the newest
+    plan's weights before/after against its targets, and its drift now when the history holds a
+    snapshot of its holdings younger than 24 hours."""
+    account = accounts.get(account_id)
+    if account is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"account {account_id!r} is not configured")
+    found = await store.account_runs(account_id, paging.limit + 1, paging.after(uuid.UUID))
+    page, runs_cursor = paging.cut(found, lambda run: PageKey(run.started_at, run.run_id))
+    recent = await store.account_runs(account_id, RUNS_SEARCHED_FOR_A_PLAN)
+    return AccountDetail(
+        account_id=account_id,
+        channel=account.channel,
+        settings=account.settings,
+        last_run=LastRun.model_validate(recent[0]) if recent else None,
+        runs=[run_response(run, ()) for run in page],
+        runs_cursor=runs_cursor,
+        last_plan=last_plan(recent),
+        drift=drift_now(recent, datetime.now(UTC)),
+    )
