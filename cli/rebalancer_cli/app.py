@@ -10,6 +10,7 @@ import typer
 
 from rebalancer_cli.db_commands import db_app
 from rebalancer_cli.demo_command import demo
+from rebalancer_cli.history_commands import events_app, history
 from rebalancer_cli.operator_commands import queue_app, trigger
 from rebalancer_cli.plan_command import plan
 
@@ -31,4 +32,6 @@ app.command("plan")(plan)
 app.command("demo")(demo)
 app.command("trigger")(trigger)
 app.add_typer(queue_app, name="queue")
+app.add_typer(events_app, name="events")
+app.command("history")(history)
 app.add_typer(db_app, name="db")

@@ -9,6 +9,7 @@ from management_service.models import (
     EventHistoryResponse,
     EventRecord,
     OrderRecordResponse,
+    RunDetail,
     RunRecordResponse,
     TransitionRecord,
 )
@@ -31,6 +32,16 @@ def run_response(run: RunView, orders: Sequence[OrderView]) -> RunRecordResponse
         started_at=run.started_at,
         finished_at=run.finished_at,
         orders=[OrderRecordResponse.model_validate(order) for order in orders],
+    )
+
+
+def run_detail(run: RunView, orders: Sequence[OrderView]) -> RunDetail:
+    """A run with its orders, the event it ran for and the account it traded."""
+    return RunDetail(
+        **run_response(run, orders).model_dump(),
+        event_id=run.event_id,
+        account_id=run.account_id,
+        exec_command=run.exec_command.value,
     )
 
 

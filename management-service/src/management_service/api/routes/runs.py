@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from management_service.api.deps import StoreDep
 from management_service.api.errors import PG_UNAVAILABLE
-from management_service.history import run_response
+from management_service.history import run_detail
 from management_service.models import ErrorResponse, RunDetail
 
 router = APIRouter(prefix="/runs", tags=["history"])
@@ -25,10 +25,4 @@ async def get_run(run_id: uuid.UUID, store: StoreDep) -> RunDetail:
     found = await store.run(run_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} is unknown")
-    run = found.run
-    return RunDetail(
-        **run_response(run, found.orders).model_dump(),
-        event_id=run.event_id,
-        account_id=run.account_id,
-        exec_command=run.exec_command.value,
-    )
+    return run_detail(found.run, found.orders)
