@@ -30,7 +30,7 @@ def test_plans_one_scenario_from_stdin_as_a_json_object() -> None:
         ("BBB", "BUY", 82.0),
     ]
     assert plan["equity_info"]["available_for_trading"] == pytest.approx(9_900.0)
-    assert set(plan) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics"}
+    assert set(plan) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics", "weights"}
     assert set(plan["projected"]) == {"weights", "cash"}
 
 

@@ -436,7 +436,7 @@ def test_whole_share_plan_matches_the_exhaustive_optimum_on_small_accounts() -> 
 def test_plan_to_dict_has_the_documented_json_shape() -> None:
     plan = plan_rebalance(account({"AAA": 1.0}, {"AAA": 50.0}, 1_000.0, {"OPT": Holding(1, "OPT")}, 1_100.0))
     data = plan.to_dict()
-    assert set(data) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics"}
+    assert set(data) == {"orders", "skipped", "withheld", "equity_info", "projected", "metrics", "weights"}
     assert data["orders"] == [
         {
             "symbol": "AAA",

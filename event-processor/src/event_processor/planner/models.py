@@ -172,6 +172,8 @@ class Plan:
     projected_quantities: Mapping[str, float] = field(default_factory=dict)
     current_weights: Mapping[str, float] = field(default_factory=dict)
     withheld: tuple[WithheldOrder, ...] = ()
+    # What the plan aims at: each target weight scaled to the equity outside the reserve.
+    target_weights: Mapping[str, float] = field(default_factory=dict)
 
     def sells(self) -> tuple[PlannedOrder, ...]:
         """The SELL orders (the engine places these first)."""
@@ -201,4 +203,8 @@ class Plan:
                 "cash": round(self.projected_cash, 2),
             },
             "metrics": self.metrics.to_dict(),
+            "weights": {
+                "before": {s: round(w, 6) for s, w in self.current_weights.items()},
+                "target": {s: round(w, 6) for s, w in self.target_weights.items()},
+            },
         }
