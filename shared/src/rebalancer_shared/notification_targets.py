@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rebalancer_shared.errors import ConfigError
 
@@ -55,6 +55,14 @@ class NotificationTarget(BaseModel):
     url: str = Field(min_length=1)
     on: tuple[NotifyOn, ...] = Field(min_length=1)
     dry_runs: bool = False  # events of commands that place no orders (print-*) only when true
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unquoted_on_key(cls, data: object) -> object:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            return {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
     @field_validator("url")
     @classmethod

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import time
+import uuid
 
 import structlog
 from sqlalchemy import func, select
@@ -30,6 +33,7 @@ from tests.integration.notifications.helpers import (
     new_event,
     notifier,
 )
+from tests.support.servers import REDIS_URL, ROOT
 
 
 def target(url: str, *on: NotifyOn, dry_runs: bool = False) -> NotificationTarget:
@@ -216,3 +220,37 @@ async def test_a_stale_service_is_notified_once_and_again_when_it_beats(
         "rebalancer: event-processor unhealthy",
         "rebalancer: event-processor healthy again",
     ]
+
+
+async def test_a_processor_killed_at_completion_is_notified_once_after_the_outbox_drains(
+    own_lifecycle: EventLifecycle, fresh_database_url: str
+) -> None:
+    prefix = own_lifecycle.queue.keys.prefix
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.notifications.killed_at_completion",
+        REDIS_URL,
+        fresh_database_url,
+        prefix,
+        "DU1",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    event_id = uuid.UUID(out.decode().split()[0])
+    with NotifyReceiver() as receiver:
+        service = notifier(own_lifecycle, [target(receiver.url(), NotifyOn.TRADED, NotifyOn.FAILED)])
+        await service.run_once()
+        summary = await own_lifecycle.store.get_event(event_id)
+        assert summary is not None
+        assert summary.status == "processing"  # the completion is still in the outbox only
+        assert receiver.messages == []
+
+        assert await own_lifecycle.outbox.drain() == 1  # what any long-running process does
+        for _ in range(3):
+            await service.run_once()
+        await own_lifecycle.outbox.drain()
+        await service.run_once()
+    assert receiver.titles() == ["DU1: rebalance success, 2 orders"]
