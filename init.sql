@@ -138,4 +138,36 @@ ALTER TABLE event_transitions ADD COLUMN due_at TIMESTAMP WITH TIME ZONE;
 
 UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE event_transitions ADD COLUMN notification_pending BOOLEAN DEFAULT false NOT NULL;
+
+ALTER TABLE event_transitions ALTER COLUMN notification_pending SET DEFAULT true;
+
+CREATE INDEX ix_event_transitions_notification_pending ON event_transitions (id) WHERE notification_pending;
+
+CREATE TABLE notifications (
+    id BIGSERIAL NOT NULL,
+    key VARCHAR(200) NOT NULL,
+    target VARCHAR(64) NOT NULL,
+    kind VARCHAR(32) NOT NULL,
+    account_id VARCHAR(64),
+    event_id UUID,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    last_error TEXT,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    sent_at TIMESTAMP WITH TIME ZONE,
+    PRIMARY KEY (id)
+);
+
+CREATE UNIQUE INDEX ux_notifications_key_target ON notifications (key, target);
+
+CREATE INDEX ix_notifications_due ON notifications (status, next_attempt_at);
+
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
+
 COMMIT;

@@ -57,6 +57,7 @@ SERVICE_SECTIONS: dict[str, frozenset[str]] = {
             "database",
             "startup",
             "management",
+            "notifications",
             # Heartbeat staleness is judged in heartbeat intervals; the queue needs the lease length.
             "processing.heartbeat_seconds",
             "processing.lease_seconds",

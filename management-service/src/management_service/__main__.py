@@ -3,6 +3,7 @@
 Before it listens it checks accounts.yaml and waits for Redis and PostgreSQL like every service
 (rebalancer_shared.startup: exit codes 2 and 3, one line on stderr), so it never says "ready" while
 it cannot work. Without MANAGEMENT_API_KEY it starts, and warns that every change will be refused.
+A notification URL naming an environment variable that is not set stops it (exit code 2).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import structlog
 import uvicorn
 
 from management_service.main import create_app
+from management_service.notifications import resolve_targets
 from rebalancer_shared.accounts import load_accounts
-from rebalancer_shared.config import Settings
+from rebalancer_shared.config import Settings, environment
 from rebalancer_shared.startup import start_service, wait_for_servers
 
 SERVICE_NAME = "management-service"
@@ -23,7 +25,8 @@ log = structlog.get_logger("management_service")
 
 async def serve(settings: Settings) -> None:
     """Check the accounts and the servers, then serve until SIGINT/SIGTERM."""
-    load_accounts(settings.accounts_file, settings.rebalancing_defaults)
+    accounts = load_accounts(settings.accounts_file, settings.rebalancing_defaults)
+    targets = resolve_targets(settings, accounts, environment())  # a missing ${VAR}: exit code 2
     await wait_for_servers(settings)
     if settings.management.api_key is None:
         log.warning(
@@ -31,7 +34,7 @@ async def serve(settings: Settings) -> None:
             "removed) until it is; reads work"
         )
     host, port = settings.management.host, settings.management.port
-    log.info("starting management service", host=host, port=port)
+    log.info("starting management service", host=host, port=port, notification_targets=len(targets))
     # log_config=None: uvicorn's loggers go through our redacting structlog chain.
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, server_header=False)
     await uvicorn.Server(config).serve()

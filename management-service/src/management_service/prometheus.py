@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
-from rebalancer_shared.metrics import Counter, read_counters
+from rebalancer_shared.metrics import Counter, read_counters, read_notification_counters
 from rebalancer_shared.queue import EventQueue, QueueStats
 
 NAMESPACE = "rebalancer"
@@ -51,9 +51,15 @@ _COUNTER_HELP: dict[Counter, str] = {
 class QueueSnapshotCollector(Collector):
     """Renders one snapshot of the queue counters and the per-command counters."""
 
-    def __init__(self, stats: QueueStats, counters: Mapping[Counter, Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        stats: QueueStats,
+        counters: Mapping[Counter, Mapping[str, int]],
+        notifications: Mapping[str, int] | None = None,
+    ) -> None:
         self._stats = stats
         self._counters = counters
+        self._notifications = notifications or {}
 
     def collect(self) -> Iterator[Metric]:
         for name, field, help_text in _GAUGES:
@@ -79,12 +85,22 @@ class QueueSnapshotCollector(Collector):
             for command, value in sorted(values.items()):
                 family.add_metric([command], value)
             yield family
+        notifications = CounterMetricFamily(
+            f"{NAMESPACE}_notifications",
+            "Notification deliveries by outcome: sent, retried (waits for another attempt), deferred "
+            "(over its target's rate limit), failed (no attempts left).",
+            labels=["outcome"],
+        )
+        for outcome, value in sorted(self._notifications.items()):
+            notifications.add_metric([outcome], value)
+        yield notifications
 
 
 async def render_metrics(queue: EventQueue) -> bytes:
     """The Prometheus text of the queue's current state (two Redis reads, no scan)."""
     stats = await queue.stats()
     counters = await read_counters(queue.redis, queue.keys.prefix)
+    notifications = await read_notification_counters(queue.redis, queue.keys.prefix)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueSnapshotCollector(stats, counters))
+    registry.register(QueueSnapshotCollector(stats, counters, notifications))
     return generate_latest(registry)

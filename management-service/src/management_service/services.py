@@ -1,9 +1,9 @@
 """What the routes use: the queue, the lifecycle, the history store, the accounts, the health policy.
 
 `open_services` builds them from the settings for the life of the server (the app's lifespan): it
-reconciles the queue with the history once, and drains the outbox in the background like every
-long-running process. Tests build `Services` themselves against their own key prefix and database and
-hand it to `create_app`.
+reconciles the queue with the history once, drains the outbox in the background like every
+long-running process, and runs the notifier (management_service.notifications) beside it. Tests build
+`Services` themselves against their own key prefix and database and hand it to `create_app`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import structlog
 
 from management_service.health import HealthPolicy
+from management_service.notifications import Notifier, resolve_targets
 from rebalancer_shared.accounts import Account
-from rebalancer_shared.config import Settings
+from rebalancer_shared.config import Settings, environment
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.recovery import reconcile_queue
@@ -47,8 +48,10 @@ class Services:
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Read the accounts, connect (Redis fails fast: /health must answer within seconds), reconcile
-    the queue with the history, drain the outbox meanwhile; close everything after."""
+    the queue with the history, drain the outbox and notify meanwhile; close everything after."""
     async with open_resources(settings, fail_fast=True) as res:
+        targets = resolve_targets(settings, res.accounts, environment())
+        policy = HealthPolicy.from_settings(settings)
         report = await reconcile_queue(res.lifecycle, settings.processing.lease_seconds)
         log.info(
             "management service ready",
@@ -56,10 +59,16 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             redis_was_wiped=report.redis_was_wiped,
             restored=report.restored,
         )
-        drainer = asyncio.create_task(res.lifecycle.outbox.run_drainer())
+        notifier = Notifier(res.queue, res.store, targets, settings.notifications, policy)
+        tasks = [
+            asyncio.create_task(res.lifecycle.outbox.run_drainer()),
+            asyncio.create_task(notifier.run()),
+        ]
         try:
-            yield Services(res.lifecycle, res.accounts, HealthPolicy.from_settings(settings))
+            yield Services(res.lifecycle, res.accounts, policy)
         finally:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

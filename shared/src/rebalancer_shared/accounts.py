@@ -11,6 +11,10 @@ File format (the product brief's, plus optional per-account trading settings)::
         drift_threshold_pct: 0.0         # default 0: off
         min_order_value: 0.0             # default 0: off
         pdt_protection: defer            # skip | defer | off; default defer
+      notify:                            # optional: this account's notification targets
+        - url: "ntfy://${NTFY_TOPIC}"    # an apprise URL; ${NAME} from the environment
+          on: [traded, failed]
+          dry_runs: false
 
 Settings an account leaves out come from `rebalancing_defaults` in config.yaml. A reserve outside
 0-10 % or not a number falls back to 1 % with a warning naming the account (the brief's rule); any
@@ -37,9 +41,10 @@ from typing import Any
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.notification_targets import NotificationTarget
 from rebalancer_shared.yaml_text import describe_yaml_error
 
 DEFAULT_RESERVE_PERCENTAGE = 1.0
@@ -92,10 +97,13 @@ class Account:
     account_id: str
     channel: str
     settings: RebalancingSettings
+    # Where this account's outcomes are notified besides the global targets (notification_targets.py).
+    notify: tuple[NotificationTarget, ...] = ()
 
 
-_TOP_KEYS = {"account_id", "notification", "rebalancing"}
+_TOP_KEYS = {"account_id", "notification", "rebalancing", "notify"}
 _NOTIFICATION_KEYS = {"channel"}
+_TARGETS = TypeAdapter(tuple[NotificationTarget, ...])
 
 
 def coerce_reserve(value: object, account_id: str) -> float:
@@ -161,6 +169,20 @@ def _parse_channel(path: Path, account: str, raw: object) -> str:
     return channel.strip()
 
 
+def _parse_notify(path: Path, account: str, raw: object) -> tuple[NotificationTarget, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _fail(path, account, "notify", "must be a list of {url, on, dry_runs}")
+    try:
+        return _TARGETS.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        index, *rest = first["loc"]
+        key = f"notify[{index}]" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in rest)
+        raise _fail(path, account, key, str(first["msg"]).removeprefix("Value error, ")) from exc
+
+
 def _parse_account(path: Path, index: int, raw: object, defaults: RebalancingSettings) -> Account:
     if not isinstance(raw, dict):
         raise _fail(path, f"#{index + 1}", "account_id", "each entry must be a mapping")
@@ -171,7 +193,8 @@ def _parse_account(path: Path, index: int, raw: object, defaults: RebalancingSet
     _check_keys(path, account, "", raw, _TOP_KEYS)
     channel = _parse_channel(path, account, raw.get("notification"))
     settings = _parse_settings(path, account, raw.get("rebalancing"), defaults)
-    return Account(account_id=account, channel=channel, settings=settings)
+    notify = _parse_notify(path, account, raw.get("notify"))
+    return Account(account_id=account, channel=channel, settings=settings, notify=notify)
 
 
 def parse_accounts(

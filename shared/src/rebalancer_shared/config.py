@@ -37,6 +37,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from rebalancer_shared.accounts import FRACTIONAL_VIA_IBKR, RebalancingSettings
 from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.notification_targets import NotificationSettings
 from rebalancer_shared.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_scheme_problem
 from rebalancer_shared.yaml_text import describe_yaml_error
 
@@ -210,6 +211,7 @@ class Settings(BaseSettings):
     management: ManagementSettings = ManagementSettings()
     logging: LoggingSettings = LoggingSettings()
     startup: StartupSettings = StartupSettings()
+    notifications: NotificationSettings = NotificationSettings()
 
     @field_validator("rebalancing_defaults")
     @classmethod
@@ -284,6 +286,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "ENFORCE_LIVE_GUARD": ("management", "enforce_live_guard"),
     "PROTECT_READS": ("management", "protect_reads"),
     "HEARTBEAT_STALE_SECONDS": ("management", "heartbeat_stale_seconds"),
+    "NOTIFY_UNHEALTHY_AFTER_SECONDS": ("notifications", "unhealthy_after_seconds"),
     "LOG_LEVEL": ("logging", "level"),
     "LOG_FORMAT": ("logging", "format"),
 }
@@ -361,6 +364,12 @@ def _with_dotenv(environ: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     from_file = {k: v for k, v in values.items() if v is not None and k not in environ}
     return {**from_file, **environ}, set(from_file)
+
+
+def environment() -> dict[str, str]:
+    """The process environment over `./.env`'s variables (the environment wins), as the settings see it:
+    where `${NAME}` placeholders (notification URLs) are looked up."""
+    return _with_dotenv(os.environ)[0]
 
 
 def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,8 @@
 """Counters the broker and processors keep in Redis for the management service's /metrics.
 
 One hash, field `"{counter}:{command}"`; HINCRBY is atomic across processes and survives restarts
-of any one process (a Redis loss resets them, which Prometheus treats as a counter reset).
+of any one process (a Redis loss resets them, which Prometheus treats as a counter reset). The
+notifier counts its deliveries the same way, by outcome, in a hash of their own.
 """
 
 from __future__ import annotations
@@ -46,3 +47,20 @@ async def read_counters(redis: Redis, prefix: str) -> dict[Counter, dict[str, in
         except ValueError:
             continue
     return dict(out)
+
+
+# How a notification delivery ended: sent; retried (not delivered, waits for another attempt);
+# deferred (over its target's rate limit, waits); failed (no attempts left).
+NOTIFICATION_OUTCOMES = ("sent", "retried", "deferred", "failed")
+
+
+async def count_notification(redis: Redis, prefix: str, outcome: str) -> None:
+    """Count one notification delivery outcome."""
+    await redis.hincrby(QueueKeys(prefix).notify_metrics, outcome, 1)
+
+
+async def read_notification_counters(redis: Redis, prefix: str) -> dict[str, int]:
+    """Every outcome's count (0 for those that never happened)."""
+    raw = await redis.hgetall(QueueKeys(prefix).notify_metrics)
+    counts = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+    return {outcome: counts.get(outcome, 0) for outcome in NOTIFICATION_OUTCOMES}

@@ -23,6 +23,8 @@ from tests.support.servers import INIT_SQL, ROOT, create_database, database_url,
 
 FIRST_RELEASE_SQL = ROOT / "tests" / "fixtures" / "init_sql_first_release.sql"
 HISTORY_TABLES = {"events", "event_transitions", "runs", "orders", "deployment_facts"}
+# Every table of the current schema: the first release's, and the notifications' (revision 0005).
+SCHEMA_TABLES = HISTORY_TABLES | {"notifications"}
 
 
 def describe(url: str) -> dict[str, Any]:
@@ -86,8 +88,8 @@ def test_a_missing_database_is_created_and_migrated_to_the_orm_models_schema(
     Base.metadata.create_all(engine)
     engine.dispose()
     migrated, from_models = describe(url), describe(empty_database)
-    assert set(migrated) == HISTORY_TABLES | {"alembic_version"}
-    for table in HISTORY_TABLES:
+    assert set(migrated) == SCHEMA_TABLES | {"alembic_version"}
+    for table in SCHEMA_TABLES:
         assert migrated[table] == from_models[table], table
 
 
@@ -176,7 +178,7 @@ def test_three_processes_upgrading_a_missing_database_at_once_all_succeed(new_da
     results = [p.communicate(timeout=60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], results
     assert revision_of(url) == head_revision()
-    assert set(describe(database_url(new_database_name))) == HISTORY_TABLES | {"alembic_version"}
+    assert set(describe(database_url(new_database_name))) == SCHEMA_TABLES | {"alembic_version"}
 
 
 def test_without_migrations_a_database_behind_the_release_names_the_command_to_run(

@@ -108,5 +108,5 @@ def _assemble(book: Book, ledger: _Ledger, skipped: tuple[SkippedTrade, ...]) ->
         metrics=measure(projected, targets, ledger.sold + ledger.bought, total, len(orders)),
         projected_quantities={symbol: qty for symbol, (qty, _) in sorted(ledger.positions.items())},
         current_weights=_current_weights(book),
-        target_weights=targets,
+        target_weights=dict(sorted(targets.items())),
     )

@@ -29,6 +29,7 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:q:lock:{acct}  string  token of the holder of the account's mutating-command lock
     P:heartbeats     hash    "{service}:{instance}" -> JSON {state, at, ...}: liveness of each process
     P:metrics        hash    "{counter}:{command}" -> count (events queued, completed, failed, ...)
+    P:notify-metrics hash    outcome -> count of notification deliveries (sent, retried, deferred, failed)
     P:ably:seen:{id} string  an Ably message id already turned into events (TTL > catch-up window)
     P:marker         string  written at first start; its absence with history in PostgreSQL means
                              Redis lost its data and the queue is rebuilt from PostgreSQL
@@ -120,6 +121,10 @@ class QueueKeys:
     @property
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"
+
+    @property
+    def notify_metrics(self) -> str:
+        return f"{self.prefix}:notify-metrics"
 
     def ably_seen(self, message_id: str) -> str:
         return f"{self.prefix}:ably:seen:{message_id}"

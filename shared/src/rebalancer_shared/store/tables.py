@@ -11,7 +11,21 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -54,6 +68,12 @@ class TransitionRow(Base):
     __table_args__ = (
         Index("ix_event_transitions_event", "event_id", "id"),
         Index("ux_event_transitions_seq", "seq", unique=True),
+        Index(
+            "ix_event_transitions_notification_pending",
+            "id",
+            postgresql_where=text("notification_pending"),
+            sqlite_where=text("notification_pending"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
@@ -65,6 +85,8 @@ class TransitionRow(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger)
     failure_class: Mapped[str | None] = mapped_column(String(16))
     due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # True until the notifier has looked at the transition (management_service.notifications.intake).
+    notification_pending: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class RunRow(Base):
@@ -126,3 +148,28 @@ class DeploymentFactRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class NotificationRow(Base):
+    """One message to one target, unique by (key, target): the dedup of every notification."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ux_notifications_key_target", "key", "target", unique=True),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)

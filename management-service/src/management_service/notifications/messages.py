@@ -1,0 +1,187 @@
+"""The text of each message: short plain text an operator reads on a phone (pure functions).
+
+A live rebalance's message is built from what the run stored: its orders (as recorded, with fills),
+the plan's weights before the run and its targets (each a fraction of total equity, the reserve
+left out), and the equity information. The weights after are the weights before plus each fill's
+value over the equity at the start: what the trades did, at the prices they got. Every text that
+came from outside (errors, broker messages) is redacted of registered secrets again before it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from management_service.notifications.rules import TransitionFacts
+from rebalancer_shared.logging import redact_text
+from rebalancer_shared.notification_targets import NotifyOn
+
+MAX_ORDER_LINES = 20
+MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """One order of a run, as the history recorded it."""
+
+    symbol: str
+    action: str
+    quantity: float
+    filled: float
+    avg_price: float | None
+    status: str
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run a transition ended: its status, error, plan and result (JSON as stored), orders."""
+
+    status: str
+    error: str | None
+    message: str | None
+    equity_info: Mapping[str, Any] | None
+    plan: Mapping[str, Any] | None
+    orders: Sequence[OrderFacts] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a target receives."""
+
+    title: str
+    body: str
+
+
+def _clip(text: str | None) -> str:
+    cleaned = redact_text(text or "").strip()
+    return cleaned if len(cleaned) <= MAX_TEXT else cleaned[: MAX_TEXT - 1] + "…"
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "unknown"
+
+
+def _order_line(order: OrderFacts) -> str:
+    price = f" @ {order.avg_price:,.2f}" if order.avg_price else ""
+    return (
+        f"- {order.action} {order.quantity:g} {order.symbol}: filled {order.filled:g}{price} ({order.status})"
+    )
+
+
+def _fill_weights(orders: Sequence[OrderFacts], total_equity: float) -> dict[str, float]:
+    moved: dict[str, float] = {}
+    for order in orders:
+        sign = 1.0 if order.action == "BUY" else -1.0
+        value = order.filled * (order.avg_price or 0.0)
+        moved[order.symbol] = moved.get(order.symbol, 0.0) + sign * value / total_equity
+    return moved
+
+
+def weight_lines(run: RunFacts) -> list[str]:
+    """`SYMBOL target x% | before y% -> after z%` per symbol held or targeted."""
+    plan = run.plan or {}
+    before: Mapping[str, float] = (plan.get("current") or {}).get("weights") or {}
+    target: Mapping[str, float] = (plan.get("targets") or {}).get("weights") or {}
+    total = float((run.equity_info or {}).get("total_equity") or 0.0)
+    if not (before or target) or total <= 0:
+        return []
+    moved = _fill_weights(run.orders, total)
+    lines = ["Weights (target | before -> after):"]
+    for symbol in sorted(set(before) | set(target) | set(moved)):
+        was = before.get(symbol, 0.0)
+        now = was + moved.get(symbol, 0.0)
+        lines.append(f"- {symbol} {target.get(symbol, 0.0):.1%} | {was:.1%} -> {now:.1%}")
+    return lines
+
+
+def equity_line(equity: Mapping[str, Any] | None) -> str:
+    """Equity, reserve percentage and amount."""
+    if not equity:
+        return "Equity: unknown"
+    return (
+        f"Equity {float(equity['total_equity']):,.2f}; reserve {float(equity['reserve_percentage']):g} % "
+        f"({float(equity['reserve_amount']):,.2f})"
+    )
+
+
+def _traded(facts: TransitionFacts, run: RunFacts | None) -> Message:
+    if run is None:
+        return Message(
+            f"{facts.account_id}: rebalance finished", f"Live rebalance finished.\nEvent {facts.event_id}"
+        )
+    lines = [f"Live rebalance of {facts.account_id}: {run.status}. {_clip(run.message)}".strip()]
+    if run.orders:
+        lines.append("Orders:")
+        lines += [_order_line(o) for o in run.orders[:MAX_ORDER_LINES]]
+        if len(run.orders) > MAX_ORDER_LINES:
+            lines.append(f"- ... and {len(run.orders) - MAX_ORDER_LINES} more")
+    else:
+        lines.append("No orders: the account is at its targets.")
+    lines += weight_lines(run)
+    lines += [equity_line(run.equity_info), f"Event {facts.event_id}"]
+    title = (
+        f"{facts.account_id}: rebalance {run.status}, {len(run.orders)} order{'s' * (len(run.orders) != 1)}"
+    )
+    return Message(title, "\n".join(lines))
+
+
+def _completed(facts: TransitionFacts, run: RunFacts | None) -> Message:
+    mode = "" if facts.live else " (dry run)"
+    text = _clip(run.message) if run else ""
+    body = f"{facts.command.value}{mode} of {facts.account_id} completed. {text}".strip()
+    return Message(f"{facts.account_id}: {facts.command.value} completed", f"{body}\nEvent {facts.event_id}")
+
+
+def _failed(facts: TransitionFacts, _: RunFacts | None) -> Message:
+    body = (
+        f"{facts.command.value} of {facts.account_id} failed (attempt {facts.times_queued - 1}): "
+        f"{_clip(facts.detail)}\nFailure class: {facts.failure_class or 'transient'}; "
+        f"runs again at {_when(facts.due_at)}.\nEvent {facts.event_id}"
+    )
+    return Message(f"{facts.account_id}: {facts.command.value} failed, retrying", body)
+
+
+def _needs_attention(facts: TransitionFacts, _: RunFacts | None) -> Message:
+    body = (
+        f"{facts.command.value} of {facts.account_id} needs attention: {_clip(facts.detail)}\n"
+        f"It runs again at {_when(facts.due_at)}, or when an operator retries or removes it.\n"
+        f"Event {facts.event_id}"
+    )
+    return Message(f"{facts.account_id}: {facts.command.value} needs attention", body)
+
+
+def _scheduled(facts: TransitionFacts, _: RunFacts | None) -> Message:
+    body = (
+        f"{facts.command.value} of {facts.account_id} is scheduled for {_when(facts.due_at)} "
+        f"(the market is closed). {_clip(facts.detail)}\nEvent {facts.event_id}"
+    )
+    return Message(f"{facts.account_id}: {facts.command.value} scheduled for the open", body)
+
+
+_WRITERS = {
+    NotifyOn.TRADED: _traded,
+    NotifyOn.COMPLETED: _completed,
+    NotifyOn.FAILED: _failed,
+    NotifyOn.NEEDS_ATTENTION: _needs_attention,
+    NotifyOn.SCHEDULED: _scheduled,
+}
+
+
+def transition_message(kind: NotifyOn, facts: TransitionFacts, run: RunFacts | None) -> Message:
+    """The message of a transition, written as `kind`."""
+    return _WRITERS[kind](facts, run)
+
+
+def health_message(component: str, down: bool, since: datetime, reason: str) -> Message:
+    """A component unhealthy since `since` (down), or healthy again after that."""
+    if down:
+        return Message(
+            f"rebalancer: {component} unhealthy",
+            f"{component} has been unhealthy since {_when(since)}: {_clip(reason)}",
+        )
+    return Message(
+        f"rebalancer: {component} healthy again",
+        f"{component} is healthy again (unhealthy since {_when(since)}).",
+    )
