@@ -170,4 +170,12 @@ CREATE INDEX ix_notifications_due ON notifications (status, next_attempt_at);
 
 UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
 
+-- Running upgrade 0005 -> 0006
+
+CREATE INDEX ix_events_created ON events (created_at, event_id);
+
+CREATE INDEX ix_orders_created ON orders (created_at, id);
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
+
 COMMIT;

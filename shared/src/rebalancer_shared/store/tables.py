@@ -43,6 +43,7 @@ class EventRow(Base):
     __table_args__ = (
         Index("ix_events_status_created", "status", "created_at"),
         Index("ix_events_account", "account_id", "created_at"),
+        Index("ix_events_created", "created_at", "event_id"),
     )
 
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -120,6 +121,7 @@ class OrderRow(Base):
         Index("ix_orders_run", "run_id"),
         Index("ix_orders_event", "event_id"),
         Index("ux_orders_run_seq", "run_id", "seq", unique=True),
+        Index("ix_orders_created", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
