@@ -76,7 +76,8 @@ async def run_processor(settings: Settings) -> None:
                 settings.orders,
                 policy=policy,
             )
-            worker = Worker(res.lifecycle, runner, settings.processing, policy=policy)
+            gateway = broker.gateway if isinstance(broker, IbkrBroker) else None
+            worker = Worker(res.lifecycle, runner, settings.processing, policy=policy, gateway=gateway)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.stop)

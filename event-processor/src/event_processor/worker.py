@@ -39,6 +39,7 @@ import structlog
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
+from event_processor.brokers.gateway_status import GatewayStatus
 from event_processor.retry_policy import RetryPolicy, Verdict
 from rebalancer_shared.config import ProcessingSettings
 from rebalancer_shared.events import Event
@@ -119,8 +120,10 @@ class Worker:
         settings: ProcessingSettings,
         name: str | None = None,
         policy: RetryPolicy | None = None,
+        gateway: GatewayStatus | None = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.gateway = gateway  # IB Gateway as this process found it (None: a simulated broker)
         self.queue = lifecycle.queue
         self.handler = handler
         self.settings = settings
@@ -193,9 +196,10 @@ class Worker:
                 log.exception("reaping failed; will try again")
 
     def _report(self) -> HeartbeatReport:
-        return HeartbeatReport(
-            "running", {"active": self.active, "slots": self.settings.max_concurrent_events}
-        )
+        details: dict[str, Any] = {"active": self.active, "slots": self.settings.max_concurrent_events}
+        if self.gateway is not None:
+            details["gateway"] = self.gateway.report()
+        return HeartbeatReport("running", details)
 
     def _fence(self, sent_at: float) -> LeaseFence:
         return LeaseFence(self.settings.lease_seconds, sent_at)

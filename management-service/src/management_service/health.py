@@ -9,7 +9,9 @@ Rules (an operator's reading of the brief's "healthy = no events with retries"):
   service (event-broker, event-processor) has no fresh heartbeat: its heartbeats are all older than
   `stale_after_seconds` (**stale**: the process died or hangs) or it never wrote one (**missing**:
   not deployed or not started). Either way triggers would not be turned into orders. An event
-  `scheduled` for the next trading window is normal: it does not make the system unhealthy.
+  `scheduled` for the next trading window is normal: it does not make the system unhealthy. A
+  processor with a fresh heartbeat that reports IB Gateway `unreachable` (its last connection
+  attempt failed: `gateway` in its heartbeat's details) makes it unhealthy too: its events fail.
 - **healthy** otherwise. A service is fresh when at least one of its instances is; stale instances
   beside a fresh one (a replica that died) are listed but do not make the system unhealthy.
 
@@ -22,7 +24,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -160,7 +162,25 @@ def _problems(
             problems.append(f"{name} heartbeat is stale ({beat.age_seconds:.0f} s old)")
         elif beat.status != "ok":
             problems.append(f"{name} heartbeat is {beat.status}")
-    return problems
+    return problems + gateway_problems(heartbeats)
+
+
+def gateway_unreachable(heartbeats: dict[str, ServiceHeartbeat]) -> list[tuple[str, dict[str, Any]]]:
+    """(instance, its `gateway` detail) of each fresh processor that cannot reach IB Gateway."""
+    service = heartbeats.get("event-processor")
+    found = []
+    for instance in service.instances if service else ():
+        gateway = instance.details.get("gateway")
+        if not instance.stale and isinstance(gateway, dict) and gateway.get("state") == "unreachable":
+            found.append((instance.instance, gateway))
+    return found
+
+
+def gateway_problems(heartbeats: dict[str, ServiceHeartbeat]) -> list[str]:
+    return [
+        f"IB Gateway is unreachable from event-processor {instance}: {gateway.get('reason')}"
+        for instance, gateway in gateway_unreachable(heartbeats)
+    ]
 
 
 def _verdict(

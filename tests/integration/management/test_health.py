@@ -14,7 +14,7 @@ from management_service.main import create_app
 from management_service.services import Services
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings
-from rebalancer_shared.heartbeats import Heartbeat
+from rebalancer_shared.heartbeats import Heartbeat, beat
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.redis_connection import open_redis
@@ -208,3 +208,19 @@ def test_stale_limit_comes_from_heartbeat_stale_seconds_or_three_beats() -> None
     assert HealthPolicy.from_settings(load_settings(environ={})).stale_after_seconds == 30.0
     configured = load_settings(environ={"HEARTBEAT_STALE_SECONDS": "12.5"})
     assert HealthPolicy.from_settings(configured).stale_after_seconds == 12.5
+
+
+async def test_a_processor_that_cannot_reach_ib_gateway_makes_it_unhealthy_naming_why(
+    client: httpx.AsyncClient, redis_client: Redis, prefix: str
+) -> None:
+    await beat_all(redis_client, prefix)
+    reason = "cannot connect to IB Gateway at 127.0.0.1:4002 (paper mode) after 3 attempt(s)"
+    gateway = {"state": "unreachable", "since": time.time() - 40, "reason": reason}
+    await beat(redis_client, prefix, "event-processor", "p1", "running", gateway=gateway)
+
+    response = await client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["message"] == f"IB Gateway is unreachable from event-processor p1: {reason}"
+    await beat(redis_client, prefix, "event-processor", "p1", "running", gateway={"state": "connected"})
+    assert (await client.get("/health")).status_code == 200

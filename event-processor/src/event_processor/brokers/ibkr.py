@@ -60,6 +60,7 @@ import structlog
 from ib_async import IB, Contract, Order, Position, Stock, Trade
 
 from event_processor.brokers.day_trades import trading_day
+from event_processor.brokers.gateway_status import GatewayStatus
 from event_processor.brokers.ibkr_account_values import (
     ACCOUNT_TAGS,
     DAY_TRADE_TAGS,
@@ -178,9 +179,12 @@ class IbkrBroker:
         self._clock = clock
         self._poll = poll_interval_seconds
         self._positions = PositionChanges()
-        self._connection = IbkrConnection(settings, lambda: self._positions.watch(paced(ib_factory())))
+        self.gateway = GatewayStatus()  # what every connection of this broker found (heartbeat)
+        self._connection = IbkrConnection(
+            settings, lambda: self._positions.watch(paced(ib_factory())), gateway=self.gateway
+        )
         self._traders = TradingConnections(
-            settings, lambda: self._positions.watch(paced(ib_factory())), account_ids
+            settings, lambda: self._positions.watch(paced(ib_factory())), account_ids, self.gateway
         )
         self._rules = PriceRules(settings.max_price_age_seconds, settings.max_spread_pct)
         lines = LinePool(settings.market_data_lines)

@@ -29,6 +29,7 @@ import structlog
 from ib_async import IB, Trade
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
 
+from event_processor.brokers.gateway_status import GatewayStatus
 from event_processor.brokers.ibkr_pacing import MESSAGES_PER_WINDOW, send_room
 from event_processor.brokers.ibkr_requests import SharedRequest
 from event_processor.brokers.models import BrokerError
@@ -74,8 +75,10 @@ class IbkrConnection:
         *,
         client_id: int | None = None,
         purpose: str = "reads",
+        gateway: GatewayStatus | None = None,
     ) -> None:
         self.settings = settings
+        self.gateway = gateway if gateway is not None else GatewayStatus()
         self.fixed_client_id = client_id if client_id is not None else settings.client_id
         self.purpose = purpose
         self._ib_factory = ib_factory
@@ -114,7 +117,7 @@ class IbkrConnection:
                 self._ib = None
             if self._was_connected:
                 log.warning("connection to IB Gateway was lost; reconnecting", endpoint=self.endpoint)
-            self._ib = await self._connect()
+            self._ib = await self._reach()
             self._was_connected = True
             self.generation += 1
             self.market_data_type = None
@@ -133,6 +136,18 @@ class IbkrConnection:
             return self.fixed_client_id
         low, high = sorted((s.client_id_min, s.client_id_max))
         return low + secrets.randbelow(high - low + 1)
+
+    async def _reach(self) -> IB:
+        """Connect, and tell the gateway status how it went."""
+        try:
+            ib = await self._connect()
+        except ClientIdInUseError:
+            raise  # the gateway answered: it is reachable
+        except BrokerError as exc:
+            self.gateway.unreachable(str(exc))
+            raise
+        self.gateway.connected()
+        return ib
 
     async def _connect(self) -> IB:
         s = self.settings

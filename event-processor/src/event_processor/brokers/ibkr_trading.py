@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import structlog
 from ib_async import IB
 
+from event_processor.brokers.gateway_status import GatewayStatus
 from event_processor.brokers.ibkr_connection import IbkrConnection
 from rebalancer_shared.config import IbkrSettings
 
@@ -53,8 +54,13 @@ class TradingConnections:
     """The trading connections of the accounts whose mutating runs are under way in this process."""
 
     def __init__(
-        self, settings: IbkrSettings, ib_factory: Callable[[], IB], account_ids: Sequence[str] = ()
+        self,
+        settings: IbkrSettings,
+        ib_factory: Callable[[], IB],
+        account_ids: Sequence[str] = (),
+        gateway: GatewayStatus | None = None,
     ) -> None:
+        self.gateway = gateway if gateway is not None else GatewayStatus()
         self._settings = settings
         self._ib_factory = ib_factory
         self._ids = trading_client_ids(account_ids, settings.trading_client_id_base)
@@ -93,6 +99,7 @@ class TradingConnections:
             self._ib_factory,
             client_id=self.client_id(account_id),
             purpose=f"trading {account_id}",
+            gateway=self.gateway,
         )
         self._held[account_id] = held
         return held
