@@ -56,7 +56,10 @@ def age(seconds: float | None) -> str:
 
 def percent(value: float | None) -> str:
     """A weight (a fraction) as a percentage with two decimals."""
-    return "-" if value is None else f"{value * 100:.2f} %"
+    if value is None:
+        return "-"
+    shown = f"{value * 100:.2f}"
+    return f"{'0.00' if shown == '-0.00' else shown} %"
 
 
 def number(value: float | None, digits: int = 2) -> str:
