@@ -75,6 +75,17 @@ async def _story(world: DemoWorld, console: Console) -> bool:
     return reached_all
 
 
+# After the story both accounts sit at their targets; the market moves so that a live rebalance from
+# the console (or curl) has something to trade.
+PRICE_MOVES = {"TQQQ": 0.12, "SPXL": 0.09, "BTAL": -0.07, "EDC": -0.05}
+
+
+def move_prices(world: DemoWorld) -> None:
+    """Apply PRICE_MOVES to the simulated broker's prices."""
+    for symbol, change in PRICE_MOVES.items():
+        world.broker.prices[symbol] = round(world.broker.prices[symbol] * (1 + change), 2)
+
+
 def port_free(host: str, port: int) -> bool:
     """True when the management API could listen there."""
     with socket.socket() as probe:
@@ -120,7 +131,11 @@ async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, k
     settings = Settings(management=management)
     services = Services(world.worker.lifecycle, world.accounts, HealthPolicy.from_settings(settings))
     app = create_app(settings, services=services)
-    console.rule("[bold]3. The management API (Ctrl-C to stop)")
+    move_prices(world)
+    console.rule("[bold]3. The management API and the web console (Ctrl-C to stop)")
+    console.print(f"  console: http://{host}:{port}/ui  (sign in with the key below to act)")
+    moved = ", ".join(f"{symbol} {change:+.0%}" for symbol, change in PRICE_MOVES.items())
+    console.print(f"  prices have moved since the story ({moved}): a live rebalance trades again")
     console.print(f"  curl http://{host}:{port}/health")
     console.print(f"  curl http://{host}:{port}/queue/status")
     console.print(f"  curl http://{host}:{port}/accounts")

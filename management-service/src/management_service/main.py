@@ -12,6 +12,7 @@ from management_service.api.deps import ApiKeyRequired
 from management_service.api.errors import register_error_handlers
 from management_service.api.routes import accounts, events, health, metrics, orders, queue, runs
 from management_service.services import Services, open_services
+from management_service.ui import mount_console
 from rebalancer_shared.config import Settings
 
 DESCRIPTION = """Queue health and control of the IBKR portfolio rebalancer.
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(health.router)
     for router in (queue.router, events.router, runs.router, orders.router, accounts.router, metrics.router):
         app.include_router(router, dependencies=read_guard)
+    mount_console(app, settings)  # the web console at /ui (its pages follow PROTECT_READS themselves)
     return app
 
 

@@ -185,6 +185,8 @@ class ManagementSettings(_Section):
     api_key: SecretStr | None = None
     enforce_live_guard: bool = True
     protect_reads: bool = False
+    # The web console's session cookie is sent over HTTPS only (set behind a TLS proxy).
+    console_https_only: bool = False
     # A heartbeat older than this is stale (unset: 3 x processing.heartbeat_seconds).
     heartbeat_stale_seconds: float | None = Field(default=None, gt=0)
 
@@ -285,6 +287,7 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "MANAGEMENT_API_KEY": ("management", "api_key"),
     "ENFORCE_LIVE_GUARD": ("management", "enforce_live_guard"),
     "PROTECT_READS": ("management", "protect_reads"),
+    "CONSOLE_HTTPS_ONLY": ("management", "console_https_only"),
     "HEARTBEAT_STALE_SECONDS": ("management", "heartbeat_stale_seconds"),
     "NOTIFY_UNHEALTHY_AFTER_SECONDS": ("notifications", "unhealthy_after_seconds"),
     "LOG_LEVEL": ("logging", "level"),

@@ -18,7 +18,6 @@ from management_service.api.deps import (
     SettingsDep,
 )
 from management_service.api.errors import invalid_input
-from management_service.auth import live_guard_blocks
 from management_service.models import (
     EnqueueRequest,
     EnqueueResponse,
@@ -29,6 +28,7 @@ from management_service.models import (
     RetryResponse,
     events_by_class,
 )
+from management_service.submissions import ENQUEUE_MESSAGE, LiveNotConfirmed, UnknownAccount, submit_by_hand
 from rebalancer_shared.queue import (
     EnqueueOutcome,
     EventNotQueuedError,
@@ -54,15 +54,6 @@ _ENQUEUE_STATUS = {
     EnqueueOutcome.ALREADY_ACCEPTED: status.HTTP_201_CREATED,
     EnqueueOutcome.COALESCED: status.HTTP_202_ACCEPTED,
     EnqueueOutcome.DUPLICATE: status.HTTP_409_CONFLICT,
-}
-_ENQUEUE_MESSAGE = {
-    EnqueueOutcome.QUEUED: "event queued",
-    EnqueueOutcome.ALREADY_ACCEPTED: "event queued (it had been accepted already)",
-    EnqueueOutcome.COALESCED: (
-        "the event for this account and command is processing (it will run once more), or was waiting "
-        "(it runs now if its market allows)"
-    ),
-    EnqueueOutcome.DUPLICATE: "an event for this account and command is already queued: nothing was added",
 }
 
 
@@ -180,24 +171,23 @@ async def add_event(
     ] = None,
 ) -> EnqueueResponse:
     """Queue an event through the same atomic dedup as the broker (source `api`)."""
-    if body.account_id not in accounts:
-        raise invalid_input(
-            ("body", "account_id"),
-            "unknown_account",
-            f"account {body.account_id!r} is not configured in the accounts file",
-            body.account_id,
+    try:
+        result = await submit_by_hand(
+            lifecycle,
+            accounts,
+            body.to_event(),
+            allow_live=x_allow_live,
+            enforce_live_guard=settings.management.enforce_live_guard,
         )
-    if live_guard_blocks(body.exec_command, x_allow_live, settings.management.enforce_live_guard):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "a live rebalance places orders: send the header 'X-Allow-Live: true' to confirm",
-        )
-    result = await lifecycle.submit(body.to_event())
+    except UnknownAccount as exc:
+        raise invalid_input(("body", "account_id"), "unknown_account", str(exc), body.account_id) from exc
+    except LiveNotConfirmed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     response.status_code = _ENQUEUE_STATUS[result.outcome]
     return EnqueueResponse(
         event_id=uuid.UUID(result.event_id),
         outcome=result.outcome,
-        message=_ENQUEUE_MESSAGE[result.outcome],
+        message=ENQUEUE_MESSAGE[result.outcome],
     )
 
 

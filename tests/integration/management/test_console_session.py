@@ -1,0 +1,255 @@
+"""The web console's sign-in, CSRF and read-only rules, through the app in-process (httpx ASGI)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from management_service.main import create_app
+from management_service.services import Services
+from rebalancer_shared.events import Command, Event, EventSource
+from rebalancer_shared.lifecycle import EventLifecycle
+from rebalancer_shared.queue import EventQueue
+from tests.integration.management.helpers import ACCOUNT_A, API_KEY, make_settings, retrying_event
+
+pytestmark = pytest.mark.integration
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+PAGES = ("/ui", "/ui/queue", "/ui/accounts", f"/ui/accounts/{ACCOUNT_A}")
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found is not None, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+async def signed_in_token(client: httpx.AsyncClient) -> str:
+    """Sign in through the form; the CSRF token of the signed-in session."""
+    token = csrf_of((await client.get("/ui/signin")).text)
+    answer = await client.post("/ui/signin", data={"api_key": API_KEY, "csrf_token": token})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui"
+    return csrf_of((await client.get(f"/ui/accounts/{ACCOUNT_A}")).text)
+
+
+async def test_pages_are_read_only_without_sign_in(client: httpx.AsyncClient) -> None:
+    for path in PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        assert 'id="read-only"' in page.text
+        assert "/ui/actions/" not in page.text, f"{path} shows an action to a visitor"
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
+        assert page.headers["cache-control"] == "no-store"
+
+
+async def test_sign_in_shows_the_actions_and_the_key_appears_nowhere(client: httpx.AsyncClient) -> None:
+    await signed_in_token(client)
+    for path in PAGES:
+        page = await client.get(path)
+        assert 'id="signed-in"' in page.text
+        assert API_KEY not in page.text
+    assert 'id="dry-run-form"' in (await client.get(f"/ui/accounts/{ACCOUNT_A}")).text
+    cookies = list(client.cookies.jar)
+    assert [c.name for c in cookies] == ["rebalancer_console"]
+    assert all(API_KEY not in str(c.value) for c in cookies)
+
+
+async def test_the_session_cookie_is_httponly_strict_and_scoped_to_the_console(
+    client: httpx.AsyncClient,
+) -> None:
+    token = csrf_of((await client.get("/ui/signin")).text)
+    answer = await client.post("/ui/signin", data={"api_key": API_KEY, "csrf_token": token})
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "path=/ui" in cookie
+    assert "secure" not in cookie  # CONSOLE_HTTPS_ONLY is off by default
+
+
+async def test_a_wrong_key_does_not_sign_in(client: httpx.AsyncClient) -> None:
+    token = csrf_of((await client.get("/ui/signin")).text)
+    answer = await client.post("/ui/signin", data={"api_key": "not-the-key", "csrf_token": token})
+    assert answer.status_code == 401
+    assert "that is not the API key" in answer.text
+    assert 'id="read-only"' in (await client.get("/ui")).text
+
+
+async def test_sign_in_without_the_csrf_token_is_refused(client: httpx.AsyncClient) -> None:
+    await client.get("/ui/signin")
+    answer = await client.post("/ui/signin", data={"api_key": API_KEY})
+    assert answer.status_code == 403
+    assert 'id="read-only"' in (await client.get("/ui")).text
+
+
+@pytest.mark.parametrize("token", [None, "forged-token"])
+async def test_an_action_without_the_right_csrf_token_is_refused_and_does_nothing(
+    client: httpx.AsyncClient, queue: EventQueue, token: str | None
+) -> None:
+    await signed_in_token(client)
+    form = {"account_id": ACCOUNT_A} | ({"csrf_token": token} if token else {})
+    answer = await client.post("/ui/actions/dry-run", data=form)
+    assert answer.status_code == 403
+    assert "CSRF" in answer.text
+    assert await queue.list_events(10) == []
+
+
+async def test_an_action_without_sign_in_is_refused_and_does_nothing(
+    client: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    token = csrf_of((await client.get("/ui/signin")).text)
+    answer = await client.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token})
+    assert answer.status_code == 401
+    assert await queue.list_events(10) == []
+
+
+async def test_a_dry_run_from_the_console_is_queued_with_source_api(
+    client: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    token = await signed_in_token(client)
+    answer = await client.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token})
+    assert answer.status_code == 303
+    [view] = await queue.list_events(10)
+    assert answer.headers["location"] == f"/ui/events/{view.event.event_id}"
+    assert (view.event.account_id, view.event.exec_command, view.event.source) == (
+        ACCOUNT_A,
+        Command.PRINT_REBALANCE,
+        EventSource.API,
+    )
+    again = await client.post(
+        "/ui/actions/dry-run",
+        data={"account_id": ACCOUNT_A, "csrf_token": token},
+        headers={"X-Console-Fetch": "1"},
+    )
+    assert again.status_code == 200
+    assert "already queued: nothing was added" in again.text
+    assert f'data-event-id="{view.event.event_id}"' in again.text
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "says"),
+    [
+        ({"confirm_account": "DU999999", "allow_live": "true"}, 422, "type the account id"),
+        ({"confirm_account": ""}, 422, "type the account id"),
+        ({"confirm_account": ACCOUNT_A}, 403, "place real orders"),
+    ],
+)
+async def test_a_live_rebalance_needs_the_typed_account_and_the_live_guard(
+    client: httpx.AsyncClient, queue: EventQueue, form: dict[str, str], status: int, says: str
+) -> None:
+    token = await signed_in_token(client)
+    answer = await client.post(
+        "/ui/actions/rebalance", data={"account_id": ACCOUNT_A, "csrf_token": token} | form
+    )
+    assert answer.status_code == status
+    assert says in answer.text
+    assert await queue.list_events(10) == []
+
+
+async def test_a_confirmed_live_rebalance_is_queued(client: httpx.AsyncClient, queue: EventQueue) -> None:
+    token = await signed_in_token(client)
+    form = {"account_id": ACCOUNT_A, "confirm_account": ACCOUNT_A, "allow_live": "true", "csrf_token": token}
+    answer = await client.post("/ui/actions/rebalance", data=form)
+    assert answer.status_code == 303
+    [view] = await queue.list_events(10)
+    assert view.event.exec_command is Command.REBALANCE
+
+
+async def test_an_unknown_account_is_refused(client: httpx.AsyncClient, queue: EventQueue) -> None:
+    token = await signed_in_token(client)
+    answer = await client.post("/ui/actions/dry-run", data={"account_id": "DU404404", "csrf_token": token})
+    assert answer.status_code == 422
+    assert "not configured" in answer.text
+    assert await queue.list_events(10) == []
+
+
+async def test_retry_now_and_remove_from_the_console(
+    client: httpx.AsyncClient, queue: EventQueue, lifecycle: EventLifecycle
+) -> None:
+    await lifecycle.submit(
+        Event(account_id=ACCOUNT_A, exec_command=Command.PRINT_EQUITY, source=EventSource.API)
+    )
+    event_id = await retrying_event(queue)
+    token = await signed_in_token(client)
+    queue_page = (await client.get("/ui/queue")).text
+    assert f"/ui/events/{event_id}/retry" in queue_page
+    retried = await client.post(f"/ui/events/{event_id}/retry", data={"csrf_token": token})
+    assert retried.status_code == 303
+    [view] = await queue.list_events(10)
+    assert view.state.value == "queued"
+    removed = await client.post(f"/ui/events/{event_id}/remove", data={"csrf_token": token})
+    assert removed.status_code == 303
+    assert await queue.list_events(10) == []
+    gone = await client.post(f"/ui/events/{event_id}/remove", data={"csrf_token": token})
+    assert gone.status_code == 404
+
+
+async def test_sign_out_ends_the_session(client: httpx.AsyncClient, queue: EventQueue) -> None:
+    token = await signed_in_token(client)
+    answer = await client.post("/ui/signout", data={"csrf_token": token})
+    assert answer.status_code == 303
+    assert 'id="read-only"' in (await client.get("/ui")).text
+    refused = await client.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token})
+    assert refused.status_code in (401, 403)
+    assert await queue.list_events(10) == []
+
+
+async def test_a_new_api_key_signs_everyone_out(
+    client: httpx.AsyncClient,
+    services: Services,
+    tmp_path: Path,
+    prefix: str,
+    session_database: str,
+    accounts_file: Path,
+) -> None:
+    await signed_in_token(client)
+    rotated = make_settings(
+        tmp_path,
+        prefix=prefix,
+        database_url=session_database,
+        accounts_file=accounts_file,
+        MANAGEMENT_API_KEY="a-new-key-after-rotation",
+    )
+    app = create_app(rotated, services=services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://management.test") as other:
+        other.cookies = client.cookies
+        assert 'id="read-only"' in (await other.get("/ui")).text
+
+
+@pytest.fixture
+async def protected(
+    services: Services, tmp_path: Path, prefix: str, session_database: str, accounts_file: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        tmp_path,
+        prefix=prefix,
+        database_url=session_database,
+        accounts_file=accounts_file,
+        PROTECT_READS="true",
+    )
+    transport = httpx.ASGITransport(app=create_app(settings, services=services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://management.test") as http:
+        yield http
+
+
+async def test_with_protected_reads_pages_need_sign_in(protected: httpx.AsyncClient) -> None:
+    for path in PAGES:
+        page = await protected.get(path)
+        assert page.status_code == 303, path
+        assert page.headers["location"] == "/ui/signin"
+    part = await protected.get("/ui/parts/overview")
+    assert part.status_code == 401
+    assert "sign in" in part.text
+    assert (await protected.get("/ui/signin")).status_code == 200
+    await signed_in_token(protected)
+    for path in PAGES:
+        assert (await protected.get(path)).status_code == 200, path
+
+
+async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert not [p for p in paths if p.startswith("/ui")]
