@@ -176,6 +176,8 @@ CREATE INDEX ix_events_created ON events (created_at, event_id);
 
 CREATE INDEX ix_orders_created ON orders (created_at, id);
 
+CREATE INDEX ix_event_transitions_at ON event_transitions (at);
+
 UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
 
 COMMIT;

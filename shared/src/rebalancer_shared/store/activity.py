@@ -3,9 +3,9 @@
 Counted in the database, grouped by the hour (UTC) of each row's time, so only one row per hour
 and kind comes back: accepted from `events.created_at`, completed and failed from
 `event_transitions` (a failed run is a `retrying` or `needs_attention` transition; `scheduled` is a
-market that was closed, not a failure). Neither time column has an index of its own, so each call
-reads the tables through; the console asks every 30 s, not on every refresh. Hours without any row
-are filled with zeros, so a chart gets one bar per hour.
+market that was closed, not a failure). Both time columns are indexed (`ix_events_created`,
+`ix_event_transitions_at`), so a call reads the last day's rows only; the console asks every 30 s,
+not on every refresh. Hours without any row are filled with zeros, so a chart gets one bar per hour.
 
 The hour is truncated per dialect (PostgreSQL's `date_trunc` on the UTC time, SQLite's `strftime`
 for the demo), both giving a naive UTC time.

@@ -69,6 +69,7 @@ class TransitionRow(Base):
     __table_args__ = (
         Index("ix_event_transitions_event", "event_id", "id"),
         Index("ux_event_transitions_seq", "seq", unique=True),
+        Index("ix_event_transitions_at", "at"),
         Index(
             "ix_event_transitions_notification_pending",
             "id",
