@@ -396,9 +396,9 @@ class WeightLine(_Body):
     """One symbol's share of total equity: before the run, its target, and after (or now)."""
 
     symbol: str
-    before: float | None
-    target: float | None
-    after: float | None
+    before: float
+    target: float = Field(description="0 for a symbol held but not targeted (it is sold).")
+    after: float
 
 
 class PlanWeights(_Body):

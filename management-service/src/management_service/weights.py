@@ -22,21 +22,39 @@ DRIFT_MAX_AGE = timedelta(hours=24)
 BP = 10_000
 
 
-def _weights(plan: Mapping[str, Any], part: str) -> dict[str, float]:
+def plan_weights(plan: Mapping[str, Any], part: str) -> dict[str, float]:
+    """A plan's `current`, `targets` or `projected` weights ({} when the plan has none)."""
     section = plan.get(part)
-    return dict(section.get("weights") or {}) if isinstance(section, Mapping) else {}
+    weights = section.get("weights") if isinstance(section, Mapping) else None
+    return dict(weights) if isinstance(weights, Mapping) else {}
+
+
+def weight_lines(
+    before: Mapping[str, float], target: Mapping[str, float], after: Mapping[str, float]
+) -> list[WeightLine]:
+    """One line per symbol on any side; a symbol missing from a side is at 0 there (not targeted,
+    not held, or sold out)."""
+    symbols = sorted(set(before) | set(target) | set(after))
+    return [
+        WeightLine(symbol=s, before=before.get(s, 0.0), target=target.get(s, 0.0), after=after.get(s, 0.0))
+        for s in symbols
+    ]
 
 
 def _planned(run: RunView) -> Mapping[str, Any] | None:
     """The run's plan when it holds targets (plans stored before targets were kept are skipped)."""
-    return run.plan if run.plan and _weights(run.plan, "targets") else None
+    return run.plan if run.plan and plan_weights(run.plan, "targets") else None
 
 
 def _after(run: RunView, plan: Mapping[str, Any]) -> dict[str, float]:
     """The weights after the run: the buy re-plan's projection when there was one."""
     details = (run.result or {}).get("details") or {}
     buy_plan = details.get("buy_plan") if isinstance(details, Mapping) else None
-    return _weights(buy_plan, "projected") if isinstance(buy_plan, Mapping) else _weights(plan, "projected")
+    return (
+        plan_weights(buy_plan, "projected")
+        if isinstance(buy_plan, Mapping)
+        else plan_weights(plan, "projected")
+    )
 
 
 def _traded_in_full(run: RunView) -> bool:
@@ -49,18 +67,14 @@ def last_plan(runs: Iterable[RunView]) -> PlanWeights | None:
         plan = _planned(run)
         if plan is None:
             continue
-        before, target = _weights(plan, "current"), _weights(plan, "targets")
-        after = _after(run, plan) if _traded_in_full(run) else _weights(plan, "projected")
-        symbols = sorted(set(before) | set(target) | set(after))
+        before, target = plan_weights(plan, "current"), plan_weights(plan, "targets")
+        after = _after(run, plan) if _traded_in_full(run) else plan_weights(plan, "projected")
         return PlanWeights(
             run_id=run.run_id,
             event_id=run.event_id,
             exec_command=run.exec_command.value,
             planned_at=run.started_at,
-            lines=[
-                WeightLine(symbol=s, before=before.get(s), target=target.get(s), after=after.get(s))
-                for s in symbols
-            ],
+            lines=weight_lines(before, target, after),
         )
     return None
 
@@ -75,8 +89,8 @@ def drift_now(runs: Iterable[RunView], now: datetime) -> Drift | None:
         if now - as_of > DRIFT_MAX_AGE:
             return None
         live = _traded_in_full(run)
-        weights = _after(run, plan) if live else _weights(plan, "current")
-        target = _weights(plan, "targets")
+        weights = _after(run, plan) if live else plan_weights(plan, "current")
+        target = plan_weights(plan, "targets")
         gaps = [abs(weights.get(s, 0.0) - target.get(s, 0.0)) for s in set(weights) | set(target)]
         return Drift(
             as_of=as_of,

@@ -18,7 +18,7 @@ from management_service.health import check_health
 from management_service.models import Drift, HealthResponse, PlanWeights, WeightLine
 from management_service.services import Services
 from management_service.ui.chart import Chart, activity_chart
-from management_service.weights import drift_now, last_plan
+from management_service.weights import drift_now, last_plan, plan_weights, weight_lines
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.queue import QueuedEventView, QueueStats
 from rebalancer_shared.queue.models import WAITING_STATES
@@ -99,12 +99,6 @@ def _rows(plan: Mapping[str, Any], part: str) -> list[Mapping[str, Any]]:
     return [row for row in rows if isinstance(row, Mapping)] if isinstance(rows, list) else []
 
 
-def _weights(plan: Mapping[str, Any], part: str) -> dict[str, float]:
-    section = plan.get(part)
-    weights = section.get("weights") if isinstance(section, Mapping) else None
-    return dict(weights) if isinstance(weights, Mapping) else {}
-
-
 @dataclass(frozen=True)
 class PlanView:
     """A plan as tables: its orders, skipped trades, withheld orders, weights, equity and metrics."""
@@ -121,18 +115,14 @@ def plan_view(plan: Mapping[str, Any] | None) -> PlanView | None:
     """The tables of a stored plan, or None for a run that planned nothing."""
     if not plan:
         return None
-    before, target, after = (_weights(plan, p) for p in ("current", "targets", "projected"))
-    symbols = sorted(set(before) | set(target) | set(after))
+    before, target, after = (plan_weights(plan, p) for p in ("current", "targets", "projected"))
     equity = plan.get("equity_info")
     metrics = plan.get("metrics")
     return PlanView(
         orders=_rows(plan, "orders"),
         skipped=_rows(plan, "skipped"),
         withheld=_rows(plan, "withheld"),
-        weights=[
-            WeightLine(symbol=s, before=before.get(s), target=target.get(s), after=after.get(s))
-            for s in symbols
-        ],
+        weights=weight_lines(before, target, after),
         equity=equity if isinstance(equity, Mapping) else {},
         metrics=metrics if isinstance(metrics, Mapping) else {},
     )
