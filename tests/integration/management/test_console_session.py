@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from management_service.main import create_app
 from management_service.services import Services
 from rebalancer_shared.events import Command, Event, EventSource
+from rebalancer_shared.heartbeats import beat
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from tests.integration.management.helpers import ACCOUNT_A, API_KEY, make_settings, retrying_event
@@ -253,3 +255,20 @@ async def test_with_protected_reads_pages_need_sign_in(protected: httpx.AsyncCli
 async def test_the_console_is_not_in_the_openapi_document(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert not [p for p in paths if p.startswith("/ui")]
+
+
+async def test_the_overview_shows_ib_gateway_as_each_processor_found_it(
+    client: httpx.AsyncClient, redis_client: Redis, prefix: str
+) -> None:
+    reason = "cannot connect to IB Gateway at 127.0.0.1:4002 (paper mode) after 3 attempt(s)"
+    gateway = {"state": "unreachable", "since": 1_796_000_000.0, "reason": reason}
+    await beat(redis_client, prefix, "event-processor", "p7", "running", gateway=gateway)
+
+    page = (await client.get("/ui")).text
+
+    [row] = re.findall(r'<tr class="gateway">(.*?)</tr>', page, re.DOTALL)
+    assert "via p7" in row
+    assert "state-down" in row
+    assert reason in row
+    assert "since 2026-11-30 00:53:20" in row  # 1,796,000,000 s after the epoch, in UTC
+    assert "IB Gateway is unreachable from event-processor p7" in page  # the verdict says why

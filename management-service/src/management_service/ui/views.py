@@ -32,12 +32,41 @@ RECENT_ROWS = 10
 
 
 @dataclass(frozen=True)
+class GatewayLine:
+    """IB Gateway as one processor found it (its heartbeat's `gateway` detail)."""
+
+    instance: str
+    state: str  # idle, connected, unreachable
+    since: datetime | None
+    reason: str | None
+
+
+def gateway_lines(health: HealthResponse) -> list[GatewayLine]:
+    """The gateway as each processor reports it (none with a simulated broker)."""
+    processors = health.components.heartbeats.get("event-processor")
+    lines = []
+    for instance in processors.instances if processors else ():
+        gateway = instance.details.get("gateway")
+        if isinstance(gateway, dict):
+            since = gateway.get("since")
+            moment = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
+            lines.append(
+                GatewayLine(instance.instance, str(gateway.get("state")), moment, gateway.get("reason"))
+            )
+    return lines
+
+
+@dataclass(frozen=True)
 class Overview:
-    """Counts now, the health verdict with heartbeats, and the oldest live event."""
+    """Counts now, the health verdict with heartbeats, IB Gateway and the oldest live event."""
 
     health: HealthResponse
     stats: QueueStats | None
     oldest: QueuedEventView | None
+
+    @property
+    def gateways(self) -> list[GatewayLine]:
+        return gateway_lines(self.health)
 
 
 async def overview(services: Services) -> Overview:
