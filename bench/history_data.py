@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.store import EventStore, HistoryRecord, Transition
 from rebalancer_shared.store.tables import OrderRow, RunRow
+from tests.support.history import transition_records
 
 ACCOUNTS = tuple(f"DU{n:06d}" for n in range(100_001, 100_021))
 COMMANDS = (Command.REBALANCE, Command.PRINT_REBALANCE, Command.PRINT_POSITIONS)
@@ -39,7 +40,7 @@ class HistoryShape:
     middle: datetime  # half the events were accepted before this time
 
 
-def _records(rng: random.Random, count: int, seq: int) -> tuple[list[HistoryRecord], list[Event]]:
+def _records(rng: random.Random, count: int) -> tuple[list[HistoryRecord], list[Event]]:
     records: list[HistoryRecord] = []
     finished: list[Event] = []
     for _ in range(count):
@@ -50,11 +51,7 @@ def _records(rng: random.Random, count: int, seq: int) -> tuple[list[HistoryReco
             created_at=START + timedelta(seconds=rng.randrange(7 * 86_400)),
         )
         end = rng.choice(ENDS)
-        for transition in dict.fromkeys((Transition.QUEUED, end)):
-            seq += 1
-            records.append(
-                HistoryRecord(seq, event.event_id, transition, 1, None, event, 0, event.created_at)
-            )
+        records += transition_records(event, (Transition.QUEUED, end))
         if end is Transition.COMPLETED:
             finished.append(event)
     return records, finished
@@ -100,7 +97,7 @@ def _run_rows(event: Event, rng: random.Random) -> tuple[dict[str, Any], list[di
 async def fill_history(store: EventStore, count: int = 10_000, seed: int = 16) -> HistoryShape:
     """Write `count` events (and runs and orders for the finished ones); say what was written."""
     rng = random.Random(seed)
-    records, finished = _records(rng, count, 0)
+    records, finished = _records(rng, count)
     for base in range(0, len(records), 1_000):
         await store.apply_history(records[base : base + 1_000])
     runs, orders = [], []

@@ -7,7 +7,6 @@ exactly the model's list, each event once, in order.
 
 from __future__ import annotations
 
-import itertools
 import random
 import uuid
 from collections.abc import Mapping
@@ -25,13 +24,13 @@ from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import STATUS_AFTER, EventStore, HistoryRecord, Transition
+from tests.support.history import transition_records
 
 START = datetime(2026, 11, 2, 14, 30, tzinfo=UTC)
 ACCOUNTS = ("DU1", "DU2", "DU3")
 COMMANDS = (Command.REBALANCE, Command.PRINT_REBALANCE)
 SOURCES = (EventSource.API, EventSource.ABLY, EventSource.CLI)
 ENDS = (Transition.QUEUED, Transition.PROCESSING, Transition.COMPLETED, Transition.REMOVED)
-_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -64,19 +63,7 @@ async def _fill(store: EventStore, count: int, rng: random.Random) -> list[Kept]
             created_at=START + timedelta(minutes=rng.randrange(40)),  # ties on purpose
         )
         end = rng.choice(ENDS)
-        for transition in dict.fromkeys((Transition.QUEUED, end)):
-            records.append(
-                HistoryRecord(
-                    seq=next(_SEQ),
-                    event_id=event.event_id,
-                    transition=transition,
-                    times_queued=1,
-                    detail=None,
-                    event=event,
-                    close_runs_below=0,
-                    at=event.created_at,
-                )
-            )
+        records += transition_records(event, (Transition.QUEUED, end))
         state = STATUS_AFTER[end].value
         kept.append(
             Kept(

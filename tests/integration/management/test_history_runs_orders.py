@@ -6,7 +6,6 @@ planner's `Plan.to_dict()`), in a database of their own.
 
 from __future__ import annotations
 
-import itertools
 import random
 import uuid
 from collections.abc import Mapping
@@ -24,12 +23,12 @@ from rebalancer_shared.accounts import Account, RebalancingSettings
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
-from rebalancer_shared.store import EventStore, HistoryRecord, OrderRecord, RunRecord, RunStatus, Transition
+from rebalancer_shared.store import EventStore, OrderRecord, RunRecord, RunStatus, Transition
 from tests.integration.management.helpers import ACCOUNT_A, ACCOUNT_B
+from tests.support.history import transition_records
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 STATUSES = ("Filled", "Cancelled", "Submitted")
-_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,7 @@ async def _event(store: EventStore, account_id: str, at: datetime) -> Event:
     event = Event(
         account_id=account_id, exec_command=Command.REBALANCE, source=EventSource.API, created_at=at
     )
-    record = HistoryRecord(
-        seq=next(_SEQ),
-        event_id=event.event_id,
-        transition=Transition.QUEUED,
-        times_queued=1,
-        detail=None,
-        event=event,
-        close_runs_below=0,
-        at=at,
-    )
-    await store.apply_history([record])
+    await store.apply_history(transition_records(event, [Transition.QUEUED]))
     return event
 
 
