@@ -1,6 +1,7 @@
 """The notifier against real PostgreSQL and Redis, delivering through apprise's json:// to a local
 HTTP receiver: one message per transition and target, filtered by outcome, account and dry run;
-a receiver that is down delays nothing and loses nothing; the rate limit defers and never drops;
+a receiver that is down delays nothing and loses nothing (one that hangs: test_sending.py), nor does
+an outage of hours; the rate limit defers (counted) and never drops;
 two notifiers racing send each message once; unhealthy services are notified once, then healthy."""
 
 from __future__ import annotations
