@@ -100,15 +100,23 @@ async def test_a_claim_whose_lease_ran_out_and_was_claimed_again_changes_nothing
     later = now + timedelta(seconds=2)  # the first claimer hung past its lease
     async with sessions.begin() as session:
         (second,) = await rows.claim_due(session, only.target_id, later, timedelta(seconds=60))
-    async with sessions.begin() as session:
+    async with sessions.begin() as session:  # the first claimer comes back and gives up on it
         await rows.mark_retry(session, first, later + timedelta(hours=1), "too late")
+        await rows.mark_failed(session, first, "too late")
+    assert await row_state(own_lifecycle) == ("pending", None, later + timedelta(seconds=60))
     async with sessions.begin() as session:
         await rows.mark_sent(session, second, later)
-    async with sessions.begin() as session:
-        await rows.mark_failed(session, first, "too late")
-    async with own_lifecycle.store.engine.connect() as conn:
-        row = (await conn.execute(select(NotificationRow.status, NotificationRow.last_error))).one()
-    assert tuple(row) == ("sent", None)
+    assert await row_state(own_lifecycle) == ("sent", None, later + timedelta(seconds=60))
+
+
+async def row_state(lifecycle: EventLifecycle) -> tuple[str, str | None, datetime]:
+    async with lifecycle.store.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(NotificationRow.status, NotificationRow.last_error, NotificationRow.next_attempt_at)
+            )
+        ).one()
+    return row[0], row[1], row[2]
 
 
 async def test_reordered_targets_keep_their_pending_messages(own_lifecycle: EventLifecycle) -> None:
