@@ -180,4 +180,16 @@ CREATE INDEX ix_event_transitions_at ON event_transitions (at);
 
 UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
 
+-- Running upgrade 0006 -> 0007
+
+ALTER TABLE notifications ADD COLUMN claimed_by VARCHAR(32);
+
+ALTER TABLE notifications ADD COLUMN failure_class VARCHAR(16);
+
+ALTER TABLE notifications ADD COLUMN occurred_at TIMESTAMP WITH TIME ZONE;
+
+CREATE INDEX ix_notifications_event ON notifications (event_id, kind, id);
+
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
 COMMIT;

@@ -3,6 +3,7 @@ a missing variable named (its absence, never a value), and expanded values maske
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,46 @@ def test_a_url_apprise_does_not_know_stops_the_service_naming_where_it_is() -> N
     )
     with pytest.raises(NotificationTargetError, match=r"config\.yaml notifications\.targets\[0\].*'nosuch'"):
         resolve_targets(settings, {}, {})
+
+
+def _settings(*targets: Mapping[str, object]) -> Settings:
+    return Settings.model_validate({"notifications": {"targets": list(targets)}})
+
+
+def test_a_target_id_follows_the_url_as_written_not_its_place_or_its_secret() -> None:
+    ops = {"url": "json://127.0.0.1:9/ops?token=${TOKEN}", "on": ["failed"]}
+    desk = {"url": "json://127.0.0.1:9/desk", "on": ["failed"]}
+    first = {t.url: t.target_id for t in resolve_targets(_settings(ops, desk), {}, {"TOKEN": "t0ken-one"})}
+    again = {t.url: t.target_id for t in resolve_targets(_settings(desk, ops), {}, {"TOKEN": "t0ken-two"})}
+    assert list(first.values()) == [
+        again["json://127.0.0.1:9/ops?token=t0ken-two"],
+        again["json://127.0.0.1:9/desk"],
+    ]
+    named = resolve_targets(_settings({**desk, "name": "desk"}), {}, {})[0]
+    renamed = resolve_targets(_settings({**desk, "url": "json://127.0.0.1:9/desk2", "name": "desk"}), {}, {})[
+        0
+    ]
+    assert named.target_id == renamed.target_id != first["json://127.0.0.1:9/desk"]
+
+
+def test_the_same_target_twice_is_refused_naming_both_places() -> None:
+    ops = {"url": "json://127.0.0.1:9/ops", "on": ["failed"]}
+    with pytest.raises(NotificationTargetError, match=r"targets\[1\]: the same target as .*targets\[0\]"):
+        resolve_targets(_settings(ops, {**ops, "on": ["traded"]}), {}, {})
+
+
+def test_a_variable_is_percent_encoded_and_masked_raw_and_encoded() -> None:
+    settings = _settings({"url": "json://ops:${PASS}@127.0.0.1:9/hook", "on": ["failed"]})
+    (resolved,) = resolve_targets(settings, {}, {"PASS": "pa/ss#w@rd"})
+    assert resolved.url == "json://ops:pa%2Fss%23w%40rd@127.0.0.1:9/hook"
+    assert resolved.shown == "json://ops:****@127.0.0.1:9/hook"
+    assert redact_text("pa/ss#w@rd and pa%2Fss%23w%40rd") == "*** and ***"
+
+
+def test_a_token_typed_into_the_url_is_masked_as_apprise_hides_it() -> None:
+    settings = _settings({"url": "tgram://123456789:AAbbCCddEEffGg/987654", "on": ["failed"]})
+    (resolved,) = resolve_targets(settings, {}, {})
+    assert "AAbbCCddEEffGg" not in resolved.shown
+    assert redact_text("POST https://api.telegram.org/bot123456789:AAbbCCddEEffGg/sendMessage") == (
+        "POST https://api.telegram.org/bot***/sendMessage"
+    )

@@ -36,7 +36,8 @@ async def serve(settings: Settings) -> None:
     host, port = settings.management.host, settings.management.port
     log.info("starting management service", host=host, port=port, notification_targets=len(targets))
     # log_config=None: uvicorn's loggers go through our redacting structlog chain.
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, server_header=False)
+    app = create_app(settings, targets=targets)  # resolved once, here
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False)
     await uvicorn.Server(config).serve()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,7 @@ from fastapi import FastAPI, params
 from management_service.api.deps import ApiKeyRequired
 from management_service.api.errors import register_error_handlers
 from management_service.api.routes import accounts, events, health, metrics, orders, queue, runs
+from management_service.notifications import Target
 from management_service.services import Services, open_services
 from management_service.ui import mount_console
 from rebalancer_shared.config import Settings
@@ -24,13 +25,13 @@ Reads are public unless `PROTECT_READS=true` (then every read but `/health` need
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def _lifespan(settings: Settings, services: Services | None) -> Lifespan:
+def _lifespan(settings: Settings, services: Services | None, targets: Sequence[Target] | None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:  # built and owned by the caller (tests)
             yield
             return
-        async with open_services(settings) as opened:
+        async with open_services(settings, targets) as opened:
             app.state.services = opened
             yield
             del app.state.services
@@ -38,13 +39,16 @@ def _lifespan(settings: Settings, services: Services | None) -> Lifespan:
     return lifespan
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
-    """The API over `services`, or over services opened from `settings` for the app's lifespan."""
+def create_app(
+    settings: Settings, *, services: Services | None = None, targets: Sequence[Target] | None = None
+) -> FastAPI:
+    """The API over `services`, or over services opened from `settings` for the app's lifespan
+    (with these notification `targets`, when the caller resolved them already)."""
     app = FastAPI(
         title="Rebalancer management service",
         version="1.0.0",
         description=DESCRIPTION,
-        lifespan=_lifespan(settings, services),
+        lifespan=_lifespan(settings, services, targets),
         redirect_slashes=False,  # a path ending in '/' gets a 404 that says why (api/errors.py)
     )
     app.state.settings = settings

@@ -1,22 +1,32 @@
 """Prometheus exposition of the queue and the counters, read from Redis at scrape time.
 
 The broker and processors count into one Redis hash (`rebalancer_shared.metrics`), so any replica of
-this service reports the same totals. Each scrape reads the queue counters and that hash, and a
-collector built on the snapshot renders them; nothing is cached between scrapes.
+this service reports the same totals. Each scrape reads the queue counters, that hash and the
+notifications' hash (three Redis reads), and, given the history store, the age of the oldest pending
+notification (one indexed PostgreSQL read: a stalled notifier shows as a growing age); a collector
+built on the snapshot renders them; nothing is cached between scrapes.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 
+import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from management_service.notifications.rows import oldest_pending
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.metrics import Counter, read_counters, read_notification_counters
 from rebalancer_shared.queue import EventQueue, QueueStats
+from rebalancer_shared.store import EventStore
+from rebalancer_shared.store.views import as_utc
+
+log = structlog.get_logger(__name__)
 
 NAMESPACE = "rebalancer"
 
@@ -56,10 +66,12 @@ class QueueSnapshotCollector(Collector):
         stats: QueueStats,
         counters: Mapping[Counter, Mapping[str, int]],
         notifications: Mapping[str, int] | None = None,
+        oldest_pending_notification: float | None = None,
     ) -> None:
         self._stats = stats
         self._counters = counters
         self._notifications = notifications or {}
+        self._oldest_pending = oldest_pending_notification
 
     def collect(self) -> Iterator[Metric]:
         for name, field, help_text in _GAUGES:
@@ -87,20 +99,42 @@ class QueueSnapshotCollector(Collector):
             yield family
         notifications = CounterMetricFamily(
             f"{NAMESPACE}_notifications",
-            "Notification deliveries by outcome: sent, retried (waits for another attempt), deferred "
-            "(over its target's rate limit), failed (no attempts left).",
+            "Notifications by outcome: sent, retried (waits for another attempt), deferred (over its "
+            "target's rate limit), failed (not delivered within the age limit), target_removed (its "
+            "target is no longer configured), skipped_old (a transition too old when first seen), "
+            "suppressed (a failure repeated within the hour), intake_error (a transition that could "
+            "not be written as its message; a plain one was queued).",
             labels=["outcome"],
         )
         for outcome, value in sorted(self._notifications.items()):
             notifications.add_metric([outcome], value)
         yield notifications
+        if self._oldest_pending is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_notifications_oldest_pending_age_seconds",
+                "Age of the oldest pending notification (0 when none waits): grows while the notifier "
+                "is stalled or a receiver is down.",
+                value=self._oldest_pending,
+            )
 
 
-async def render_metrics(queue: EventQueue) -> bytes:
-    """The Prometheus text of the queue's current state (two Redis reads, no scan)."""
+async def _oldest_pending_age(store: EventStore) -> float | None:
+    try:
+        async with AsyncSession(store.engine) as session:
+            oldest = await oldest_pending(session)
+    except Exception as exc:  # PostgreSQL down: the Redis metrics still answer
+        log.warning("oldest pending notification not read", error=str(exc).splitlines()[0][:200])
+        return None
+    return 0.0 if oldest is None else max(0.0, time.time() - as_utc(oldest).timestamp())
+
+
+async def render_metrics(queue: EventQueue, store: EventStore | None = None) -> bytes:
+    """The Prometheus text of the queue's current state (three Redis reads, no scan), and with
+    `store` the age of the oldest pending notification."""
     stats = await queue.stats()
     counters = await read_counters(queue.redis, queue.keys.prefix)
     notifications = await read_notification_counters(queue.redis, queue.keys.prefix)
+    oldest = await _oldest_pending_age(store) if store is not None else None
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueSnapshotCollector(stats, counters, notifications))
+    registry.register(QueueSnapshotCollector(stats, counters, notifications, oldest))
     return generate_latest(registry)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from management_service.health import HealthPolicy
-from management_service.notifications import Notifier, resolve_targets
+from management_service.notifications import Notifier, Target, resolve_targets
 from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings, environment
 from rebalancer_shared.lifecycle import EventLifecycle
@@ -46,11 +46,15 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, targets: Sequence[Target] | None = None
+) -> AsyncIterator[Services]:
     """Read the accounts, connect (Redis fails fast: /health must answer within seconds), reconcile
-    the queue with the history, drain the outbox and notify meanwhile; close everything after."""
+    the queue with the history, drain the outbox and notify meanwhile; close everything after.
+    `targets`: the notification targets the caller resolved already (else they are resolved here)."""
     async with open_resources(settings, fail_fast=True) as res:
-        targets = resolve_targets(settings, res.accounts, environment())
+        if targets is None:
+            targets = resolve_targets(settings, res.accounts, environment())
         policy = HealthPolicy.from_settings(settings)
         report = await reconcile_queue(res.lifecycle, settings.processing.lease_seconds)
         log.info(

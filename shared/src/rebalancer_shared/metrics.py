@@ -49,18 +49,26 @@ async def read_counters(redis: Redis, prefix: str) -> dict[Counter, dict[str, in
     return dict(out)
 
 
-# How a notification delivery ended: sent; retried (not delivered, waits for another attempt);
-# deferred (over its target's rate limit, waits); failed (no attempts left).
-NOTIFICATION_OUTCOMES = ("sent", "retried", "deferred", "failed")
+class NotificationOutcome(StrEnum):
+    """What happened to a notification (or to a transition the notifier looked at)."""
+
+    SENT = "sent"  # delivered
+    RETRIED = "retried"  # not delivered; waits for another attempt
+    DEFERRED = "deferred"  # over its target's rate limit; waits, never dropped
+    FAILED = "failed"  # not delivered within the age limit: given up
+    TARGET_REMOVED = "target_removed"  # its target is no longer configured: marked failed
+    SKIPPED_OLD = "skipped_old"  # a transition older than the intake's age limit: not sent
+    SUPPRESSED = "suppressed"  # a repeated failure of the same event within the hour: not sent
+    INTAKE_ERROR = "intake_error"  # a transition that could not be turned into its messages
 
 
-async def count_notification(redis: Redis, prefix: str, outcome: str) -> None:
-    """Count one notification delivery outcome."""
-    await redis.hincrby(QueueKeys(prefix).notify_metrics, outcome, 1)
+async def count_notification(redis: Redis, prefix: str, outcome: NotificationOutcome, by: int = 1) -> None:
+    """Count `by` notifications (or transitions) that ended as `outcome`."""
+    await redis.hincrby(QueueKeys(prefix).notify_metrics, outcome.value, by)
 
 
 async def read_notification_counters(redis: Redis, prefix: str) -> dict[str, int]:
     """Every outcome's count (0 for those that never happened)."""
     raw = await redis.hgetall(QueueKeys(prefix).notify_metrics)
     counts = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
-    return {outcome: counts.get(outcome, 0) for outcome in NOTIFICATION_OUTCOMES}
+    return {outcome.value: counts.get(outcome.value, 0) for outcome in NotificationOutcome}

@@ -11,9 +11,11 @@ Configured globally in config.yaml (`notifications.targets`) and per account in 
           on: [completed]
           dry_runs: true
 
-Secrets come from the environment: `${NAME}` in a URL is replaced by the variable's value when the
-management service starts (`expand_url`); a variable that is not set stops it with an error naming
-the variable, never printing a value. Every service parses these lists (they live in config.yaml and
+Secrets come from the environment: `${NAME}` in a URL is replaced by the variable's value,
+percent-encoded (a `/`, `#` or `@` in a token stays inside its part of the URL), when the management
+service starts (`expand_url`); a variable that is not set stops it with an error naming the
+variable, never printing a value. A variable holds one part of a URL (a token, a password), never
+several parts or a whole URL. Every service parses these lists (they live in config.yaml and
 accounts.yaml), but only the management service expands and sends them, so the other services need
 neither the variables nor apprise.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from enum import StrEnum
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,6 +58,9 @@ class NotificationTarget(BaseModel):
     url: str = Field(min_length=1)
     on: tuple[NotifyOn, ...] = Field(min_length=1)
     dry_runs: bool = False  # events of commands that place no orders (print-*) only when true
+    # What the target's pending messages are kept under: by default its URL as written (before the
+    # `${VAR}` expansion); a name keeps them when the URL changes.
+    name: str | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -87,10 +93,12 @@ class NotificationSettings(BaseModel):
     targets: tuple[NotificationTarget, ...] = ()
     # A service (or Redis) unhealthy for this long is notified once, and again when healthy.
     unhealthy_after_seconds: float = Field(default=300.0, ge=0)
-    # Deliveries of one message before it is marked failed (each after the quick in-call retries).
-    max_attempts: int = Field(default=8, ge=1, le=100)
+    # A message not delivered this long after it was queued is given up (marked failed).
+    give_up_after_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     # Messages per minute to one target at most; the excess waits, it is never dropped.
     per_target_per_minute: int = Field(default=30, ge=1, le=6000)
+    # Sent messages are deleted from the table this many days after they were sent.
+    keep_sent_days: float = Field(default=30.0, gt=0)
     # How often the notifier looks for new transitions and due messages.
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
@@ -101,7 +109,8 @@ def placeholders(url: str) -> list[str]:
 
 
 def expand_url(url: str, environ: Mapping[str, str], where: str) -> tuple[str, list[str]]:
-    """The URL with every `${NAME}` replaced, and the values put in (to be masked as secrets).
+    """The URL with every `${NAME}` replaced by its value percent-encoded, and the values, raw and
+    encoded (to be masked as secrets).
 
     Raises `MissingVariableError` naming the variable and `where` the URL is configured.
     """
@@ -114,7 +123,8 @@ def expand_url(url: str, environ: Mapping[str, str], where: str) -> tuple[str, l
             raise MissingVariableError(
                 f"{where}: the URL names ${{{name}}}, but the environment variable {name} is not set"
             )
-        values.append(value)
-        return value
+        encoded = quote(value, safe="")
+        values.extend((value, encoded))
+        return encoded
 
     return _VARIABLE.sub(replace, url), values

@@ -40,6 +40,7 @@ def notifier(
     targets: Sequence[NotificationTarget],
     accounts: Mapping[str, Account] | None = None,
     clock: Clock | None = None,
+    delivery_timeout_seconds: float = 30.0,
     **options: Any,
 ) -> Notifier:
     """A notifier of this lifecycle's queue and history, with these global targets."""
@@ -53,6 +54,7 @@ def notifier(
         HealthPolicy(stale_after_seconds=30.0),
         clock=clock or time.time,
         quick_wait_max_seconds=0.01,
+        delivery_timeout_seconds=delivery_timeout_seconds,
     )
 
 

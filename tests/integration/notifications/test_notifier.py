@@ -1,6 +1,7 @@
 """The notifier against real PostgreSQL and Redis, delivering through apprise's json:// to a local
 HTTP receiver: one message per transition and target, filtered by outcome, account and dry run;
-a receiver that is down delays nothing and loses nothing; the rate limit defers and never drops;
+a receiver that is down delays nothing and loses nothing (one that hangs: test_sending.py), nor does
+an outage of hours; the rate limit defers (counted) and never drops;
 two notifiers racing send each message once; unhealthy services are notified once, then healthy."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rebalancer_shared.notification_targets import NotificationTarget, NotifyOn
 from rebalancer_shared.queue import EventState
 from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.store.tables import NotificationRow
+from rebalancer_shared.store.views import as_utc
 from tests.fakes.notify_receiver import NotifyReceiver, free_port
 from tests.integration.notifications.helpers import (
     Clock,
@@ -137,13 +139,13 @@ async def attempted(lifecycle: EventLifecycle, count: int) -> bool:
     return int(tried or 0) >= count
 
 
-async def test_after_its_last_attempt_a_message_is_failed_logged_and_counted(
+async def test_a_message_not_delivered_within_the_age_limit_is_failed_logged_and_counted(
     own_lifecycle: EventLifecycle,
 ) -> None:
     clock = Clock(time.time())
     with NotifyReceiver(status=500) as receiver:
         service = notifier(
-            own_lifecycle, [target(receiver.url(), NotifyOn.COMPLETED)], clock=clock, max_attempts=2
+            own_lifecycle, [target(receiver.url(), NotifyOn.COMPLETED)], clock=clock, give_up_after_hours=1
         )
         await complete(own_lifecycle, new_event("DU1", Command.CANCEL_ORDERS))
         with structlog.testing.capture_logs() as logs:
@@ -155,12 +157,36 @@ async def test_after_its_last_attempt_a_message_is_failed_logged_and_counted(
             await service.run_once()  # nothing left to try
     assert await statuses(own_lifecycle) == {"failed": 1}
     assert len(receiver.refused) == 2 * 3  # two attempts of three quick tries each
-    failures = [entry for entry in logs if entry["event"] == "notification failed: no attempts left"]
+    failures = [
+        e for e in logs if e["event"] == "notification failed: not delivered within the age limit; given up"
+    ]
     assert len(failures) == 1
     assert failures[0]["service"] == f"json://127.0.0.1:{receiver.port}/hook"
     metrics = (await render_metrics(own_lifecycle.queue)).decode()
     assert 'rebalancer_notifications_total{outcome="failed"} 1.0' in metrics
     assert 'rebalancer_notifications_total{outcome="retried"} 1.0' in metrics
+
+
+async def test_a_receiver_refusing_for_hours_loses_nothing_and_is_tried_every_five_minutes_at_most(
+    own_lifecycle: EventLifecycle,
+) -> None:
+    clock = Clock(time.time())
+    with NotifyReceiver(status=500) as receiver:
+        service = notifier(own_lifecycle, [target(receiver.url(), NotifyOn.COMPLETED)], clock=clock)
+        await complete(own_lifecycle, new_event("DU1", Command.CANCEL_ORDERS))
+        for _ in range(24):  # two hours of an outage, a round every five minutes
+            await service.run_once()
+            async with own_lifecycle.store.engine.connect() as conn:
+                due = await conn.scalar(select(NotificationRow.next_attempt_at))
+            assert due is not None
+            assert as_utc(due).timestamp() - clock.now < 300.001  # the backoff is capped at 5 minutes
+            clock.now += 300
+        assert await statuses(own_lifecycle) == {"pending": 1}
+        receiver.status = 200
+        await service.run_once()
+    assert receiver.titles() == ["DU1: cancel-orders completed"]
+    assert len(receiver.refused) == 24 * 3
+    assert await statuses(own_lifecycle) == {"sent": 1}
 
 
 async def test_the_rate_limit_defers_and_never_drops(own_lifecycle: EventLifecycle) -> None:
@@ -180,7 +206,8 @@ async def test_the_rate_limit_defers_and_never_drops(own_lifecycle: EventLifecyc
     assert sorted(receiver.titles()) == sorted(f"DU{n}: cancel-orders completed" for n in range(5))
     metrics = (await render_metrics(own_lifecycle.queue)).decode()
     assert 'rebalancer_notifications_total{outcome="sent"} 5.0' in metrics
-    assert 'rebalancer_notifications_total{outcome="deferred"} 0.0' not in metrics
+    # Three wait for the first token, then two, then one: each wait is counted.
+    assert 'rebalancer_notifications_total{outcome="deferred"} 6.0' in metrics
 
 
 async def test_two_notifiers_racing_send_each_message_once(own_lifecycle: EventLifecycle) -> None:

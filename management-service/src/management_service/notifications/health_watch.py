@@ -11,6 +11,9 @@ A component down since `since` gets the key `health:<name>:down:<since>` once it
 replicas queue one message. For Redis and a missing service it is when this process first saw the
 problem (a replica each, at worst). A notifier restarted during an outage sends the "down" again
 only if its key changed, and the "up" only if it saw the outage itself.
+
+What was notified is remembered only once the messages are queued (`confirm`, after the insert
+commits): a round whose insert failed is worked out again next time, so no "down" is lost.
 """
 
 from __future__ import annotations
@@ -70,10 +73,12 @@ class HealthWatch:
         self._threshold = threshold_seconds
         self._clock = clock
         self._down_since: dict[str, float] = {}
-        self._notified: dict[str, float] = {}
+        self._notified: dict[str, float] = {}  # component -> the outage notified (its `since`)
+        self._staged: dict[str, float] | None = None  # `_notified` once this round's drafts commit
 
     async def drafts(self, targets: Sequence[Target]) -> list[Draft]:
-        """Check health once; the messages it calls for."""
+        """Check health once; the messages it calls for (`confirm` once they are queued)."""
+        self._staged = None
         wanting = [t for t in targets if NotifyOn.HEALTH in t.on]
         if not wanting:
             return []
@@ -81,28 +86,37 @@ class HealthWatch:
         redis = report.components.redis
         beats = {name: (beat.status, beat.age_seconds) for name, beat in report.components.heartbeats.items()}
         now = self._clock()
+        notified = dict(self._notified)
         messages = []
         for state in component_states(redis.status == "ok", redis.error or "down", beats, now):
-            messages += self._change(state, now)
+            messages += self._change(state, now, notified)
+        self._staged = notified
         return [
-            Draft(key, t.target_id, NotifyOn.HEALTH.value, title, body)
+            Draft(key, t.target_id, NotifyOn.HEALTH, title, body)
             for key, title, body in messages
             for t in wanting
         ]
 
-    def _change(self, state: ComponentState, now: float) -> list[tuple[str, str, str]]:
+    def confirm(self) -> None:
+        """The last round's messages are queued: remember what they notified."""
+        if self._staged is not None:
+            self._notified, self._staged = self._staged, None
+
+    def _change(
+        self, state: ComponentState, now: float, notified: dict[str, float]
+    ) -> list[tuple[str, str, str]]:
         if state.healthy:
             self._down_since.pop(state.name, None)
-            since = self._notified.pop(state.name, None)
+            since = notified.pop(state.name, None)
             if since is None:
                 return []
             message = health_message(state.name, False, _at(since), state.reason)
             return [(f"health:{state.name}:up:{round(since)}", message.title, message.body)]
         since = state.since if state.since is not None else self._down_since.get(state.name, now)
         self._down_since[state.name] = since
-        if now - since < self._threshold or _same(self._notified.get(state.name), since):
+        if now - since < self._threshold or _same(notified.get(state.name), since):
             return []
-        self._notified[state.name] = since
+        notified[state.name] = since
         message = health_message(state.name, True, _at(since), state.reason)
         return [(f"health:{state.name}:down:{round(since)}", message.title, message.body)]
 

@@ -17,6 +17,7 @@ from typing import Any
 from management_service.notifications.rules import TransitionFacts
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.notification_targets import NotifyOn
+from rebalancer_shared.store.views import as_utc
 
 MAX_ORDER_LINES = 20
 MAX_TEXT = 500
@@ -60,7 +61,7 @@ def _clip(text: str | None) -> str:
 
 
 def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "unknown"
+    return as_utc(at).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "unknown"
 
 
 def _order_line(order: OrderFacts) -> str:

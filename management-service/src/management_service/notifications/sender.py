@@ -1,11 +1,18 @@
-"""Deliver due messages: claim, rate-limit, send through apprise, retry, give up after N attempts.
+"""Deliver due messages: per target, claim what its rate allows, send through apprise, retry, give up.
 
-Each claimed message is sent with a few quick retries inside the call (tenacity: a receiver that
-blinked); if it still fails it waits `backoff(attempts)` in the table (the claim already counted the
-attempt) and after `max_attempts` it is marked `failed`, logged with the target's id and privacy URL
-(never the URL itself) and counted. Messages to one target go one after another (its rate limit, its
-order); targets are served concurrently, so a slow or dead receiver delays only its own messages.
-Nothing here is awaited by an event: the notifier is a background task of the management service.
+Each target has its own task (`keep_sending`), so a slow or dead receiver delays only its own
+messages, and the intake and health watch never wait for a delivery. A target's messages go one
+after another, in the order they were queued. A round takes the target's rate-limit tokens first and
+claims at most that many due messages (at most `CLAIM_BATCH`), under a lease long enough for each of
+them to time out (`delivery_timeout`), and with a claim token: if the lease still runs out, only the
+sender that holds the row's current claim can mark it. Due messages over the rate wait in the table
+until a token will be there (counted `deferred`), never dropped.
+
+Each message is tried a few times at once (tenacity: a receiver that blinked), all of it bounded by
+the delivery timeout; if that fails it waits `backoff(attempts)` in the table (5 s, doubling, at
+most 5 minutes) and is tried again, until it is older than `give_up_after` (24 h by default): then
+it is marked `failed`, logged with the target's id and privacy URL (never the URL itself) and
+counted. An outage of the receiver shorter than that loses nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ from management_service.notifications import rows
 from management_service.notifications.rate_limit import RateLimiter
 from management_service.notifications.targets import Target
 from rebalancer_shared.logging import redact_text
+from rebalancer_shared.metrics import NotificationOutcome
+from rebalancer_shared.store.views import as_utc
 
 log = structlog.get_logger(__name__)
 
-CLAIM_LEASE = timedelta(seconds=60)  # longer than one delivery with its quick retries can take
 QUICK_ATTEMPTS = 3
 QUICK_WAIT_MAX_SECONDS = 2.0
+DELIVERY_TIMEOUT_SECONDS = 30.0  # one message, its quick retries included
+LEASE_MARGIN = timedelta(seconds=30)
 BACKOFF_BASE_SECONDS = 5.0
-BACKOFF_MAX_SECONDS = 3600.0
+BACKOFF_MAX_SECONDS = 300.0
 
 
 class DeliveryError(Exception):
@@ -38,7 +48,7 @@ class DeliveryError(Exception):
 
 
 Deliver = Callable[[Target, str, str], Awaitable[None]]
-CountOutcome = Callable[[str], Awaitable[None]]
+CountOutcome = Callable[[NotificationOutcome, int], Awaitable[None]]
 
 
 async def deliver_with_apprise(target: Target, title: str, body: str) -> None:
@@ -51,7 +61,7 @@ async def deliver_with_apprise(target: Target, title: str, body: str) -> None:
 
 
 def backoff(attempts: int) -> timedelta:
-    """5 s, 10 s, 20 s, ... up to an hour, after the n-th failed attempt."""
+    """5 s, 10 s, 20 s, ... up to 5 minutes, after the n-th failed attempt."""
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
@@ -63,48 +73,69 @@ class Sender:
         sessions: async_sessionmaker[AsyncSession],
         targets: Sequence[Target],
         *,
-        max_attempts: int,
+        give_up_after: timedelta,
         limiter: RateLimiter,
         clock: Callable[[], float],
         count: CountOutcome,
         deliver: Deliver = deliver_with_apprise,
         quick_wait_max_seconds: float = QUICK_WAIT_MAX_SECONDS,
+        delivery_timeout_seconds: float = DELIVERY_TIMEOUT_SECONDS,
     ) -> None:
         self._sessions = sessions
         self._targets: Mapping[str, Target] = {t.target_id: t for t in targets}
-        self._max_attempts = max_attempts
+        self._give_up_after = give_up_after
         self._limiter = limiter
         self._clock = clock
         self._count = count
         self._deliver = deliver
         self._quick_wait_max = quick_wait_max_seconds
+        self._timeout = delivery_timeout_seconds
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def send_due(self) -> int:
-        """Claim and send the due messages; return how many were claimed."""
-        if not self._targets:
-            return 0
+        """One round for every target at once; return how many messages were claimed."""
+        sent = await asyncio.gather(*(self.send_round(t) for t in self._targets.values()))
+        return sum(sent)
+
+    async def keep_sending(self, target: Target, poll_seconds: float) -> None:
+        """One target's task: rounds until cancelled, `poll_seconds` apart when nothing was due."""
+        while True:
+            try:
+                claimed = await self.send_round(target)
+            except Exception as exc:
+                claimed = 0
+                log.warning(
+                    "notification round failed; it runs again",
+                    target=target.target_id,
+                    error=redact_text(str(exc)).splitlines()[0][:300],
+                )
+            if not claimed:
+                await asyncio.sleep(poll_seconds)
+
+    async def send_round(self, target: Target) -> int:
+        """Claim what this target's rate allows now, and send it; return how many were claimed."""
+        granted = self._limiter.take_up_to(target.target_id, rows.CLAIM_BATCH)
+        now = self._now()
+        lease = timedelta(seconds=self._timeout * max(granted, 1)) + LEASE_MARGIN
         async with self._sessions.begin() as session:
-            claimed = await rows.claim_due(session, list(self._targets), self._now(), CLAIM_LEASE)
-        by_target: dict[str, list[rows.Claimed]] = {}
+            claimed = await rows.claim_due(session, target.target_id, now, lease, granted)
+            deferred = await self._defer_over_rate(session, target, granted, now)
+        self._limiter.give_back(target.target_id, granted - len(claimed))
+        if deferred:
+            await self._count(NotificationOutcome.DEFERRED, deferred)
         for message in claimed:
-            by_target.setdefault(message.target_id, []).append(message)
-        await asyncio.gather(
-            *(self._send_all(self._targets[t], messages) for t, messages in by_target.items())
-        )
+            await self._send_one(target, message)
         return len(claimed)
 
-    async def _send_all(self, target: Target, messages: Sequence[rows.Claimed]) -> None:
-        for message in messages:
-            wait = self._limiter.take(target.target_id)
-            if wait > 0:
-                async with self._sessions.begin() as session:
-                    await rows.defer(session, message.row_id, self._now() + timedelta(seconds=wait))
-                await self._count("deferred")
-                continue
-            await self._send_one(target, message)
+    async def _defer_over_rate(
+        self, session: AsyncSession, target: Target, granted: int, now: datetime
+    ) -> int:
+        if granted >= rows.CLAIM_BATCH:  # not held back by the rate: what is left is claimed next round
+            return 0
+        wait = self._limiter.wait_seconds(target.target_id)
+        return await rows.defer_due(session, target.target_id, now, now + timedelta(seconds=max(wait, 1.0)))
 
     async def _attempt(self, target: Target, message: rows.Claimed) -> None:
         retrying = AsyncRetrying(
@@ -113,33 +144,43 @@ class Sender:
             retry=retry_if_exception_type(Exception),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                await self._deliver(target, message.title, message.body)
+        async with asyncio.timeout(self._timeout):
+            async for attempt in retrying:
+                with attempt:
+                    await self._deliver(target, message.title, message.body)
 
     async def _send_one(self, target: Target, message: rows.Claimed) -> None:
         try:
             await self._attempt(target, message)
+        except TimeoutError:
+            await self._failed(target, message, f"no answer within {self._timeout:g} s")
+            return
         except Exception as exc:
             await self._failed(target, message, redact_text(f"{type(exc).__name__}: {exc}"))
             return
         async with self._sessions.begin() as session:
-            await rows.mark_sent(session, message.row_id, self._now())
-        await self._count("sent")
+            await rows.mark_sent(session, message, self._now())
+        await self._count(NotificationOutcome.SENT, 1)
         log.info("notification sent", key=message.key, target=target.target_id, service=target.shown)
 
     async def _failed(self, target: Target, message: rows.Claimed, error: str) -> None:
         context = {"key": message.key, "target": target.target_id, "service": target.shown, "error": error}
-        if message.attempts >= self._max_attempts:
+        now = self._now()
+        if now - as_utc(message.created_at) >= self._give_up_after:
             async with self._sessions.begin() as session:
-                await rows.mark_failed(session, message.row_id, error)
-            await self._count("failed")
-            log.error("notification failed: no attempts left", attempts=message.attempts, **context)
+                await rows.mark_failed(session, message, error)
+            await self._count(NotificationOutcome.FAILED, 1)
+            log.error(
+                "notification failed: not delivered within the age limit; given up",
+                attempts=message.attempts,
+                give_up_after_hours=self._give_up_after.total_seconds() / 3600,
+                **context,
+            )
             return
-        due = self._now() + backoff(message.attempts)
+        due = now + backoff(message.attempts)
         async with self._sessions.begin() as session:
-            await rows.mark_retry(session, message.row_id, due, error)
-        await self._count("retried")
+            await rows.mark_retry(session, message, due, error)
+        await self._count(NotificationOutcome.RETRIED, 1)
         log.warning(
             "notification not delivered; it waits and is tried again",
             attempts=message.attempts,

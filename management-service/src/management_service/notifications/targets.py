@@ -1,20 +1,27 @@
 """The notification targets of a deployment: config.yaml's and each account's, ready to send to.
 
 `resolve_targets` expands each URL's `${VAR}` placeholders from the environment (a missing variable
-stops the management service with an error naming it), registers the values as secrets (so no log
-line, stored error or API answer shows them), and checks that apprise knows the URL's service.
+stops the management service with an error naming it; values are percent-encoded), registers the
+values, raw and encoded, as secrets (so no log line, stored error or API answer shows them), and
+checks that apprise knows the URL's service. A token typed into the URL itself rather than through
+`${VAR}` is masked too: every part of the URL that apprise's privacy form hides (compare
+`url(privacy=False)` with `url(privacy=True)`) is registered. (What apprise does not hide, e.g. an
+ntfy topic, is not treated as a secret: put secrets in `${VAR}`.)
 
-A target's `target_id` is what the `notifications` table stores: a hash of where it is configured
-and of its URL *before* expansion, so it is stable across restarts and replicas, changes when the
-URL does, and never derives from a secret. Logs name a target by its id and apprise's privacy form
-of the URL (`json://host/path`, tokens shown as `****`).
+A target's `target_id` is what the `notifications` table stores: a hash of its account (or `*` for a
+global target) and of its `name`, or of its URL *before* expansion when it has no name. It is stable
+across restarts, replicas and a reordering of the lists, changes when the URL does (unless named),
+and never derives from a secret. The same URL twice for the same account is refused. Logs name a
+target by its id and apprise's privacy form of the URL (`json://host/path`, tokens shown as `****`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import apprise
 
@@ -50,8 +57,22 @@ class Target:
         return live or self.dry_runs
 
 
-def _target_id(where: str, template: str) -> str:
-    return hashlib.sha256(f"{where}\n{template}".encode()).hexdigest()[:16]
+_URL_PARTS = re.compile(r"[^/:@?&=]+")
+
+
+def _target_id(config: NotificationTarget, account_id: str | None) -> str:
+    what = f"name:{config.name}" if config.name is not None else f"url:{config.url}"
+    return hashlib.sha256(f"{account_id or '*'}\n{what}".encode()).hexdigest()[:16]
+
+
+def _register_hidden_parts(plugin: apprise.plugins.NotifyBase) -> None:
+    """Mask what apprise's privacy form hides (tokens typed into the URL, not through `${VAR}`)."""
+    full = _URL_PARTS.findall(str(plugin.url(privacy=False)))  # type: ignore[no-untyped-call]  # apprise's url() is untyped
+    shown = set(_URL_PARTS.findall(str(plugin.url(privacy=True))))  # type: ignore[no-untyped-call]
+    for part in full:
+        if part not in shown:
+            register_secret(part)
+            register_secret(unquote(part))
 
 
 def _resolve(
@@ -66,8 +87,9 @@ def _resolve(
         raise NotificationTargetError(
             f"{where}: apprise cannot use this URL (scheme {scheme!r}: unknown service or a malformed URL)"
         )
+    _register_hidden_parts(plugin)
     return Target(
-        target_id=_target_id(where, config.url),
+        target_id=_target_id(config, account_id),
         where=where,
         url=url,
         shown=str(plugin.url(privacy=True)).split("?", 1)[0],  # type: ignore[no-untyped-call]  # apprise's url() is untyped
@@ -91,7 +113,13 @@ def resolve_targets(
     settings: Settings, accounts: Mapping[str, Account], environ: Mapping[str, str]
 ) -> tuple[Target, ...]:
     """Every configured target, expanded and checked; raise a `ConfigError` naming what is wrong."""
-    return tuple(
-        _resolve(config, where, account, environ)
-        for config, where, account in _configured(settings, accounts)
-    )
+    targets: dict[str, Target] = {}
+    for config, where, account in _configured(settings, accounts):
+        target = _resolve(config, where, account, environ)
+        if (twin := targets.get(target.target_id)) is not None:
+            raise NotificationTargetError(
+                f"{where}: the same target as {twin.where} (the same URL, or name, for the same "
+                "account): list it once, with every outcome it wants"
+            )
+        targets[target.target_id] = target
+    return tuple(targets.values())

@@ -29,7 +29,7 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:q:lock:{acct}  string  token of the holder of the account's mutating-command lock
     P:heartbeats     hash    "{service}:{instance}" -> JSON {state, at, ...}: liveness of each process
     P:metrics        hash    "{counter}:{command}" -> count (events queued, completed, failed, ...)
-    P:notify-metrics hash    outcome -> count of notification deliveries (sent, retried, deferred, failed)
+    P:notify-metrics hash    outcome -> count of notifications (metrics.NotificationOutcome)
     P:ably:seen:{id} string  an Ably message id already turned into events (TTL > catch-up window)
     P:marker         string  written at first start; its absence with history in PostgreSQL means
                              Redis lost its data and the queue is rebuilt from PostgreSQL

@@ -27,6 +27,7 @@ from rebalancer_shared.logging import redact_text
 from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
     FINISHED,
+    NOTIFIABLE,
     STATUS_AFTER,
     WAITING,
     EventStatus,
@@ -36,10 +37,14 @@ from rebalancer_shared.store.records import (
 from rebalancer_shared.store.tables import EventRow, OrderRow, RunRow, TransitionRow
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    """True on PostgreSQL (the default when the session is unbound); False on SQLite (the demo)."""
+    return session.bind is None or session.bind.dialect.name == "postgresql"
+
+
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """INSERT with ON CONFLICT support for the session's database (PostgreSQL, or SQLite for the demo)."""
-    name = session.bind.dialect.name if session.bind is not None else "postgresql"
-    return (postgresql if name == "postgresql" else sqlite).insert(table)
+    return (postgresql if is_postgres(session) else sqlite).insert(table)
 
 
 _PREPARED: dict[tuple[str, ...], Any] = {}
@@ -115,6 +120,8 @@ async def _insert_transition(session: AsyncSession, record: HistoryRecord) -> No
         "seq": record.seq,
         "failure_class": record.failure_class,
         "due_at": record.due_at,
+        # Only what can be notified waits for the notifier (the rest is never read by it).
+        "notification_pending": record.transition in NOTIFIABLE,
     }
     statement = prepared(
         session,

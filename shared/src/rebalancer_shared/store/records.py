@@ -75,6 +75,19 @@ STATUS_AFTER: dict[Transition, EventStatus] = {
 }
 
 
+# The transitions a notification can be about (management_service.notifications.rules): only their
+# rows are written with `notification_pending` set, so the notifier never touches the others.
+NOTIFIABLE = frozenset(
+    {
+        Transition.COMPLETED,
+        Transition.RERUN,
+        Transition.RETRYING,
+        Transition.NEEDS_ATTENTION,
+        Transition.SCHEDULED,
+    }
+)
+
+
 class RunStatus(StrEnum):
     """How a run (one attempt of a command) ended, or that it is still going.
 

@@ -160,6 +160,7 @@ class NotificationRow(Base):
     __table_args__ = (
         Index("ux_notifications_key_target", "key", "target", unique=True),
         Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_event", "event_id", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
@@ -176,3 +177,6 @@ class NotificationRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    failure_class: Mapped[str | None] = mapped_column(String(16))
+    occurred_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from management_service.api.deps import QueueDep
+from management_service.api.deps import QueueDep, StoreDep
 from management_service.models import ErrorResponse
 from management_service.prometheus import render_metrics
 
@@ -22,6 +22,7 @@ router = APIRouter(tags=["metrics"])
         503: {"model": ErrorResponse, "description": "Redis unavailable."},
     },
 )
-async def get_metrics(queue: QueueDep) -> Response:
-    """Queue gauges and the per-command counters of events and orders."""
-    return Response(content=await render_metrics(queue), media_type=CONTENT_TYPE_LATEST)
+async def get_metrics(queue: QueueDep, store: StoreDep) -> Response:
+    """Queue gauges, the per-command counters of events and orders, the notifications' counters and
+    the age of the oldest pending notification."""
+    return Response(content=await render_metrics(queue, store), media_type=CONTENT_TYPE_LATEST)
