@@ -281,3 +281,34 @@ async def test_a_processor_killed_at_completion_is_notified_once_after_the_outbo
         await own_lifecycle.outbox.drain()
         await service.run_once()
     assert receiver.titles() == ["DU1: rebalance success, 2 orders"]
+
+
+async def test_ib_gateway_unreachable_from_a_processor_is_notified_with_why_and_again_when_reached(
+    own_lifecycle: EventLifecycle,
+) -> None:
+    clock = Clock(time.time())
+    beats = QueueKeys(own_lifecycle.queue.keys.prefix).heartbeats
+    redis = own_lifecycle.queue.redis
+    reason = "cannot connect to IB Gateway at 127.0.0.1:4002 (paper mode) after 3 attempt(s)"
+
+    async def processor_beat(gateway: dict[str, object]) -> None:
+        beat = {"state": "running", "at": clock.now, "gateway": gateway}
+        await redis.hset(beats, "event-processor:host:1:abc", json.dumps(beat))
+
+    await redis.hset(beats, "event-broker:host:1:b", json.dumps({"state": "connected", "at": clock.now}))
+    await processor_beat({"state": "unreachable", "since": clock.now - 30, "reason": reason})
+    with NotifyReceiver() as receiver:
+        service = notifier(
+            own_lifecycle, [target(receiver.url(), NotifyOn.HEALTH)], clock=clock, unhealthy_after_seconds=60
+        )
+        await service.run_once()
+        assert receiver.titles() == []  # 30 s is under the threshold
+        await processor_beat({"state": "unreachable", "since": clock.now - 90, "reason": reason})
+        for _ in range(3):
+            await service.run_once()
+        assert receiver.titles() == ["rebalancer: ib-gateway unhealthy"]
+        assert reason in str(receiver.messages[0].get("message"))
+        await processor_beat({"state": "connected", "since": clock.now, "reason": None})
+        for _ in range(3):
+            await service.run_once()
+    assert receiver.titles() == ["rebalancer: ib-gateway unhealthy", "rebalancer: ib-gateway healthy again"]

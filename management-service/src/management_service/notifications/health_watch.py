@@ -1,8 +1,10 @@
 """Health changes worth a message: a component unhealthy for longer than a threshold, then healthy.
 
-Components: Redis and each service that must beat (event-broker, event-processor; others that beat
-are watched too). A service is unhealthy when its heartbeat is stale or missing (the /health rules,
-management_service.health); Redis when it does not answer. PostgreSQL is not watched here: the
+Components: Redis, each service that must beat (event-broker, event-processor; others that beat
+are watched too), and IB Gateway as the processors report it (`gateway` in their heartbeats: down
+while a fresh processor cannot reach it, since its first failed connection). A service is unhealthy
+when its heartbeat is stale or missing (the /health rules, management_service.health); Redis when
+it does not answer. PostgreSQL is not watched here: the
 messages are queued in it, so its outage can only be logged.
 
 A component down since `since` gets the key `health:<name>:down:<since>` once it has been down for
@@ -22,7 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from management_service.health import HealthPolicy, check_health
+from management_service.health import HealthPolicy, check_health, gateway_unreachable
+from management_service.models import ServiceHeartbeat
 from management_service.notifications.messages import health_message
 from management_service.notifications.rows import Draft
 from management_service.notifications.targets import Target
@@ -54,6 +57,22 @@ def component_states(
         since = round(now - age) if status == "stale" and age is not None else None
         states.append(ComponentState(name, status == "ok", since, f"heartbeat {status}"))
     return states
+
+
+def gateway_state(heartbeats: Mapping[str, ServiceHeartbeat]) -> ComponentState | None:
+    """IB Gateway as the fresh processors report it (None when none reports it: a simulated broker).
+
+    Down while any of them cannot reach it, since the earliest of their outages began."""
+    service = heartbeats.get("event-processor")
+    reporting = [i for i in (service.instances if service else ()) if not i.stale and "gateway" in i.details]
+    if not reporting:
+        return None
+    unreachable = gateway_unreachable(dict(heartbeats))
+    if not unreachable:
+        return ComponentState("ib-gateway", True, None, "connected")
+    starts = [float(g["since"]) for _, g in unreachable if isinstance(g.get("since"), int | float)]
+    reasons = "; ".join(f"{instance}: {g.get('reason')}" for instance, g in unreachable)
+    return ComponentState("ib-gateway", False, min(starts) if starts else None, reasons)
 
 
 class HealthWatch:
@@ -88,7 +107,9 @@ class HealthWatch:
         now = self._clock()
         notified = dict(self._notified)
         messages = []
-        for state in component_states(redis.status == "ok", redis.error or "down", beats, now):
+        states = component_states(redis.status == "ok", redis.error or "down", beats, now)
+        gateway = gateway_state(report.components.heartbeats)
+        for state in [*states, *([gateway] if gateway else [])]:
             messages += self._change(state, now, notified)
         self._staged = notified
         return [
