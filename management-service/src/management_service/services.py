@@ -28,6 +28,9 @@ from rebalancer_shared.store import EventStore
 log = structlog.get_logger(__name__)
 
 
+STOP_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Services:
     """The live resources the API reads and changes (changes only through `lifecycle`)."""
@@ -65,14 +68,20 @@ async def open_services(
         )
         notifier = Notifier(res.queue, res.store, targets, settings.notifications, policy)
         tasks = [
-            asyncio.create_task(res.lifecycle.outbox.run_drainer()),
-            asyncio.create_task(notifier.run()),
+            asyncio.create_task(res.lifecycle.outbox.run_drainer(), name="outbox drainer"),
+            asyncio.create_task(notifier.run(), name="notifier"),
         ]
         try:
             yield Services(res.lifecycle, res.accounts, policy)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _stop(tasks)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background tasks and wait for them, but not forever: a task stuck in a call that
+    ignores its cancellation (a database that does not answer) must not hold the shutdown."""
+    for task in tasks:
+        task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+    for task in stuck:
+        log.warning("a background task did not stop in time; leaving it", task=task.get_name())

@@ -53,6 +53,9 @@ from rebalancer_shared.store import EventStore
 log = structlog.get_logger(__name__)
 
 
+IDLE_POLL_SECONDS = 60.0
+
+
 class Notifier:
     """Intake, health watch, housekeeping and one sender task per target (see the module doc)."""
 
@@ -170,9 +173,12 @@ class Notifier:
             )
 
     async def _queue_forever(self) -> None:
+        # Without a target there is nothing to send: only the flags to clear (and, once, the rows of
+        # targets removed from the configuration to fail), so the database is not asked every second.
+        interval = self.settings.poll_seconds if self.targets else IDLE_POLL_SECONDS
         while True:
             await self.queue_round()
-            await asyncio.sleep(self.settings.poll_seconds)
+            await asyncio.sleep(interval)
 
     async def run(self) -> None:
         """Queue rounds and each target's sender, until cancelled (a background task)."""
