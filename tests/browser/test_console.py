@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from management_service.ui.rendering import number
 from tests.browser.conftest import PHONE
 from tests.integration.management.demo_session import DemoProcess
 
@@ -118,9 +119,44 @@ def test_a_dry_run_from_the_page_completes_live_and_its_plan_matches_the_api(
     rows = page.locator("table.plan-orders tbody tr")
     expect(rows).to_have_count(len(planned))
     shown = [row.locator("td").all_inner_texts()[:3] for row in rows.all()]
-    assert shown == [[o["symbol"], o["action"], f"{o['quantity']:,.4g}"] for o in planned]
+    assert shown == [[o["symbol"], o["action"], number(o["quantity"], 4)] for o in planned]
     expect(page.locator("#timeline tr[data-state=completed]")).to_have_count(1)
     page.screenshot(path=screenshots / "event.png", full_page=True)
+
+    page.click("nav a[href='/ui/history']")
+    finished = page.locator(f"#history-table tr[data-event-id='{event_id}']")
+    expect(finished).to_have_attribute("data-state", "completed")
+    expect(finished).to_contain_text("print-rebalance")
+    page.select_option("#history-filters select[name=state]", "completed")
+    page.click("#history-filters button[type=submit]")
+    expect(page.locator(f"#history-table tr[data-event-id='{event_id}']")).to_have_count(1)
+    assert set(page.locator("#history-table tbody tr").evaluate_all("r => r.map(x => x.dataset.state)")) == {
+        "completed"
+    }
+    page.screenshot(path=screenshots / "history.png", full_page=True)
+
+
+INJECTED = '{"detail": "<img id=injected src=x> the gateway said no"}'
+
+
+def test_an_answer_that_is_not_a_console_fragment_is_shown_as_text(page: Page, api_key: str) -> None:
+    """A JSON error (from a proxy, say) is never inserted as HTML, in a live part or in the notice."""
+    sign_in(page, api_key)
+    page.route(
+        "**/ui/parts/accounts/*",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=INJECTED),
+    )
+    page.route(
+        "**/ui/actions/dry-run",
+        lambda route: route.fulfill(status=502, content_type="application/json", body=INJECTED),
+    )
+    page.goto(f"/ui/accounts/{ACCOUNT}")
+    live = page.locator("#account-live")
+    expect(live).to_have_attribute("data-stale", re.compile("not a console page: <img id=injected"))
+    expect(page.locator("#account-events")).to_be_visible()  # the last content stays
+    page.click("#dry-run")
+    expect(page.locator("#notice")).to_contain_text("(502) <img id=injected src=x> the gateway said no")
+    assert page.locator("#injected").count() == 0
 
 
 def test_a_live_rebalance_with_the_typed_confirmation_trades_and_its_orders_appear_without_reload(

@@ -2,7 +2,9 @@
 
 Before it listens it checks accounts.yaml and waits for Redis and PostgreSQL like every service
 (rebalancer_shared.startup: exit codes 2 and 3, one line on stderr), so it never says "ready" while
-it cannot work. Without MANAGEMENT_API_KEY it starts, and warns that every change will be refused.
+it cannot work. Without MANAGEMENT_API_KEY it starts, and warns that every change will be refused;
+listening beyond loopback with CONSOLE_HTTPS_ONLY off, it warns that the console's cookie may travel
+in clear text.
 A notification URL naming an environment variable that is not set stops it (exit code 2).
 """
 
@@ -15,6 +17,7 @@ import uvicorn
 
 from management_service.main import create_app
 from management_service.notifications import resolve_targets
+from management_service.ui.session import insecure_cookie_warning
 from rebalancer_shared.accounts import load_accounts
 from rebalancer_shared.config import Settings, environment
 from rebalancer_shared.startup import start_service, wait_for_servers
@@ -33,6 +36,9 @@ async def serve(settings: Settings) -> None:
             "MANAGEMENT_API_KEY is not set: POST and DELETE answer 503 (nothing can be added or "
             "removed) until it is; reads work"
         )
+    cookie_warning = insecure_cookie_warning(settings)
+    if cookie_warning:
+        log.warning(cookie_warning)
     host, port = settings.management.host, settings.management.port
     log.info("starting management service", host=host, port=port, notification_targets=len(targets))
     # log_config=None: uvicorn's loggers go through our redacting structlog chain.

@@ -204,13 +204,21 @@ def _verdict(
 
 async def check_health(queue: EventQueue, store: EventStore, policy: HealthPolicy) -> HealthResponse:
     """Check Redis, PostgreSQL and the heartbeats concurrently (bounded by the check timeout)."""
+    health, _ = await check_health_and_stats(queue, store, policy)
+    return health
+
+
+async def check_health_and_stats(
+    queue: EventQueue, store: EventStore, policy: HealthPolicy
+) -> tuple[HealthResponse, QueueStats | None]:
+    """The health verdict and the queue's counters it read (None when Redis did not answer)."""
     redis, postgres = await asyncio.gather(
         _check_redis(queue, policy.check_timeout_seconds),
         _check_postgres(store, policy.check_timeout_seconds),
     )
     heartbeats = judge_heartbeats(redis.beats, policy, time.time())
     status, message = _verdict(redis, postgres, heartbeats, policy)
-    return HealthResponse(
+    health = HealthResponse(
         status=status,
         healthy=status == "healthy",
         events_with_retries=redis.stats.events_with_retries if redis.stats else None,
@@ -223,3 +231,4 @@ async def check_health(queue: EventQueue, store: EventStore, policy: HealthPolic
             stale_after_seconds=policy.stale_after_seconds,
         ),
     )
+    return health, redis.stats

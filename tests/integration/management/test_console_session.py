@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+import structlog
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from management_service.health import HealthPolicy
 from management_service.main import create_app
 from management_service.services import Services
+from rebalancer_shared.accounts import Account
+from rebalancer_shared.config import Settings
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.heartbeats import beat
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.queue import EventQueue, QueueKeys
+from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import ACCOUNT_A, API_KEY, make_settings, retrying_event
+from tests.support.servers import throwaway_redis
 
 pytestmark = pytest.mark.integration
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -27,6 +38,14 @@ def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found is not None, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+@contextlib.asynccontextmanager
+async def console_client(app: FastAPI, client_host: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` of its own (its own cookies), from `client_host`."""
+    transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://management.test") as http:
+        yield http
 
 
 async def signed_in_token(client: httpx.AsyncClient) -> str:
@@ -194,9 +213,125 @@ async def test_sign_out_ends_the_session(client: httpx.AsyncClient, queue: Event
     answer = await client.post("/ui/signout", data={"csrf_token": token})
     assert answer.status_code == 303
     assert 'id="read-only"' in (await client.get("/ui")).text
+    # The browser's cookie was cleared, so its new session has a new CSRF token: the old one is refused
+    # before sign-in is even looked at.
     refused = await client.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token})
-    assert refused.status_code in (401, 403)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.text
     assert await queue.list_events(10) == []
+
+
+async def test_a_cookie_copied_before_sign_out_is_worthless_after_it(
+    client: httpx.AsyncClient, app: FastAPI, queue: EventQueue
+) -> None:
+    token = await signed_in_token(client)
+    copied = httpx.Cookies(client.cookies)
+    assert (await client.post("/ui/signout", data={"csrf_token": token})).status_code == 303
+    async with console_client(app) as thief:
+        thief.cookies = copied
+        assert 'id="read-only"' in (await thief.get("/ui")).text
+        refused = await thief.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token})
+    assert refused.status_code == 401  # the CSRF token matches the copy; the session is gone
+    assert "sign in first" in refused.text
+    assert await queue.list_events(10) == []
+
+
+def session_keys(prefix: str) -> str:
+    return f"{QueueKeys(prefix).console_session('')}*"
+
+
+async def test_a_session_lives_eight_hours_from_sign_in_however_much_it_is_used(
+    client: httpx.AsyncClient, redis_client: Redis, prefix: str
+) -> None:
+    await signed_in_token(client)
+    [key] = [k async for k in redis_client.scan_iter(match=session_keys(prefix))]
+    assert 8 * 3600 - 60 <= await redis_client.ttl(key) <= 8 * 3600
+    await redis_client.expire(key, 120)  # as if signed in 7 h 58 min ago
+    for _ in range(3):
+        assert 'id="signed-in"' in (await client.get("/ui/queue")).text
+    assert await redis_client.ttl(key) <= 120, "using the session extended it"
+    await redis_client.delete(key)  # what its expiry does
+    assert 'id="read-only"' in (await client.get("/ui")).text
+
+
+async def test_redis_keeps_only_a_hash_of_the_session_id(
+    client: httpx.AsyncClient, redis_client: Redis, prefix: str
+) -> None:
+    await signed_in_token(client)
+    cookie = client.cookies["rebalancer_console"]
+    payload = json.loads(base64.b64decode(cookie.split(".")[0] + "=="))
+    assert set(payload) == {"sid", "csrf"}
+    [key] = [k.decode() async for k in redis_client.scan_iter(match=session_keys(prefix))]
+    assert payload["sid"] not in key
+    assert key.endswith(hashlib.sha256(payload["sid"].encode()).hexdigest())
+
+
+async def test_sign_in_rotates_the_csrf_token(client: httpx.AsyncClient) -> None:
+    before = csrf_of((await client.get("/ui/signin")).text)
+    after = await signed_in_token(client)
+    assert after != before
+    refused = await client.post("/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": before})
+    assert refused.status_code == 403
+
+
+async def test_sign_in_is_throttled_after_ten_failures_and_every_attempt_is_logged(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    token = csrf_of((await client.get("/ui/signin")).text)
+    with structlog.testing.capture_logs() as logs:
+        for attempt in range(10):
+            wrong = await client.post("/ui/signin", data={"api_key": f"guess-{attempt}", "csrf_token": token})
+            assert wrong.status_code == 401
+        blocked = await client.post("/ui/signin", data={"api_key": API_KEY, "csrf_token": token})
+        async with console_client(app, client_host="203.0.113.9") as elsewhere:
+            other = await signed_in_token(elsewhere)
+    assert blocked.status_code == 429
+    assert "too many failed sign-ins" in blocked.text
+    assert re.search(r"try again after \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(in 1[45] min", blocked.text)
+    assert 840 <= int(blocked.headers["retry-after"]) <= 900
+    assert 'id="read-only"' in (await client.get("/ui")).text, "the right key was not even compared"
+    assert other, "another address is not throttled"
+    failed = [e for e in logs if e["event"] == "console sign-in failed"]
+    assert len(failed) == 10
+    assert {e["client"] for e in failed} == {"127.0.0.1"}
+    assert [e["failures"] for e in failed] == list(range(1, 11))
+    assert [e["client"] for e in logs if e["event"] == "console sign-in"] == ["203.0.113.9"]
+    assert any(e["event"] == "console sign-in refused: too many failures" for e in logs)
+    assert API_KEY not in repr(logs)
+    assert "guess-3" not in repr(logs)
+
+
+async def test_with_redis_down_actions_and_sign_in_are_refused_and_public_pages_render(
+    settings: Settings, store: EventStore, accounts: Mapping[str, Account], prefix: str
+) -> None:
+    with throwaway_redis() as server:
+        redis = Redis.from_url(server.url)
+        services = Services(
+            lifecycle=EventLifecycle(EventQueue(redis, prefix), store),
+            accounts=accounts,
+            health_policy=HealthPolicy(check_timeout_seconds=1.0),
+        )
+        app = create_app(settings, services=services)
+        try:
+            async with console_client(app) as http:
+                token = await signed_in_token(http)
+                server.kill()
+                overview = await http.get("/ui")
+                action = await http.post(
+                    "/ui/actions/dry-run", data={"account_id": ACCOUNT_A, "csrf_token": token}
+                )
+                signin_token = csrf_of((await http.get("/ui/signin")).text)
+                again = await http.post("/ui/signin", data={"api_key": API_KEY, "csrf_token": signin_token})
+        finally:
+            await redis.aclose()
+    assert overview.status_code == 200
+    assert 'id="read-only"' in overview.text
+    assert "Redis is down" in overview.text
+    assert action.status_code == 503
+    assert "Redis is unavailable, so the console cannot check your session" in action.text
+    assert "nothing was done" in action.text
+    assert again.status_code == 503
+    assert "cannot sign in now: Redis, where sessions are kept, is unavailable" in again.text
 
 
 async def test_a_new_api_key_signs_everyone_out(

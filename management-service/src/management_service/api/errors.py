@@ -33,6 +33,7 @@ _SERVERS: dict[type[Exception], str] = {
     redis.exceptions.RedisError: "Redis",
     sqlalchemy.exc.SQLAlchemyError: "PostgreSQL",
 }
+SERVER_ERRORS = tuple(_SERVERS)
 
 
 # The `responses` entry of a route that reads the history.
@@ -57,15 +58,21 @@ def _server_of(exc: Exception) -> str:
 
 async def server_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 naming the server that did not answer, or was too busy to, and why (secrets masked)."""
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": unavailable_detail(request, exc)},
+    )
+
+
+def unavailable_detail(request: Request, exc: Exception) -> str:
+    """'Redis is unavailable: <reason>' for a transient error of a server, logged; any other error
+    is raised again (a bug, not the deployment: the server's 500 handling logs its traceback)."""
     if not is_transient(exc):
-        raise exc  # a bug, not the deployment: the server's 500 handling logs it with its traceback
+        raise exc
     server = _server_of(exc)
     reason = describe_error(exc)
     log.warning("request failed: server unavailable", path=request.url.path, server=server, error=reason)
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": f"{server} is unavailable: {reason}"},
-    )
+    return f"{server} is unavailable: {reason}"
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:

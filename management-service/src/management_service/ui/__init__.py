@@ -7,7 +7,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from management_service.ui import actions, pages, signin
+from management_service.ui import actions, history, pages, signin
+from management_service.ui.errors import route_errors_to_console
 from management_service.ui.guards import ConsoleRefusal
 from management_service.ui.rendering import HERE, render_refusal
 from management_service.ui.session import add_session_middleware
@@ -15,9 +16,11 @@ from rebalancer_shared.config import Settings
 
 
 def mount_console(app: FastAPI, settings: Settings) -> None:
-    """Add the console's routes, its static files, its session middleware and its refusal handler."""
+    """Add the console's routes, its static files, its session middleware and its error pages (after
+    the API's error handlers: the console's wrap them)."""
     add_session_middleware(app, settings)
     app.add_exception_handler(ConsoleRefusal, render_refusal)
-    for router in (pages.router, actions.router, signin.router):
+    route_errors_to_console(app)
+    for router in (pages.router, history.router, actions.router, signin.router):
         app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="console-static")

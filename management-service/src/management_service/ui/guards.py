@@ -4,6 +4,8 @@
   without sign-in leads to the sign-in form and a live part answers 401.
 - Every POST: its CSRF token first (403 without it or with another session's), then, for the
   actions, sign-in (401). Nothing is read or changed before both pass.
+- Redis unreachable: no session can be checked, so nobody is signed in. Actions are refused (503,
+  saying so), protected pages too (503: fail closed); public pages render as read-only.
 
 A refusal is a `ConsoleRefusal`, rendered by `rendering.render_refusal` as a message in a page (or
 in the fragment a script asked for), never as a JSON error.
@@ -36,8 +38,18 @@ class ConsoleRefusal(Exception):
 SessionDep = Annotated[ConsoleSession, Depends(console_session)]
 
 
+def _unverified(session: ConsoleSession, what: str) -> ConsoleRefusal:
+    return ConsoleRefusal(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"Redis is unavailable, so the console cannot check your session: {what} "
+        f"({session.unverified}); try again when Redis is back",
+    )
+
+
 def page_reader(session: SessionDep, settings: SettingsDep) -> ConsoleSession:
     """A page: anyone, unless reads are protected (then sign-in first)."""
+    if settings.management.protect_reads and session.unverified:
+        raise _unverified(session, "reads are protected, so pages are refused")
     if settings.management.protect_reads and not session.signed_in:
         raise ConsoleRefusal(
             status.HTTP_401_UNAUTHORIZED, "sign in to see the console (reads are protected)", SIGN_IN_PATH
@@ -47,6 +59,8 @@ def page_reader(session: SessionDep, settings: SettingsDep) -> ConsoleSession:
 
 def part_reader(session: SessionDep, settings: SettingsDep) -> ConsoleSession:
     """A page's live part: like the page, but a refusal is a 401 (the script shows it), not a redirect."""
+    if settings.management.protect_reads and session.unverified:
+        raise _unverified(session, "reads are protected, so pages are refused")
     if settings.management.protect_reads and not session.signed_in:
         raise ConsoleRefusal(status.HTTP_401_UNAUTHORIZED, "signed out: sign in again to see the console")
     return session
@@ -82,6 +96,8 @@ CheckedFormDep = Annotated[CheckedForm, Depends(checked_form)]
 
 async def operator_form(form: CheckedFormDep) -> CheckedForm:
     """An action's form: CSRF checked, and signed in with the API key."""
+    if form.session.unverified:
+        raise _unverified(form.session, "actions are refused (nothing was done)")
     if not form.session.signed_in:
         raise ConsoleRefusal(
             status.HTTP_401_UNAUTHORIZED, "actions need the API key: sign in first (nothing was done)"

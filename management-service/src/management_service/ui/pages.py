@@ -6,6 +6,7 @@ same part alone for the refresh. Reads follow PROTECT_READS (`guards.page_reader
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -24,12 +25,12 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 async def _overview(services: Services) -> dict[str, Any]:
-    return {"overview": await views.overview(services)}
+    return {"overview": await views.overview(services), "now": datetime.now(UTC)}
 
 
 @router.get("", response_class=HTMLResponse)
 async def overview_page(request: Request, services: ServicesDep, _: PageReaderDep) -> HTMLResponse:
-    context = await _overview(services) | {"chart": await views.activity(services)}
+    context = await _overview(services) | {"activity": await views.activity(services)}
     return render(request, "overview.html", context)
 
 
@@ -40,7 +41,7 @@ async def overview_part(request: Request, services: ServicesDep, _: PartReaderDe
 
 @router.get("/parts/activity", response_class=HTMLResponse)
 async def activity_part(request: Request, services: ServicesDep, _: PartReaderDep) -> HTMLResponse:
-    return render(request, "_activity.html", {"chart": await views.activity(services)})
+    return render(request, "_activity.html", {"activity": await views.activity(services)})
 
 
 def _queue_filter(
@@ -49,7 +50,10 @@ def _queue_filter(
     command: Annotated[str, Query(max_length=32)] = "",
     q: Annotated[str, Query(max_length=64)] = "",
 ) -> views.QueueFilter:
-    return views.QueueFilter(state=state, account=account, command=command, search=q.strip())
+    where = views.QueueFilter(state=state, account=account, command=command, search=q.strip())
+    if where.problems():
+        raise ConsoleRefusal(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(where.problems()))
+    return where
 
 
 QueueFilterDep = Annotated[views.QueueFilter, Depends(_queue_filter)]
@@ -57,9 +61,9 @@ QueueFilterDep = Annotated[views.QueueFilter, Depends(_queue_filter)]
 
 async def _queue(services: Services, where: views.QueueFilter) -> dict[str, Any]:
     return {
-        "events": await views.live_events(services, where),
+        "listing": await views.live_events(services, where),
+        "shown_at_most": views.LIVE_EVENTS_SHOWN,
         "where": where,
-        "searched_id": views.parse_event_id(where.search),
         "states": [s.value for s in EventState],
         "commands": [c.value for c in Command],
         "account_ids": list(services.accounts),

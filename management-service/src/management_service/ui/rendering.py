@@ -7,7 +7,9 @@ script and style (no inline script), are never cached (they show live state and 
 token), and may not be framed.
 
 A request made by the console's script carries `X-Console-Fetch: 1`: it gets the message alone (a
-fragment the script shows in place); a plain form post gets a whole page.
+fragment the script shows in place); a plain form post gets a whole page. A fragment answers with
+`X-Console-Fragment: 1`: the script inserts as HTML only an answer carrying it (anything else, say
+a proxy's error page or a JSON error, is shown as text).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from management_service.ui.guards import ConsoleRefusal
-from management_service.ui.session import console_session
+from management_service.ui.session import console_session, known_session
 
 HERE = Path(__file__).parent
 FETCH_HEADER = "X-Console-Fetch"
+FRAGMENT_HEADER = "X-Console-Fragment"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -85,7 +88,7 @@ def render(
     """A template with the session (sign-in state, CSRF token) and the deployment's switches."""
     settings = request.app.state.settings
     full = {
-        "session": console_session(request),
+        "session": known_session(request),
         "protect_reads": settings.management.protect_reads,
         "enforce_live_guard": settings.management.enforce_live_guard,
         "key_configured": bool(
@@ -96,6 +99,8 @@ def render(
     }
     response = templates.TemplateResponse(request, name, full, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
+    if name.startswith("_"):
+        response.headers[FRAGMENT_HEADER] = "1"
     return response
 
 
@@ -118,6 +123,7 @@ def done(request: Request, message: str, event_id: str) -> Response:
 async def render_refusal(request: Request, exc: Exception) -> Response:
     """The exception handler of `ConsoleRefusal`."""
     assert isinstance(exc, ConsoleRefusal)  # registered for this class only
+    await console_session(request)  # the page's header shows who is signed in
     if exc.redirect_to and request.method == "GET" and not is_fetch(request):
         return RedirectResponse(exc.redirect_to, status_code=303)
     return notice(request, exc.message, ok=False, status_code=exc.status_code)

@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from management_service.health import check_health
+import sqlalchemy.exc
+
+from management_service.account_view import account_state
+from management_service.health import check_health_and_stats, describe_error
 from management_service.models import Drift, HealthResponse, PlanWeights, WeightLine
 from management_service.services import Services
 from management_service.ui.chart import Chart, activity_chart
-from management_service.weights import drift_now, last_plan, plan_weights, weight_lines
+from management_service.ui.session_store import REDIS_UNAVAILABLE
+from management_service.weights import plan_weights, weight_lines
 from rebalancer_shared.accounts import Account
-from rebalancer_shared.queue import QueuedEventView, QueueStats
+from rebalancer_shared.events import Command
+from rebalancer_shared.queue import EventState, QueuedEventView, QueueStats
 from rebalancer_shared.queue.models import WAITING_STATES
 from rebalancer_shared.store import EventFilter, EventSummary, ListedOrder, OrderFilter, RunView
 from rebalancer_shared.store.activity import hourly_activity
+from rebalancer_shared.transient import is_transient
 
 # Live events the console reads from the queue at once (the API's /queue/events allows 1000 too).
 LIVE_EVENTS_SHOWN = 1000
-RUNS_SEARCHED_FOR_A_PLAN = 50  # as GET /accounts/{id}
 RECENT_ROWS = 10
 
 
@@ -42,12 +47,16 @@ class GatewayLine:
 
 
 def gateway_lines(health: HealthResponse) -> list[GatewayLine]:
-    """The gateway as each processor reports it (none with a simulated broker)."""
+    """The gateway as each processor with a fresh heartbeat reports it (none with a simulated broker).
+
+    A stale processor's last word is skipped, as the health verdict skips it
+    (`health.gateway_unreachable`): "connected" from a process that died says nothing about now.
+    """
     processors = health.components.heartbeats.get("event-processor")
     lines = []
     for instance in processors.instances if processors else ():
         gateway = instance.details.get("gateway")
-        if isinstance(gateway, dict):
+        if isinstance(gateway, dict) and not instance.stale:
             since = gateway.get("since")
             moment = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
             lines.append(
@@ -58,31 +67,67 @@ def gateway_lines(health: HealthResponse) -> list[GatewayLine]:
 
 @dataclass(frozen=True)
 class Overview:
-    """Counts now, the health verdict with heartbeats, IB Gateway and the oldest live event."""
+    """Counts now, the health verdict with heartbeats, IB Gateway and the oldest waiting event."""
 
     health: HealthResponse
     stats: QueueStats | None
-    oldest: QueuedEventView | None
+    oldest_waiting: QueuedEventView | None
 
     @property
     def gateways(self) -> list[GatewayLine]:
         return gateway_lines(self.health)
 
+    def waited_seconds(self, now: datetime) -> float | None:
+        """How long ago the oldest waiting event was accepted."""
+        event = self.oldest_waiting.event if self.oldest_waiting else None
+        return max(0.0, (now - event.created_at).total_seconds()) if event else None
+
+
+async def oldest_waiting(services: Services, stats: QueueStats) -> QueuedEventView | None:
+    """The oldest live event not being processed (queued, retrying, scheduled or needs attention).
+
+    Live events are listed oldest first; at most `processing_count` of them are processing (one per
+    busy worker), so the first `processing_count + 1` hold the answer when there is one.
+    """
+    for view in await services.queue.list_events(stats.processing_count + 1):
+        if view.state is not EventState.PROCESSING:
+            return view
+    return None
+
 
 async def overview(services: Services) -> Overview:
-    """The health check (which reads Redis and PostgreSQL), then the counters and the oldest event."""
-    health = await check_health(services.queue, services.store, services.health_policy)
-    if health.components.redis.status != "ok":
+    """The health check (which reads Redis, the counters and PostgreSQL), then the oldest waiting
+    event; the counters are the ones the health check read."""
+    health, stats = await check_health_and_stats(services.queue, services.store, services.health_policy)
+    if stats is None:
         return Overview(health, None, None)
-    stats = await services.queue.stats()
-    oldest = await services.queue.list_events(1)
-    return Overview(health, stats, oldest[0] if oldest else None)
+    return Overview(health, stats, await oldest_waiting(services, stats))
 
 
-async def activity(services: Services, now: datetime | None = None) -> Chart:
-    """Events per hour over the last 24 hours, from the history."""
-    hours = await hourly_activity(services.store.engine, now or datetime.now(UTC))
-    return activity_chart(hours)
+@dataclass(frozen=True)
+class Activity:
+    """The chart, or why it cannot be drawn now."""
+
+    chart: Chart | None
+    unavailable: str | None = None
+
+
+async def activity(services: Services, now: datetime | None = None) -> Activity:
+    """Events per hour over the last 24 hours, from the history (PostgreSQL down: the reason)."""
+    try:
+        hours = await hourly_activity(services.store.engine, now or datetime.now(UTC))
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        if not is_transient(exc):
+            raise
+        return Activity(None, f"PostgreSQL is down: {describe_error(exc)}")
+    return Activity(activity_chart(hours))
+
+
+def unknown_choice(name: str, value: str, allowed: Sequence[str]) -> str | None:
+    """Why a filter's value is refused (not one of `allowed`), or None when it is one or empty."""
+    if not value or value in allowed:
+        return None
+    return f"unknown {name} {value!r}: choose one of {', '.join(allowed)} (or leave it empty for any)"
 
 
 @dataclass(frozen=True)
@@ -94,6 +139,14 @@ class QueueFilter:
     account: str = ""
     command: str = ""
     search: str = ""
+
+    def problems(self) -> list[str]:
+        """Why the filters cannot be applied (an unknown state or command), or nothing."""
+        found = (
+            unknown_choice("state", self.state, [s.value for s in EventState]),
+            unknown_choice("command", self.command, [c.value for c in Command]),
+        )
+        return [p for p in found if p]
 
     def matches(self, view: QueuedEventView) -> bool:
         event = view.event
@@ -115,9 +168,27 @@ class QueueFilter:
         return urlencode({k: v for k, v in pairs.items() if v})
 
 
-async def live_events(services: Services, where: QueueFilter = QueueFilter()) -> list[QueuedEventView]:
+@dataclass(frozen=True)
+class QueueListing:
+    """The live events a queue page shows. `capped`: the queue holds more than LIVE_EVENTS_SHOWN
+    events and only the oldest were filtered. `searched_id`: the search was a whole event id, looked
+    up directly (found however deep in the queue)."""
+
+    events: list[QueuedEventView]
+    capped: bool = False
+    searched_id: uuid.UUID | None = None
+
+
+async def live_events(services: Services, where: QueueFilter = QueueFilter()) -> QueueListing:
     """The live events, oldest first, that match `where`."""
-    return [v for v in await services.queue.list_events(LIVE_EVENTS_SHOWN) if where.matches(v)]
+    searched = parse_event_id(where.search)
+    if searched is not None:
+        view = await services.queue.get(str(searched))
+        others = replace(where, search="")
+        return QueueListing([view] if view and others.matches(view) else [], searched_id=searched)
+    found = await services.queue.list_events(LIVE_EVENTS_SHOWN + 1)
+    shown = [v for v in found[:LIVE_EVENTS_SHOWN] if where.matches(v)]
+    return QueueListing(shown, capped=len(found) > LIVE_EVENTS_SHOWN)
 
 
 # --- a run's plan ------------------------------------------------------------------------------------
@@ -169,36 +240,40 @@ def buy_plan_view(result: Mapping[str, Any] | None) -> PlanView | None:
 
 @dataclass(frozen=True)
 class AccountView:
-    """An account as the console shows it: settings, last run, drift, what waits for it; and, on its
-    own page, its newest plan's weights, recent events and orders."""
+    """An account as the console shows it: settings, last run, drift, what waits for it (None: Redis
+    is unavailable, so unknown); and, on its own page, its newest plan's weights, recent events and
+    orders."""
 
     account: Account
     last_run: RunView | None
     drift: Drift | None
-    waiting: list[QueuedEventView]
+    waiting: list[QueuedEventView] | None
     last_plan: PlanWeights | None = None
     recent_events: list[EventSummary] = field(default_factory=list)
     recent_orders: list[ListedOrder] = field(default_factory=list)
 
 
-def _of_account(events: Sequence[QueuedEventView], account_id: str) -> list[QueuedEventView]:
-    return [v for v in events if v.event.account_id == account_id]
+async def _live(services: Services) -> list[QueuedEventView] | None:
+    """The live events (oldest LIVE_EVENTS_SHOWN), or None when Redis does not answer: the history
+    part of an account page still renders."""
+    try:
+        return await services.queue.list_events(LIVE_EVENTS_SHOWN)
+    except REDIS_UNAVAILABLE:
+        return None
+
+
+def _of_account(events: Sequence[QueuedEventView] | None, account_id: str) -> list[QueuedEventView] | None:
+    return None if events is None else [v for v in events if v.event.account_id == account_id]
 
 
 async def accounts(services: Services) -> list[AccountView]:
     """Every configured account, in the accounts file's order."""
-    live = await services.queue.list_events(LIVE_EVENTS_SHOWN)
+    live = await _live(services)
+    now = datetime.now(UTC)
     views = []
-    for account_id, account in services.accounts.items():
-        recent = await services.store.account_runs(account_id, RUNS_SEARCHED_FOR_A_PLAN)
-        views.append(
-            AccountView(
-                account=account,
-                last_run=recent[0] if recent else None,
-                drift=drift_now(recent, datetime.now(UTC)),
-                waiting=_of_account(live, account_id),
-            )
-        )
+    for account_id, configured in services.accounts.items():
+        state = await account_state(services.store, account_id, now)
+        views.append(AccountView(configured, state.last_run, state.drift, _of_account(live, account_id)))
     return views
 
 
@@ -207,14 +282,13 @@ async def account(services: Services, account_id: str) -> AccountView | None:
     configured = services.accounts.get(account_id)
     if configured is None:
         return None
-    recent = await services.store.account_runs(account_id, RUNS_SEARCHED_FOR_A_PLAN)
-    live = await services.queue.list_events(LIVE_EVENTS_SHOWN)
+    state = await account_state(services.store, account_id, datetime.now(UTC))
     return AccountView(
         account=configured,
-        last_run=recent[0] if recent else None,
-        drift=drift_now(recent, datetime.now(UTC)),
-        waiting=_of_account(live, account_id),
-        last_plan=last_plan(recent),
+        last_run=state.last_run,
+        drift=state.drift,
+        waiting=_of_account(await _live(services), account_id),
+        last_plan=state.last_plan,
         recent_events=await services.store.list_events(EventFilter(account_id=account_id), RECENT_ROWS),
         recent_orders=await services.store.list_orders(OrderFilter(account_id=account_id), 2 * RECENT_ROWS),
     )

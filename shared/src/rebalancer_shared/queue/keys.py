@@ -34,6 +34,12 @@ Layout (``P`` = the prefix, ``{id}`` = an event id)::
     P:marker         string  written at first start; its absence with history in PostgreSQL means
                              Redis lost its data and the queue is rebuilt from PostgreSQL
     P:recovery-lock  string  single-flight guard of that rebuild (and of every reconciliation)
+    P:console:session:{h}  string  a signed-in web console session: {h} is the SHA-256 of the random
+                             session id its cookie holds (a reader of Redis cannot replay it); JSON
+                             {client, created_at}; TTL the session's absolute life (8 h, never
+                             extended); deleted at sign-out (management_service.ui.session_store)
+    P:console:signin-failures:{addr}  string  failed console sign-ins from one client address in
+                             the current window (TTL set when the window opens: 15 min)
 """
 
 from __future__ import annotations
@@ -136,6 +142,12 @@ class QueueKeys:
     @property
     def recovery_lock(self) -> str:
         return f"{self.prefix}:recovery-lock"
+
+    def console_session(self, session_hash: str) -> str:
+        return f"{self.prefix}:console:session:{session_hash}"
+
+    def console_signin_failures(self, client: str) -> str:
+        return f"{self.prefix}:console:signin-failures:{client}"
 
     def all_patterns(self) -> list[str]:
         """Glob patterns that match every key of this prefix (tests clean up with these)."""

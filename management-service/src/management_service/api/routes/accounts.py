@@ -8,17 +8,15 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, status
 
+from management_service.account_view import account_state
 from management_service.api.deps import AccountsDep, StoreDep
 from management_service.api.errors import PG_UNAVAILABLE
 from management_service.api.paging import PagingDep
 from management_service.history import run_response
 from management_service.models import AccountDetail, AccountResponse, ErrorResponse, LastRun
-from management_service.weights import drift_now, last_plan
 from rebalancer_shared.store import PageKey
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
-# The newest plan is looked for among this many runs (read-only commands between plans store none).
-RUNS_SEARCHED_FOR_A_PLAN = 50
 
 
 @router.get("", response_model=list[AccountResponse], responses=PG_UNAVAILABLE, summary="Configured accounts")
@@ -56,14 +54,14 @@ async def get_account(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"account {account_id!r} is not configured")
     found = await store.account_runs(account_id, paging.limit + 1, paging.after(uuid.UUID))
     page, runs_cursor = paging.cut(found, lambda run: PageKey(run.started_at, run.run_id))
-    recent = await store.account_runs(account_id, RUNS_SEARCHED_FOR_A_PLAN)
+    state = await account_state(store, account_id, datetime.now(UTC))
     return AccountDetail(
         account_id=account_id,
         channel=account.channel,
         settings=account.settings,
-        last_run=LastRun.model_validate(recent[0]) if recent else None,
+        last_run=LastRun.model_validate(state.last_run) if state.last_run else None,
         runs=[run_response(run, ()) for run in page],
         runs_cursor=runs_cursor,
-        last_plan=last_plan(recent),
-        drift=drift_now(recent, datetime.now(UTC)),
+        last_plan=state.last_plan,
+        drift=state.drift,
     )

@@ -5,9 +5,32 @@
 //    content and marks it stale (data-stale says why) until one succeeds.
 // 2. Forms with data-enhance are sent with fetch, so the page is not reloaded: the answer (one
 //    message) is shown in #notice and every live part refreshes at once.
+// Only an answer the console marked as its own fragment (X-Console-Fragment: 1, text/html) is
+// inserted as HTML; anything else (a proxy's error page, a JSON error) is shown as text.
 (function () {
   "use strict";
   var HEADERS = { "X-Console-Fetch": "1" };
+
+  function isFragment(response) {
+    var type = response.headers.get("Content-Type") || "";
+    return response.headers.get("X-Console-Fragment") === "1" && type.indexOf("text/html") === 0;
+  }
+
+  function plain(text) {
+    // A JSON error's "detail", else the text itself, cut to a readable length.
+    try {
+      var detail = JSON.parse(text).detail;
+      if (typeof detail === "string") { return detail; }
+    } catch (ignored) { /* not JSON: the text as it is */ }
+    return text.length > 300 ? text.slice(0, 300) + "..." : text;
+  }
+
+  function showText(el, text, ok) {
+    var p = document.createElement("p");
+    p.className = "notice " + (ok ? "ok" : "bad");
+    p.textContent = text;
+    el.replaceChildren(p);
+  }
 
   function refresh(el) {
     if (el.dataset.busy) { return; }
@@ -16,6 +39,7 @@
       .then(function (response) {
         return response.text().then(function (text) {
           if (!response.ok) { throw new Error("refresh failed (" + response.status + ")"); }
+          if (!isFragment(response)) { throw new Error("refresh failed: not a console page: " + plain(text)); }
           if (el.liveText !== text) { el.innerHTML = text; el.liveText = text; }
           delete el.dataset.stale;
         });
@@ -47,7 +71,8 @@
     })
       .then(function (response) {
         return response.text().then(function (text) {
-          notice.innerHTML = text;
+          if (isFragment(response)) { notice.innerHTML = text; }
+          else { showText(notice, "(" + response.status + ") " + plain(text), response.ok); }
           if (response.ok) { form.reset(); }
         });
       })
