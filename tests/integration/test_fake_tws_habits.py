@@ -215,6 +215,26 @@ async def test_pacing_counts_a_message_when_it_reached_the_socket_not_when_a_sta
     assert errors == []
 
 
+async def test_two_bursts_the_fake_reads_in_one_go_keep_their_own_arrival_times(
+    fake: FakeTws, ib: IB
+) -> None:
+    # A stall over both bursts: the fake finds 90 messages waiting at once. Read in one chunk, they
+    # would all carry the last one's time and look like 90 in one second.
+    errors = collect_errors(ib)
+    ib.client.MaxRequests = 0
+    await asyncio.sleep(1.1)  # the connect's own messages leave the window
+    for _ in range(45):
+        ib.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    time.sleep(1.1)  # noqa: ASYNC251 - the stall under test: the second burst leaves 1.1 s after the first
+    for _ in range(45):
+        ib.client.reqCurrentTime()  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.5)  # the fake reads both bursts now
+
+    assert fake.state.messages_received[ib.client.clientId] >= 90
+    assert fake.state.paced_out == []
+    assert errors == []
+
+
 def test_ib_async_paces_its_requests_by_default_below_the_gateways_limit() -> None:
     client = IB().client
     assert 0 < client.MaxRequests / client.RequestsInterval <= 45

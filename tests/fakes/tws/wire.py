@@ -10,14 +10,22 @@ the client's write reached the socket), as the real gateway sees it arrive.
 The transport writes; it never reads (reading is paused before it starts): the bytes are read here,
 from a duplicate of the socket, with `recvmsg`, so each chunk keeps its stamp. A frame's stamp is that
 of the chunk holding its last byte. Where the kernel gives no stamp, the time of the read stands in.
+
+The reads happen on a thread of their own, not on the event loop: a TCP read's stamp is that of the
+last segment it consumed, and the kernel merges small segments that wait unread into one (stamped
+with the newest). Were the reads on a stalled loop, a second's worth of messages would come out of
+one read carrying the last one's time and look like one burst over the limit. The thread reads as
+they arrive (blocking reads release the GIL), and hands each chunk to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,9 +60,10 @@ class Wire(asyncio.Protocol):
         sock = transport.get_extra_info("socket").dup()
         if sys.platform == "linux":
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.setblocking(False)
+        sock.setblocking(True)
         self._sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._read_forever, args=(sock, loop), daemon=True, name="tws-wire").start()
         self._on_open(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,20 +100,29 @@ class Wire(asyncio.Protocol):
             n -= left
         return stamp
 
-    def _on_readable(self) -> None:
-        assert self._sock is not None
-        try:
-            data, ancillary, _, _ = self._sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
-        except (BlockingIOError, InterruptedError):
+    def _read_forever(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """The reader thread: every chunk, with its receive time, to the loop; then the end."""
+        while True:
+            try:
+                data, ancillary, _, _ = sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+            except OSError:
+                data, ancillary = b"", []
+            try:
+                loop.call_soon_threadsafe(self._received, data, _stamp(ancillary))
+            except RuntimeError:  # the loop is closed: nobody reads any more
+                return
+            if not data:
+                return
+
+    def _received(self, data: bytes, stamp: float) -> None:
+        if self._eof:
             return
-        except OSError:
-            data = b""
         if not data:
             self._end_reading()
             self.close()
             return
         self._buffer += data
-        self._chunks.append((len(data), _stamp(ancillary)))
+        self._chunks.append((len(data), stamp))
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -114,7 +132,8 @@ class Wire(asyncio.Protocol):
     def _end_reading(self) -> None:
         self._eof = True
         if self._sock is not None:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            with contextlib.suppress(OSError):  # wakes the reader thread's blocked read
+                self._sock.shutdown(socket.SHUT_RD)
             self._sock.close()
             self._sock = None
         self._wake_reader()
