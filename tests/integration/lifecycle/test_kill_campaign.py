@@ -1,12 +1,17 @@
 """SIGKILL the processor at 20 random points of live rebalances of several accounts (real processes,
 the loopback TWS, real Redis and PostgreSQL): every order the gateway received is in `orders`, no run
 is left `running`, every event ends `completed` in Redis and PostgreSQL, and the shares traded are
-exactly a clean run's (sells planned on the start, buys re-planned after the sells)."""
+exactly a clean run's (sells planned on the start, buys re-planned after the sells).
+
+A real management service watches throughout with one notification target per account (apprise's
+json:// to a local receiver, wanting `traded`): however the kills fell, each account's rebalance is
+notified exactly once, as it finished, with the orders it placed."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import signal
 import time
 from collections import Counter as Tally
@@ -22,6 +27,8 @@ from rebalancer_shared.events import Command
 from rebalancer_shared.queue import EventQueue
 from rebalancer_shared.store import EventStore
 from tests.fakes.allocations import AllocationServer
+from tests.fakes.notify_receiver import NotifyReceiver
+from tests.integration.management.live_server import live_management_server
 from tests.integration.processor.processes import (
     processor_env,
     start_processor,
@@ -30,6 +37,7 @@ from tests.integration.processor.processes import (
     write_accounts,
 )
 from tests.integration.processor.test_processor_processes import HOLDINGS, PRICES, TARGETS, submit, tws_state
+from tests.support.servers import REDIS_URL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ACCOUNTS = [f"KC{i}" for i in range(1, 11)]
@@ -97,12 +105,50 @@ async def wait_started(log: Path, since: int, within: float = 30) -> None:
         await asyncio.sleep(0.05)
 
 
+def notified_accounts_yaml(receiver: NotifyReceiver) -> str:
+    """The accounts, each with a target of its own that wants its live rebalances."""
+    return "".join(
+        f'- account_id: "{a}"\n  notification:\n    channel: "chan"\n'
+        f'  notify:\n    - url: "{receiver.url()}"\n      "on": [traded]\n'
+        for a in ACCOUNTS
+    )
+
+
+async def wait_for_messages(receiver: NotifyReceiver, count: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while len(receiver.titles()) < count:
+        assert time.monotonic() < deadline, f"notified: {receiver.titles()}"
+        await asyncio.sleep(0.2)
+
+
+async def notifier_done(store: EventStore, within: float = 60) -> None:
+    """Until no transition waits for the notifier and no message waits to be sent."""
+    deadline = time.monotonic() + within
+    waiting = "SELECT (SELECT count(*) FROM event_transitions WHERE notification_pending) + " + (
+        "(SELECT count(*) FROM notifications WHERE status = 'pending')"
+    )
+    while (await rows(store, waiting))[0][0]:
+        assert time.monotonic() < deadline, "the notifier did not finish"
+        await asyncio.sleep(0.2)
+
+
 async def test_twenty_kills_lose_no_order_leave_no_run_running_and_trade_like_a_clean_run(
     queue: EventQueue, fresh_store: EventStore, fresh_database_url: str, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
     accounts_file = write_accounts(tmp_path, "chan", ACCOUNTS)
-    with AllocationServer() as api, tws_process(tws_state(ACCOUNTS, fill_delay=0.8), tmp_path) as tws:
+    with (
+        AllocationServer() as api,
+        tws_process(tws_state(ACCOUNTS, fill_delay=0.8), tmp_path) as tws,
+        NotifyReceiver() as receiver,
+        live_management_server(
+            tmp_path / "management",
+            notified_accounts_yaml(receiver),
+            REDIS_URL=REDIS_URL,
+            REDIS_KEY_PREFIX=queue.keys.prefix,
+            DATABASE_URL=fresh_database_url,
+        ),
+    ):
         api.set_weights("chan", TARGETS)
         env = processor_env(
             queue.keys.prefix,
@@ -144,6 +190,10 @@ async def test_twenty_kills_lose_no_order_leave_no_run_running_and_trade_like_a_
         finally:
             assert stop(final) == 0
         state = tws.state()
+        await wait_for_messages(receiver, len(ACCOUNTS))
+        await notifier_done(fresh_store)  # every message that will ever go has gone
+        notified = receiver.titles()
+        bodies = [str(m.get("message")) for m in receiver.messages]
 
     orders = await rows(
         fresh_store, "SELECT order_ref, broker_order_id, symbol, action, quantity, status FROM orders"
@@ -162,3 +212,17 @@ async def test_twenty_kills_lose_no_order_leave_no_run_running_and_trade_like_a_
     for event in events:
         assert await queue.redis.zscore(queue.keys.finished, str(event.event_id)) is not None
     assert dict(traded(state)) == dict(clean_run_fills()), "the kills changed what was traded"
+    assert Tally(title.split(":")[0] for title in notified) == Tally(ACCOUNTS), notified
+    assert all(": rebalance success, " in title for title in notified), notified
+    # Each message tells every order of its account's rebalance, the killed attempts' included.
+    per_account = dict(
+        await rows(
+            fresh_store,
+            "SELECT e.account_id, count(*) FROM orders o JOIN events e USING (event_id) GROUP BY 1",
+        )
+    )
+    told = {
+        title.split(":")[0]: len(re.findall(r"^- (BUY|SELL) ", body, re.MULTILINE))
+        for title, body in zip(notified, bodies, strict=True)
+    }
+    assert told == per_account, bodies

@@ -45,6 +45,9 @@ class RunFacts:
     equity_info: Mapping[str, Any] | None
     plan: Mapping[str, Any] | None
     orders: Sequence[OrderFacts] = field(default_factory=tuple)
+    # Orders of the attempts before it that did not succeed (killed, interrupted, failed): the same
+    # rebalance, already in `plan`'s weights before.
+    earlier_orders: Sequence[OrderFacts] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,13 @@ def _clip(text: str | None) -> str:
 
 def _when(at: datetime | None) -> str:
     return as_utc(at).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "unknown"
+
+
+def _order_lines(orders: Sequence[OrderFacts]) -> list[str]:
+    lines = [_order_line(o) for o in orders[:MAX_ORDER_LINES]]
+    if len(orders) > MAX_ORDER_LINES:
+        lines.append(f"- ... and {len(orders) - MAX_ORDER_LINES} more")
+    return lines
 
 
 def _order_line(order: OrderFacts) -> str:
@@ -114,17 +124,15 @@ def _traded(facts: TransitionFacts, run: RunFacts | None) -> Message:
         )
     lines = [f"Live rebalance of {facts.account_id}: {run.status}. {_clip(run.message)}".strip()]
     if run.orders:
-        lines.append("Orders:")
-        lines += [_order_line(o) for o in run.orders[:MAX_ORDER_LINES]]
-        if len(run.orders) > MAX_ORDER_LINES:
-            lines.append(f"- ... and {len(run.orders) - MAX_ORDER_LINES} more")
+        lines += ["Orders:", *_order_lines(run.orders)]
     else:
         lines.append("No orders: the account is at its targets.")
+    if run.earlier_orders:
+        lines += ["Orders of earlier attempts that did not finish:", *_order_lines(run.earlier_orders)]
     lines += weight_lines(run)
     lines += [equity_line(run.equity_info), f"Event {facts.event_id}"]
-    title = (
-        f"{facts.account_id}: rebalance {run.status}, {len(run.orders)} order{'s' * (len(run.orders) != 1)}"
-    )
+    count = len(run.orders) + len(run.earlier_orders)
+    title = f"{facts.account_id}: rebalance {run.status}, {count} order{'s' * (count != 1)}"
     return Message(title, "\n".join(lines))
 
 
