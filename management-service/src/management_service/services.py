@@ -74,14 +74,19 @@ async def open_services(
         try:
             yield Services(res.lifecycle, res.accounts, policy)
         finally:
+            notifier.stop()
             await _stop(tasks)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel the background tasks and wait for them, but not forever: a task stuck in a call that
-    ignores its cancellation (a database that does not answer) must not hold the shutdown."""
-    for task in tasks:
+    """Let the background tasks end their rounds (the notifier was asked to stop), then cancel what
+    is left, but do not wait forever: a task stuck in a call that ignores its cancellation (a
+    database that does not answer) must not hold the shutdown."""
+    _, running = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+    for task in running:
         task.cancel()
-    _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+    if not running:
+        return
+    _, stuck = await asyncio.wait(running, timeout=STOP_SECONDS)
     for task in stuck:
         log.warning("a background task did not stop in time; leaving it", task=task.get_name())

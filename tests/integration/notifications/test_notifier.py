@@ -123,7 +123,8 @@ async def test_a_receiver_that_is_down_delays_nothing_and_loses_nothing(
             ):
                 await asyncio.sleep(0.05)
     finally:
-        notifying.cancel()
+        service.stop()
+        await notifying
     assert await statuses(own_lifecycle) == {"pending": 5}
 
     with NotifyReceiver(port=port) as receiver:

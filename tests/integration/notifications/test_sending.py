@@ -77,7 +77,8 @@ async def test_a_receiver_that_hangs_holds_up_neither_events_nor_other_targets(
             await until(stuck_got_all)
             await until(lambda: _all_sent(own_lifecycle, 6))
         finally:
-            notifying.cancel()
+            service.stop()
+            await notifying
     assert sorted(ops.titles()) == sorted(f"DU{n}: cancel-orders completed" for n in (1, 2, 3))
     assert stuck.titles() == [f"DU{n}: cancel-orders completed" for n in (1, 2, 3)]
 

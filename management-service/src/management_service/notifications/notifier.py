@@ -77,6 +77,7 @@ class Notifier:
         self._redis: Redis = queue.redis
         self._prefix = queue.keys.prefix
         self._sessions = async_sessionmaker(store.engine, expire_on_commit=False)
+        self._stopping = asyncio.Event()
         self._clock = clock
         self._health = HealthWatch(queue, store, policy, settings.unhealthy_after_seconds, clock)
         self._wants_transitions = any(t.on - {NotifyOn.HEALTH} for t in self.targets)
@@ -176,15 +177,26 @@ class Notifier:
         # Without a target there is nothing to send: only the flags to clear (and, once, the rows of
         # targets removed from the configuration to fail), so the database is not asked every second.
         interval = self.settings.poll_seconds if self.targets else IDLE_POLL_SECONDS
-        while True:
+        while not self._stopping.is_set():
             await self.queue_round()
-            await asyncio.sleep(interval)
+            await self.pause(interval)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def stop(self) -> None:
+        """Finish the rounds under way, then return from `run` (no query is cut off midway: a
+        cancelled database call can leave its connection unclosed)."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Queue rounds and each target's sender, until cancelled (a background task)."""
+        """Queue rounds and each target's sender, until `stop` (or cancelled: a background task)."""
         log.info("notifier started", targets=[t.target_id for t in self.targets])
+        poll = self.settings.poll_seconds
         tasks = [asyncio.create_task(self._queue_forever())] + [
-            asyncio.create_task(self.sender.keep_sending(t, self.settings.poll_seconds)) for t in self.targets
+            asyncio.create_task(self.sender.keep_sending(t, poll, self._stopping)) for t in self.targets
         ]
         try:
             await asyncio.gather(*tasks)

@@ -18,6 +18,7 @@ counted. An outage of the receiver shorter than that loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -99,9 +100,9 @@ class Sender:
         sent = await asyncio.gather(*(self.send_round(t) for t in self._targets.values()))
         return sum(sent)
 
-    async def keep_sending(self, target: Target, poll_seconds: float) -> None:
-        """One target's task: rounds until cancelled, `poll_seconds` apart when nothing was due."""
-        while True:
+    async def keep_sending(self, target: Target, poll_seconds: float, stopping: asyncio.Event) -> None:
+        """One target's task: rounds until `stopping` is set, `poll_seconds` apart when nothing was due."""
+        while not stopping.is_set():
             try:
                 claimed = await self.send_round(target)
             except Exception as exc:
@@ -112,7 +113,8 @@ class Sender:
                     error=redact_text(str(exc)).splitlines()[0][:300],
                 )
             if not claimed:
-                await asyncio.sleep(poll_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), poll_seconds)
 
     async def send_round(self, target: Target) -> int:
         """Claim what this target's rate allows now, and send it; return how many were claimed."""
