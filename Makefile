@@ -48,7 +48,7 @@ test: lint test-only
 
 test-only: sync
 	@$(BIN)/python -m tests.preflight
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # bench/latency.py takes about 8 minutes; shorten it with e.g. LATENCY_ARGS="--triggers 20 --rounds 1".
 LATENCY_ARGS ?=

@@ -17,7 +17,8 @@ from management_service.ui.rendering import number
 from tests.browser.conftest import PHONE
 from tests.integration.management.demo_session import DemoProcess
 
-pytestmark = pytest.mark.e2e
+# One worker runs the whole module: one demo process and one browser serve every test of it.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console-browser")]
 ACCOUNT = "DU123456"
 LIVE_ACCOUNT = "DU789012"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
