@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 
@@ -165,21 +166,38 @@ def _problems(
     return problems + gateway_problems(heartbeats)
 
 
-def gateway_unreachable(heartbeats: dict[str, ServiceHeartbeat]) -> list[tuple[str, dict[str, Any]]]:
-    """(instance, its `gateway` detail) of each fresh processor that cannot reach IB Gateway."""
+@dataclass(frozen=True)
+class GatewayReport:
+    """IB Gateway as one processor with a fresh heartbeat found it (its `gateway` detail)."""
+
+    instance: str
+    state: str  # idle, connected, unreachable
+    since: datetime | None
+    reason: str | None
+
+
+def gateway_reports(heartbeats: Mapping[str, ServiceHeartbeat]) -> list[GatewayReport]:
+    """What each fresh processor says of IB Gateway (none with a simulated broker). A stale
+    processor's last word is skipped: "connected" from a process that died says nothing about now."""
     service = heartbeats.get("event-processor")
-    found = []
+    reports = []
     for instance in service.instances if service else ():
         gateway = instance.details.get("gateway")
-        if not instance.stale and isinstance(gateway, dict) and gateway.get("state") == "unreachable":
-            found.append((instance.instance, gateway))
-    return found
+        if instance.stale or not isinstance(gateway, dict):
+            continue
+        since = gateway.get("since")
+        moment = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
+        reports.append(
+            GatewayReport(instance.instance, str(gateway.get("state")), moment, gateway.get("reason"))
+        )
+    return reports
 
 
-def gateway_problems(heartbeats: dict[str, ServiceHeartbeat]) -> list[str]:
+def gateway_problems(heartbeats: Mapping[str, ServiceHeartbeat]) -> list[str]:
     return [
-        f"IB Gateway is unreachable from event-processor {instance}: {gateway.get('reason')}"
-        for instance, gateway in gateway_unreachable(heartbeats)
+        f"IB Gateway is unreachable from event-processor {report.instance}: {report.reason}"
+        for report in gateway_reports(heartbeats)
+        if report.state == "unreachable"
     ]
 
 

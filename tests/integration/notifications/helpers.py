@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import func, select
+
 from management_service.health import HealthPolicy
 from management_service.notifications import Notifier, resolve_targets
 from rebalancer_shared.accounts import Account, RebalancingSettings
@@ -16,9 +18,10 @@ from rebalancer_shared.config import Settings
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.notification_targets import NotificationSettings, NotificationTarget
+from rebalancer_shared.notification_targets import NotificationSettings, NotificationTarget, NotifyOn
 from rebalancer_shared.queue import EventState, Wait
 from rebalancer_shared.store import OrderRecord, RunRecord, RunStatus
+from rebalancer_shared.store.tables import NotificationRow
 
 
 @dataclass
@@ -29,6 +32,20 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def target(url: str, *on: NotifyOn, dry_runs: bool = False, name: str | None = None) -> NotificationTarget:
+    """A target wanting `on`, as a configuration file would give it."""
+    return NotificationTarget(url=url, on=on, dry_runs=dry_runs, name=name)
+
+
+async def statuses(lifecycle: EventLifecycle) -> dict[str, int]:
+    """How many notification rows are in each status."""
+    async with lifecycle.store.engine.connect() as conn:
+        found = await conn.execute(
+            select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
+        )
+        return {status: count for status, count in found.all()}
 
 
 def account(account_id: str, *notify: NotificationTarget) -> Account:

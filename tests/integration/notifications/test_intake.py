@@ -21,17 +21,13 @@ from management_service.prometheus import render_metrics
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.notification_targets import NotificationTarget, NotifyOn
+from rebalancer_shared.notification_targets import NotifyOn
 from rebalancer_shared.queue import CompleteOutcome, EventQueue, EventState, Wait
 from rebalancer_shared.store import EventStore, RunRecord, RunStatus, Transition
 from rebalancer_shared.store.records import NOTIFIABLE
 from rebalancer_shared.store.tables import TransitionRow
 from tests.fakes.notify_receiver import NotifyReceiver
-from tests.integration.notifications.helpers import Clock, complete, live_run, new_event, notifier
-
-
-def target(url: str, *on: NotifyOn) -> NotificationTarget:
-    return NotificationTarget(url=url, on=on)
+from tests.integration.notifications.helpers import Clock, complete, live_run, new_event, notifier, target
 
 
 async def counter(lifecycle: EventLifecycle, outcome: str) -> str:

@@ -20,7 +20,7 @@ from management_service.prometheus import render_metrics
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.notification_targets import NotificationTarget, NotifyOn
+from rebalancer_shared.notification_targets import NotifyOn
 from rebalancer_shared.queue import EventState
 from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.store.tables import NotificationRow
@@ -34,20 +34,10 @@ from tests.integration.notifications.helpers import (
     live_run,
     new_event,
     notifier,
+    statuses,
+    target,
 )
 from tests.support.servers import REDIS_URL, ROOT
-
-
-def target(url: str, *on: NotifyOn, dry_runs: bool = False) -> NotificationTarget:
-    return NotificationTarget(url=url, on=on, dry_runs=dry_runs)
-
-
-async def statuses(lifecycle: EventLifecycle) -> dict[str, int]:
-    async with lifecycle.store.engine.connect() as conn:
-        rows = await conn.execute(
-            select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
-        )
-        return {status: count for status, count in rows.all()}
 
 
 async def test_each_transition_is_notified_once_to_each_target_that_wants_it(

@@ -12,29 +12,25 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 
 from management_service.notifications import rows
 from management_service.prometheus import render_metrics
 from rebalancer_shared.events import Command
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.notification_targets import NotificationTarget, NotifyOn
+from rebalancer_shared.notification_targets import NotifyOn
 from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.store.tables import NotificationRow
 from tests.fakes.notify_receiver import NotifyReceiver
-from tests.integration.notifications.helpers import Clock, account, complete, new_event, notifier
-
-
-def target(url: str, *on: NotifyOn, name: str | None = None) -> NotificationTarget:
-    return NotificationTarget(url=url, on=on, name=name)
-
-
-async def statuses(lifecycle: EventLifecycle) -> dict[str, int]:
-    async with lifecycle.store.engine.connect() as conn:
-        found = await conn.execute(
-            select(NotificationRow.status, func.count()).group_by(NotificationRow.status)
-        )
-        return {status: count for status, count in found.all()}
+from tests.integration.notifications.helpers import (
+    Clock,
+    account,
+    complete,
+    new_event,
+    notifier,
+    statuses,
+    target,
+)
 
 
 async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from management_service.health import HealthPolicy, check_health, gateway_unreachable
+from management_service.health import HealthPolicy, check_health, gateway_reports
 from management_service.models import ServiceHeartbeat
 from management_service.notifications.messages import health_message
 from management_service.notifications.rows import Draft
@@ -63,15 +63,14 @@ def gateway_state(heartbeats: Mapping[str, ServiceHeartbeat]) -> ComponentState 
     """IB Gateway as the fresh processors report it (None when none reports it: a simulated broker).
 
     Down while any of them cannot reach it, since the earliest of their outages began."""
-    service = heartbeats.get("event-processor")
-    reporting = [i for i in (service.instances if service else ()) if not i.stale and "gateway" in i.details]
-    if not reporting:
+    reports = gateway_reports(heartbeats)
+    if not reports:
         return None
-    unreachable = gateway_unreachable(dict(heartbeats))
+    unreachable = [r for r in reports if r.state == "unreachable"]
     if not unreachable:
         return ComponentState("ib-gateway", True, None, "connected")
-    starts = [float(g["since"]) for _, g in unreachable if isinstance(g.get("since"), int | float)]
-    reasons = "; ".join(f"{instance}: {g.get('reason')}" for instance, g in unreachable)
+    starts = [r.since.timestamp() for r in unreachable if r.since is not None]
+    reasons = "; ".join(f"{r.instance}: {r.reason}" for r in unreachable)
     return ComponentState("ib-gateway", False, min(starts) if starts else None, reasons)
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import sqlalchemy.exc
 
 from management_service.account_view import account_state
-from management_service.health import check_health_and_stats, describe_error
+from management_service.health import GatewayReport, check_health_and_stats, describe_error, gateway_reports
 from management_service.models import Drift, HealthResponse, PlanWeights, WeightLine
 from management_service.services import Services
 from management_service.ui.chart import Chart, activity_chart
@@ -37,35 +37,6 @@ RECENT_ROWS = 10
 
 
 @dataclass(frozen=True)
-class GatewayLine:
-    """IB Gateway as one processor found it (its heartbeat's `gateway` detail)."""
-
-    instance: str
-    state: str  # idle, connected, unreachable
-    since: datetime | None
-    reason: str | None
-
-
-def gateway_lines(health: HealthResponse) -> list[GatewayLine]:
-    """The gateway as each processor with a fresh heartbeat reports it (none with a simulated broker).
-
-    A stale processor's last word is skipped, as the health verdict skips it
-    (`health.gateway_unreachable`): "connected" from a process that died says nothing about now.
-    """
-    processors = health.components.heartbeats.get("event-processor")
-    lines = []
-    for instance in processors.instances if processors else ():
-        gateway = instance.details.get("gateway")
-        if isinstance(gateway, dict) and not instance.stale:
-            since = gateway.get("since")
-            moment = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
-            lines.append(
-                GatewayLine(instance.instance, str(gateway.get("state")), moment, gateway.get("reason"))
-            )
-    return lines
-
-
-@dataclass(frozen=True)
 class Overview:
     """Counts now, the health verdict with heartbeats, IB Gateway and the oldest waiting event."""
 
@@ -74,8 +45,8 @@ class Overview:
     oldest_waiting: QueuedEventView | None
 
     @property
-    def gateways(self) -> list[GatewayLine]:
-        return gateway_lines(self.health)
+    def gateways(self) -> list[GatewayReport]:
+        return gateway_reports(self.health.components.heartbeats)
 
     def waited_seconds(self, now: datetime) -> float | None:
         """How long ago the oldest waiting event was accepted."""
