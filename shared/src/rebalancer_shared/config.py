@@ -124,6 +124,10 @@ class IbkrSettings(_Section):
     # API connections this process opens at most: the reads connection and one per running mutating
     # run. IB Gateway serves 32 API clients in all; each process (and TWS's other programs) takes a share.
     max_connections: int = Field(default=16, ge=2, le=32)
+    # IB shows a fill in the positions this long after its execution at most (ib_async #15). A live
+    # run reads the positions only once the account's newest execution is this old (plus a second:
+    # execution times are whole seconds), so a fill of an earlier run is never sold or bought again.
+    position_lag_seconds: float = Field(default=1.0, ge=0, le=60)
     username: SecretStr | None = None
     password: SecretStr | None = None
 

@@ -70,7 +70,7 @@ from event_processor.brokers.ibkr_account_values import (
     updates_by_request,
 )
 from event_processor.brokers.ibkr_connection import IbkrConnection
-from event_processor.brokers.ibkr_executions import executions_on, utc_execution_times
+from event_processor.brokers.ibkr_executions import executions_on, positions_settle_in, utc_execution_times
 from event_processor.brokers.ibkr_market_data import LinePool, SnapshotReader
 from event_processor.brokers.ibkr_pacing import pace
 from event_processor.brokers.ibkr_positions import (
@@ -236,13 +236,31 @@ class IbkrBroker:
         return day_trades_remaining(account_id, values)
 
     async def get_todays_executions(self, account_id: str) -> list[BrokerExecution]:
+        executions, _ = await self._executions_and_time(account_id)
+        return executions
+
+    async def _executions_and_time(self, account_id: str) -> tuple[list[BrokerExecution], datetime]:
         ib = await self._connection.client()
         now = await _gateway_time(self._connection, ib)
         sources = [(self._connection, ib)]
         trader = self._traders.held(account_id)
         if trader is not None and trader.is_connected():
             sources.append((trader, await trader.client()))
-        return await executions_on(sources, account_id, trading_day(now))
+        return await executions_on(sources, account_id, trading_day(now)), now
+
+    async def _until_positions_show_fills(self, account_id: str) -> None:
+        """Wait until the positions show every execution of the account so far (see
+        `positions_settle_in`): an earlier run's order may have filled a moment ago."""
+        executions, now = await self._executions_and_time(account_id)
+        wait = positions_settle_in(executions, now, self._settings.position_lag_seconds)
+        if wait > 0:
+            log.info(
+                "waiting for the positions to show a recent fill",
+                account_id=account_id,
+                seconds=round(wait, 2),
+                newest_execution=max(e.time for e in executions).isoformat(),
+            )
+            await asyncio.sleep(wait)
 
     async def get_positions(self, account_id: str) -> list[BrokerPosition]:
         positions = await account_positions(self._reads(account_id), account_id)
@@ -363,6 +381,7 @@ class IbkrBroker:
                 foreign = [t for t in still_open if int(t.order.clientId) != own_id]
                 ours = [t for t in still_open if int(t.order.clientId) == own_id]
                 if not still_open:
+                    await self._until_positions_show_fills(account_id)
                     return list(requested.values())
                 for trade in ours:
                     self._cancel(trader, ib, account_id, trade, requested)

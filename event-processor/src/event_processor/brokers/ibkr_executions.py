@@ -17,7 +17,7 @@ What IB hands over (TWS API docs, "Executions and Commissions"; tests/fakes/tws/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 from ib_async import IB, ExecutionFilter, Fill
 
@@ -26,6 +26,10 @@ from event_processor.brokers.ibkr_connection import IbkrConnection
 from event_processor.brokers.models import BrokerExecution
 
 EXECUTION_TIME_ZONE = "UTC"
+# IB stamps an execution to the whole second, and shows it in the positions only a moment after it
+# (ib_async #15; the fake's `position_lag_seconds`). Positions read before the newest execution is
+# this old by the gateway's clock may still hold what it sold or lack what it bought.
+EXECUTION_TIME_RESOLUTION_SECONDS = 1.0
 _SIDES = {"BOT": "BUY", "SLD": "SELL"}
 
 
@@ -60,3 +64,17 @@ async def executions_on(
             if fill.execution.acctNumber == account_id and trading_day(fill.execution.time) == day:
                 found.setdefault(fill.execution.execId, _execution(fill))
     return sorted(found.values(), key=lambda e: (e.time, e.exec_id))
+
+
+def positions_settle_in(
+    executions: Sequence[BrokerExecution], gateway_now: datetime, lag_seconds: float
+) -> float:
+    """Seconds until positions read from IB show every one of `executions` (0.0: they do now).
+
+    The newest execution's time is truncated to the second, so it may have happened up to a second
+    later than it says; the positions show it `lag_seconds` after that."""
+    if not executions:
+        return 0.0
+    newest = max(e.time for e in executions)
+    shown_at = (newest - gateway_now).total_seconds() + EXECUTION_TIME_RESOLUTION_SECONDS + lag_seconds
+    return max(0.0, shown_at)

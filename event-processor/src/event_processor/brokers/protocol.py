@@ -75,6 +75,9 @@ class Broker(ReadOnlyBroker, Protocol):
     async def cancel_open_orders(self, account_id: str, timeout_seconds: float) -> list[OpenOrder]:
         """Cancel every open order of the account and wait until the broker confirms; return them.
 
+        It returns once the positions can be read as they are: nothing is open, and an order that
+        filled a moment ago (an earlier run's) shows in them.
+
         Raises `BrokerError` when some are still open after `timeout_seconds`.
         """
         ...
