@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
-import redis
 from redis.asyncio import Redis
 
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
 from tests.support.servers import (
     REDIS_URL,
@@ -20,6 +20,7 @@ from tests.support.servers import (
     database_url,
     delete_prefix,
     drop_database,
+    sync_redis,
 )
 
 
@@ -28,7 +29,7 @@ def prefix() -> Iterator[str]:
     """A Redis key prefix of this test's own; its keys are deleted afterwards."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
+    client = sync_redis()
     try:
         delete_prefix(client, name)
     finally:
@@ -37,7 +38,7 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
+    client = open_redis(REDIS_URL)
     yield client
     await client.aclose()
 

@@ -19,7 +19,7 @@ from tests.integration.processor.processes import (
     start_processor,
     stop,
     tws_process,
-    write_accounts,
+    write_channels,
 )
 from tests.support.servers import ROOT
 
@@ -51,19 +51,26 @@ def broker_and_processor(
     redis_url: str,
     prefix: str,
     database_url: str,
-    channel: str,
-    accounts: list[str],
+    channel: str = "",
+    accounts: list[str] | None = None,
     fill_delay: float = 0.2,
+    channels: dict[str, list[str]] | None = None,
     **variables: str,
 ) -> Iterator[Services]:
-    """Start everything; on exit stop the two services with SIGTERM and require a clean exit."""
-    accounts_file = write_accounts(folder, channel, accounts)
+    """Start everything; on exit stop the two services with SIGTERM and require a clean exit.
+
+    The accounts follow `channel`, or, with `channels`, each channel its own accounts; every channel's
+    strategy has the weights TARGETS."""
+    channels = channels or {channel: accounts or []}
+    all_accounts = [account for followers in channels.values() for account in followers]
+    accounts_file = write_channels(folder, channels)
     with (
         AllocationServer() as api,
-        tws_process(tws_state(accounts, fill_delay), folder) as tws,
+        tws_process(tws_state(all_accounts, fill_delay), folder) as tws,
         ably_process() as ably,
     ):
-        api.set_weights(channel, TARGETS)
+        for name in channels:
+            api.set_weights(name, TARGETS)
         env = processor_env(prefix, database_url, accounts_file, api.base_url, tws.port, IB_CLIENT_ID="41")
         env |= {"REDIS_URL": redis_url, "LEASE_SECONDS": "2", "HEARTBEAT_SECONDS": "0.4", **variables}
         broker_env = env | {

@@ -13,9 +13,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import redis
+from redis.cluster import ClusterNode
+from redis.sentinel import Sentinel
+
+from rebalancer_shared.queue.keys import QueueKeys
+from rebalancer_shared.redis_urls import Topology, parse_redis_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -57,9 +63,26 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def sync_redis(url: str = REDIS_URL) -> redis.Redis:
+    """A blocking client for `url` of any topology (cleanup and checks in tests)."""
+    endpoint = parse_redis_url(url)
+    if endpoint.topology is Topology.CLUSTER:
+        nodes = [ClusterNode(host, port) for host, port in endpoint.nodes]  # type: ignore[no-untyped-call]
+        return cast(redis.Redis, redis.RedisCluster(startup_nodes=nodes, password=endpoint.password))
+    if endpoint.topology is Topology.SENTINEL:
+        sentinel = Sentinel(list(endpoint.nodes), socket_timeout=1)  # type: ignore[no-untyped-call]
+        primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            endpoint.service, db=endpoint.db, password=endpoint.password
+        )
+        return primary
+    return redis.Redis.from_url(url)
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     """Delete the keys a test created under its own prefix (never anything else)."""
-    batch = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    batch: list[bytes] = []
+    for pattern in {f"{prefix}:*", *QueueKeys(prefix).all_patterns()}:  # a test's own keys, the queue's
+        batch.extend(client.scan_iter(match=pattern, count=1000))
     for start in range(0, len(batch), 500):
         client.delete(*batch[start : start + 500])
 
@@ -87,10 +110,11 @@ class ThrowawayRedis:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = tempfile.mkdtemp(prefix="throwaway-redis-")
         self.process = _start_redis(self.port, self.workdir)
-        _wait_for_redis(self.port, time.monotonic() + 10)
+        wait_for_redis(self.port, time.monotonic() + 10)
 
 
-def _wait_for_redis(port: int, deadline: float) -> None:
+def wait_for_redis(port: int, deadline: float) -> None:
+    """Until the redis-server (or Sentinel) on `port` answers PING; its last error after `deadline`."""
     client = redis.Redis(host="127.0.0.1", port=port)
     try:
         while True:
@@ -122,7 +146,7 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
     port = free_port()
     server = ThrowawayRedis(port=port, process=_start_redis(port, workdir), workdir=workdir)
     try:
-        _wait_for_redis(port, time.monotonic() + 10)
+        wait_for_redis(port, time.monotonic() + 10)
         yield server
     finally:
         server.kill()

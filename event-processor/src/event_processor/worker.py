@@ -265,7 +265,11 @@ class Worker:
         lock = None
         if event.exec_command.is_mutating:
             lock = AccountLock(
-                self.queue.redis, self.queue.keys.prefix, event.account_id, self.settings.lease_seconds
+                self.queue.redis,
+                self.queue.keys.prefix,
+                event.account_id,
+                self.settings.lease_seconds,
+                self.queue.durability,
             )
             lock_error = await self._wait_for_lock(active, lock)
             if lock_error:

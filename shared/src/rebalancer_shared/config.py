@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -38,7 +39,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rebalancer_shared.accounts import FRACTIONAL_VIA_IBKR, RebalancingSettings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.notification_targets import NotificationSettings
-from rebalancer_shared.urls import DATABASE_SCHEMES, REDIS_SCHEMES, url_scheme_problem
+from rebalancer_shared.redis_urls import Topology, parse_redis_url
+from rebalancer_shared.urls import DATABASE_SCHEMES, url_scheme_problem
 from rebalancer_shared.yaml_text import describe_yaml_error
 
 DEFAULT_CONFIG_FILE = "config.yaml"
@@ -54,16 +56,35 @@ class _Section(BaseModel):
 
 
 class RedisSettings(_Section):
+    """Where Redis is (one node, Sentinel or Cluster: rebalancer_shared.redis_urls) and when a write
+    counts as durable: with `wait_replicas` > 0 every queue write is acknowledged only once that many
+    replicas have it (Redis WAIT, up to `wait_timeout_seconds`); unset, 1 under Sentinel, else 0."""
+
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "rebalancer"
+    wait_replicas: int | None = Field(default=None, ge=0, le=16)
+    wait_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        problem = url_scheme_problem(value, REDIS_SCHEMES, "redis://[:PASSWORD@]HOST:6379/0")
-        if problem:
-            raise ValueError(problem)
+        parse_redis_url(value)  # RedisUrlError (a ValueError) names the problem
         return value
+
+    @model_validator(mode="after")
+    def _no_wait_on_a_cluster(self) -> RedisSettings:
+        if self.wait_replicas and parse_redis_url(self.url).topology is Topology.CLUSTER:
+            raise ValueError(
+                "wait_replicas (REDIS_WAIT_REPLICAS) cannot be used with a redis+cluster:// URL yet:"
+                " set it to 0"
+            )
+        return self
+
+    def replicas_to_wait_for(self) -> int:
+        """How many replicas a queue write must reach before it is acknowledged."""
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 1 if parse_redis_url(self.url).topology is Topology.SENTINEL else 0
 
 
 class DatabaseSettings(_Section):
@@ -249,6 +270,8 @@ ENV_VARIABLES: dict[str, tuple[str, ...]] = {
     "ACCOUNTS_FILE": ("accounts_file",),
     "REDIS_URL": ("redis", "url"),
     "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
+    "REDIS_WAIT_REPLICAS": ("redis", "wait_replicas"),
+    "REDIS_WAIT_TIMEOUT_SECONDS": ("redis", "wait_timeout_seconds"),
     "DATABASE_URL": ("database", "url"),
     "DATABASE_MIGRATE_ON_START": ("database", "migrate_on_start"),
     "STARTUP_WAIT_SECONDS": ("startup", "wait_seconds"),

@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from rebalancer_shared.config import Settings, load_settings
 from rebalancer_shared.errors import ConfigError
 from rebalancer_shared.heartbeats import Heartbeat, read_heartbeats, this_host_prefix
+from rebalancer_shared.redis_connection import open_redis
 
 REDIS_TIMEOUT_SECONDS = 5.0
 
@@ -50,7 +50,7 @@ class OwnHeartbeatCheck:
 
     async def check(self, settings: Settings) -> str | None:
         """Read the heartbeats from the configured Redis and judge them."""
-        redis = Redis.from_url(
+        redis = open_redis(
             settings.redis.url,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,

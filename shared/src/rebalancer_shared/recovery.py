@@ -62,13 +62,14 @@ class RecoveryReport:
 
 
 async def _missing(lifecycle: EventLifecycle, events: list[EventSummary]) -> list[EventSummary]:
-    keys = lifecycle.queue.keys
-    async with lifecycle.queue.redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.exists(keys.event(str(event.event_id)))
-            pipe.zscore(keys.finished, str(event.event_id))
-        replies = await pipe.execute()
-    return [e for i, e in enumerate(events) if not replies[2 * i] and replies[2 * i + 1] is None]
+    if not events:
+        return []
+    ids = [str(event.event_id) for event in events]
+    live = await lifecycle.queue.is_live(ids)
+    finished = await lifecycle.queue.redis.zmscore(lifecycle.queue.keys.finished, ids)
+    return [
+        e for e, is_live, done in zip(events, live, finished, strict=True) if not is_live and done is None
+    ]
 
 
 def _wait_of(summary: EventSummary) -> Wait | None:

@@ -1,31 +1,105 @@
-"""The one way every service and the CLI open Redis, and the one-line errors when it does not answer."""
+"""The one way every service and the CLI open Redis, and the one-line errors when it does not answer.
+
+`open_redis` reads `REDIS_URL` (rebalancer_shared.redis_urls) and builds the redis-py client of its
+topology: a plain client for one node, a client whose pool asks the Sentinels for the current primary
+(after a failover its next connection goes to the new one: a command that fails on the old primary's
+connection is retried on a new connection), or a cluster client (it follows the slot map). A cluster
+client is handed out as `Redis`: it answers every command the product sends the same way (the queue's
+tests run against a real Cluster), and all of a deployment's keys share one slot (queue/keys.py).
+"""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import Any, cast
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from rebalancer_shared.errors import ServerRefusedError, ServerUnavailableError
+from rebalancer_shared.redis_urls import RedisEndpoint, Topology, parse_redis_url
 from rebalancer_shared.urls import redact_url
 
 # Fail-fast clients (management API, CLI, start-up checks): a Redis that is down must be reported
 # within a couple of seconds, not after redis-py's default of ten backed-off retries.
 FAST_CONNECT_TIMEOUT_SECONDS = 1.0
 FAST_SOCKET_TIMEOUT_SECONDS = 2.0
+# Long-running services under Sentinel: a command that meets the old primary's closed connection is
+# tried again on a fresh one (asking the Sentinels again) for about the time a failover takes.
+FAILOVER_RETRIES = 8
+FAILOVER_BACKOFF_CAP_SECONDS = 2.0
+SENTINEL_SOCKET_TIMEOUT_SECONDS = 1.0
 
 
-def open_redis(url: str, *, fail_fast: bool = False) -> Redis:
-    """A client for `url`; `fail_fast` gives short timeouts and one immediate retry."""
+def open_redis(url: str, *, fail_fast: bool = False, **options: Any) -> Redis:
+    """A client for `url` of any topology; `fail_fast` gives short timeouts and one immediate retry.
+
+    `options` go to redis-py as they are (for instance `socket_timeout`)."""
+    endpoint = parse_redis_url(url)
+    if fail_fast:
+        options = {
+            "socket_connect_timeout": FAST_CONNECT_TIMEOUT_SECONDS,
+            "socket_timeout": FAST_SOCKET_TIMEOUT_SECONDS,
+            "retry": Retry(NoBackoff(), 1),
+            **options,
+        }
+    if endpoint.topology is Topology.SENTINEL:
+        return _sentinel_client(endpoint, fail_fast, options)
+    if endpoint.topology is Topology.CLUSTER:
+        return _cluster_client(endpoint, options)
+    return Redis.from_url(url, **options)
+
+
+def _sentinel_client(endpoint: RedisEndpoint, fail_fast: bool, options: dict[str, Any]) -> Redis:
     if not fail_fast:
-        return Redis.from_url(url)
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=FAST_CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=FAST_SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 1),
+        backoff = ExponentialWithJitterBackoff(base=0.1, cap=FAILOVER_BACKOFF_CAP_SECONDS)
+        options.setdefault("retry", Retry(backoff, FAILOVER_RETRIES))
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+    }
+    if endpoint.sentinel_password is not None:
+        sentinel_kwargs["password"] = endpoint.sentinel_password
+    if endpoint.tls:
+        sentinel_kwargs["ssl"] = True
+        options.setdefault("ssl", True)
+    sentinel = Sentinel(list(endpoint.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: _SentinelPrimary = sentinel.master_for(
+        endpoint.service,
+        redis_class=_SentinelPrimary,
+        db=endpoint.db,
+        username=endpoint.username,
+        password=endpoint.password,
+        **options,
     )
+    client.manager = sentinel
+    return client
+
+
+class _SentinelPrimary(Redis):
+    """The primary's client that also closes its connections to the Sentinels when closed."""
+
+    manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.manager.sentinels if self.manager is not None else ():
+            await sentinel.aclose()
+
+
+def _cluster_client(endpoint: RedisEndpoint, options: dict[str, Any]) -> Redis:
+    nodes = [ClusterNode(host, port) for host, port in endpoint.nodes]
+    client = RedisCluster(
+        startup_nodes=nodes,
+        username=endpoint.username,
+        password=endpoint.password,
+        ssl=endpoint.tls,
+        **options,
+    )
+    return cast(Redis, client)
 
 
 def redis_unavailable(url: str, exc: BaseException) -> ServerUnavailableError:

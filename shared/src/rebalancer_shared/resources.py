@@ -13,6 +13,7 @@ from rebalancer_shared.accounts import Account, load_accounts
 from rebalancer_shared.config import Settings
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.queue.durability import Durability
 from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
 
@@ -49,7 +50,13 @@ async def open_resources(
     )
     redis = open_redis(settings.redis.url, fail_fast=fail_fast)
     store = EventStore.from_url(settings.database.url, pool_size=store_pool_size)
-    queue = EventQueue(redis, settings.redis.key_prefix, lease_seconds=settings.processing.lease_seconds)
+    durability = Durability(settings.redis.replicas_to_wait_for(), settings.redis.wait_timeout_seconds)
+    queue = EventQueue(
+        redis,
+        settings.redis.key_prefix,
+        lease_seconds=settings.processing.lease_seconds,
+        durability=durability,
+    )
     try:
         yield Resources(settings, known, redis, queue, store, EventLifecycle(queue, store))
     finally:

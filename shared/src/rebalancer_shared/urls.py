@@ -5,17 +5,24 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 HIDDEN = "***"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***` (`redis://:pw@host` -> `redis://:***@host`)."""
+    """The URL with its password replaced by `***` (`redis://:pw@host` -> `redis://:***@host`), and
+    a `sentinel_password` in its query too."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return url.split("@", 1)[-1] if "@" in url else url
+    if "sentinel_password=" in parts.query:
+        query = "&".join(
+            f"{name}={HIDDEN}" if name == "sentinel_password" else f"{name}{eq}{value}"
+            for name, eq, value in (item.partition("=") for item in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
+        url = urlunsplit(parts)
     if not password:
         return url
     user = parts.username or ""

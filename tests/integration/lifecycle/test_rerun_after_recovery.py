@@ -62,7 +62,7 @@ async def test_an_event_run_again_after_redis_lost_its_completion_trades_nothing
                     text("UPDATE events SET status = 'processing', history_seq = 0 WHERE event_id = :id"),
                     {"id": event.event_id},
                 )
-            async for key in queue.redis.scan_iter(match=f"{queue.keys.prefix}:*"):
+            async for key in queue.redis.scan_iter(match=queue.keys.all_patterns()[0]):
                 await queue.redis.delete(key)
 
             seen: tuple[str, int] | None = None

@@ -62,7 +62,7 @@ async def test_an_error_with_every_secret_is_stored_and_served_without_them(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as http:
         live = (await http.get("/queue/events")).text
         history = (await http.get(f"/events/{event.event_id}")).text
-    stored = await queue.redis.hgetall(queue.keys.event(str(event.event_id)))
+    stored = await queue.record(str(event.event_id))
     for text in (live, history, repr(stored)):
         for secret in (key, ib_password, db_password):
             assert secret not in text

@@ -16,7 +16,7 @@ from rebalancer_shared.accounts import Account
 from rebalancer_shared.config import Settings
 from rebalancer_shared.heartbeats import Heartbeat, beat
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.queue import EventQueue, QueueKeys
 from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.store import EventStore
 from tests.integration.management.helpers import beat_all, make_settings, old_beat, retrying_event
@@ -80,7 +80,7 @@ async def test_a_stale_heartbeat_makes_it_unhealthy(
     client: httpx.AsyncClient, redis_client: Redis, prefix: str
 ) -> None:
     await beat_all(redis_client, prefix)
-    await redis_client.delete(f"{prefix}:heartbeats")
+    await redis_client.delete(QueueKeys(prefix).heartbeats)
     await old_beat(redis_client, prefix, "event-broker", "b1", age_seconds=5)
     await old_beat(redis_client, prefix, "event-processor", "p1", age_seconds=95)
     response = await client.get("/health")
@@ -196,7 +196,7 @@ async def test_the_lifespan_opens_the_services_and_checks_the_queue_state(
             await beat_all(redis_client, prefix)
             response = await http.get("/health")
         # ensure_queue_state ran at start: the Redis-loss marker is written.
-        assert await redis_client.exists(f"{prefix}:marker")
+        assert await redis_client.exists(QueueKeys(prefix).marker)
     assert response.status_code == 200
     assert not hasattr(app.state, "services")
 

@@ -121,8 +121,17 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: floa
 
 
 def write_accounts(folder: Path, channel: str, account_ids: list[str]) -> Path:
+    return write_channels(folder, {channel: account_ids})
+
+
+def write_channels(folder: Path, accounts_by_channel: dict[str, list[str]]) -> Path:
+    """accounts.yaml with each channel's accounts following it."""
     path = folder / "accounts.yaml"
     path.write_text(
-        "".join(f'- account_id: "{a}"\n  notification:\n    channel: "{channel}"\n' for a in account_ids)
+        "".join(
+            f'- account_id: "{a}"\n  notification:\n    channel: "{channel}"\n'
+            for channel, account_ids in accounts_by_channel.items()
+            for a in account_ids
+        )
     )
     return path

@@ -10,14 +10,13 @@ import os
 import random
 import sys
 
-from redis.asyncio import Redis
-
 from rebalancer_shared.queue import AccountLock
+from rebalancer_shared.redis_connection import open_redis
 from tests.support.servers import REDIS_URL
 
 
 async def main(prefix: str, account: str, rounds: int) -> None:
-    client = Redis.from_url(REDIS_URL)
+    client = open_redis(REDIS_URL)
     me = str(os.getpid())
     for _ in range(rounds):
         lock = AccountLock(client, prefix, account, ttl_seconds=5)

@@ -17,6 +17,7 @@ from rebalancer_shared.queue import (
     EventState,
     LeaseLostError,
 )
+from rebalancer_shared.redis_connection import open_redis
 from tests.integration.queue.helpers import make_event
 from tests.support.servers import REDIS_URL
 
@@ -30,7 +31,7 @@ class FakeClock:
 
 
 async def test_fifty_concurrent_enqueues_of_one_key_give_exactly_one_event(prefix: str) -> None:
-    clients = [Redis.from_url(REDIS_URL) for _ in range(50)]
+    clients = [open_redis(REDIS_URL) for _ in range(50)]
     try:
         queues = [EventQueue(c, prefix) for c in clients]
         await asyncio.gather(*(c.ping() for c in clients))  # 50 open connections before the race

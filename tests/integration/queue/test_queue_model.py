@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from redis.asyncio import Redis
 
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
@@ -36,8 +34,9 @@ from rebalancer_shared.queue import (
     RetryNowOutcome,
     Wait,
 )
+from rebalancer_shared.redis_connection import open_redis
 from tests.integration.queue.helpers import make_event
-from tests.support.servers import REDIS_URL, delete_prefix
+from tests.support.servers import REDIS_URL, delete_prefix, sync_redis
 
 LEASE_MS = 30_000
 
@@ -73,7 +72,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.prefix = f"test-model-{uuid.uuid4().hex[:10]}"
         self.clock = Clock()
-        self.client = Redis.from_url(REDIS_URL)
+        self.client = open_redis(REDIS_URL)
         self.queue = EventQueue(self.client, self.prefix, lease_seconds=LEASE_MS / 1000, clock=self.clock)
         self.events: dict[str, ModelEvent] = {}
         self.fifo: list[str] = []
@@ -90,7 +89,7 @@ class QueueMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.client.aclose())
         self.loop.close()
-        sync = redis.Redis.from_url(REDIS_URL)
+        sync = sync_redis()
         delete_prefix(sync, self.prefix)
         sync.close()
 

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import Claim, ClaimWakeup, EventQueue, EventState, Wait
+from rebalancer_shared.redis_connection import open_redis
 from tests.integration.queue.helpers import make_event
 from tests.support.proxy import PartitionProxy
 from tests.support.servers import REDIS_URL, throwaway_redis
@@ -91,7 +92,7 @@ async def first_claim(tasks: list[asyncio.Task[tuple[Claim, float]]], within: fl
 async def test_an_event_enqueued_while_slots_idle_is_claimed_at_once_by_one_slot(
     queue: CountingQueue,
 ) -> None:
-    producer = EventQueue(Redis.from_url(REDIS_URL), queue.keys.prefix)  # another process's connection
+    producer = EventQueue(open_redis(REDIS_URL), queue.keys.prefix)  # another process's connection
     try:
         async with listening(queue) as wakeup:
             claimers = [Claimer(queue, wakeup) for _ in range(4)]
@@ -269,6 +270,7 @@ async def test_a_retry_that_fails_elsewhere_moves_an_idle_slots_wake_up_earlier(
     assert 0.45 <= claimed_at - failed_at < 0.5 + AT_ONCE / 2
 
 
+@pytest.mark.one_socket
 async def test_a_lost_nudge_is_covered_by_the_fallback_poll(queue: EventQueue) -> None:
     proxy = PartitionProxy(urlparse(REDIS_URL).port or 6379).start()
     through_proxy = Redis(host="127.0.0.1", port=proxy.port)
@@ -287,6 +289,7 @@ async def test_a_lost_nudge_is_covered_by_the_fallback_poll(queue: EventQueue) -
     assert 0.3 < claimed_at - sent < 1.0 + AT_ONCE / 2, "claimed at the fallback poll, about 1 s"
 
 
+@pytest.mark.one_socket
 async def test_a_silently_cut_subscription_is_made_again_after_its_keepalive(queue: EventQueue) -> None:
     proxy = PartitionProxy(urlparse(REDIS_URL).port or 6379).start()
     through_proxy = Redis(host="127.0.0.1", port=proxy.port)

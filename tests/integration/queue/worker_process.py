@@ -11,14 +11,13 @@ import asyncio
 import random
 import sys
 
-from redis.asyncio import Redis
-
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.redis_connection import open_redis
 from tests.support.servers import REDIS_URL
 
 
 async def main(prefix: str, lease_seconds: float) -> None:
-    client = Redis.from_url(REDIS_URL)
+    client = open_redis(REDIS_URL)
     queue = EventQueue(client, prefix, lease_seconds=lease_seconds)
     claim = await queue.claim_wait("crash-worker", wait_seconds=10)
     if claim is None:

@@ -14,18 +14,23 @@ waiting event (which an empty claim answers), or the caller's fallback timeout; 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from rebalancer_shared.errors import RebalancerError
 from rebalancer_shared.events import Event, parse_event
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.queue import scripts
+from rebalancer_shared.queue.durability import Durability
 from rebalancer_shared.queue.keys import QueueKeys
 from rebalancer_shared.queue.models import (
     WAITING_STATES,
@@ -46,6 +51,8 @@ from rebalancer_shared.queue.models import (
     Wait,
 )
 from rebalancer_shared.queue.wakeup import ClaimWakeup
+
+log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 # How long finished event ids are remembered (P:q:finished): longer than any replay of a trigger.
@@ -87,8 +94,10 @@ class EventQueue:
         lease_seconds: float = 30.0,
         clock: Clock | None = None,
         finished_retention_seconds: float = FINISHED_RETENTION_SECONDS,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
+        self.durability = durability or Durability()
         self.keys = QueueKeys(prefix)
         self.lease_seconds = lease_seconds
         self.finished_retention_seconds = finished_retention_seconds
@@ -106,6 +115,22 @@ class EventQueue:
         self._remove = redis.register_script(scripts.REMOVE)
         self._retry_now = redis.register_script(scripts.RETRY_NOW)
         self._stats = redis.register_script(scripts.STATS)
+
+    async def _write(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
+        """Run a script whose write must be on the replicas before it counts (durability.py)."""
+        return await self.durability.write(self.redis, script, keys, args, what)
+
+    async def _stand(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
+        """Run a script whose write stands once on the primary; say so when the replicas lag."""
+        reply, confirmed = await self.durability.attempt(self.redis, script, keys, args)
+        if not confirmed:
+            log.warning(
+                "a queue write is on the primary but not yet on its replicas",
+                write=what,
+                replicas=self.durability.replicas,
+                timeout_seconds=self.durability.timeout_seconds,
+            )
+        return reply
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(_ms(self._clock()))
@@ -131,11 +156,11 @@ class EventQueue:
             keys.retry,
             keys.scheduled,
             keys.attention,
+            keys.events,
         ]
 
     def _insert_args(self, event: Event) -> list[Any]:
         return [
-            self.keys.event_prefix,
             str(event.event_id),
             event.dedup_key,
             event.to_json(),
@@ -150,8 +175,11 @@ class EventQueue:
         The same event (same id) enqueued again while live or within a day of finishing changes
         nothing and answers `ALREADY_ACCEPTED`: submitting one trigger twice makes one event.
         """
-        reply = await self._enqueue(
-            keys=self._insert_keys(), args=[*self._insert_args(event), self._now_arg(), self.keys.wake]
+        reply = await self._write(
+            self._enqueue,
+            f"enqueue of event {event.event_id}",
+            keys=self._insert_keys(),
+            args=[*self._insert_args(event), self._now_arg(), self.keys.wake],
         )
         return EnqueueResult(EnqueueOutcome(_text(reply[0])), _text(reply[1]), _entries(reply[2:]))
 
@@ -169,7 +197,9 @@ class EventQueue:
             if waiting and wait is not None
             else ["retrying", "", 0]
         )
-        reply = await self._restore(
+        reply = await self._write(
+            self._restore,
+            f"restore of event {event.event_id}",
             keys=self._insert_keys(),
             args=[
                 *self._insert_args(event),
@@ -188,7 +218,9 @@ class EventQueue:
     async def supersede(self, event: Event, live_event_id: str) -> tuple[str, ...]:
         """Record that `event`, lost by Redis, ends because `live_event_id` holds its key now."""
         detail = f"Redis lost it while event {live_event_id} of the same key was live: that one runs instead"
-        entry = await self._supersede(
+        entry = await self._write(
+            self._supersede,
+            f"end of lost event {event.event_id}",
             keys=[self.keys.outbox],
             args=[str(event.event_id), event.times_queued, detail, event.to_json(), self._now_arg()],
         )
@@ -204,7 +236,9 @@ class EventQueue:
         due time of a waiting event; None: nothing waits)."""
         keys = self.keys
         sent_at = time.monotonic()
-        reply = await self._claim(
+        reply = await self._write(
+            self._claim,
+            "claim",
             keys=[
                 keys.queue,
                 keys.retry,
@@ -213,9 +247,9 @@ class EventQueue:
                 keys.outbox,
                 keys.scheduled,
                 keys.attention,
+                keys.events,
             ],
             args=[
-                keys.event_prefix,
                 uuid.uuid4().hex,
                 owner,
                 _ms(self.lease_seconds),
@@ -259,10 +293,11 @@ class EventQueue:
     async def renew(self, claim: Claim) -> None:
         """Extend the lease by `lease_seconds` from now; raise `LeaseLostError` if it was reaped."""
         keys = self.keys
-        ok = await self._renew(
-            keys=[keys.leases],
+        ok = await self._write(
+            self._renew,
+            f"lease renewal of event {claim.event.event_id}",
+            keys=[keys.leases, keys.events],
             args=[
-                keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 _ms(self.lease_seconds),
@@ -283,6 +318,7 @@ class EventQueue:
             keys.outbox,
             keys.metrics,
             keys.finished,
+            keys.events,
         ]
 
     def _retention_ms(self) -> int:
@@ -291,10 +327,11 @@ class EventQueue:
     async def complete(self, claim: Claim) -> CompleteResult:
         """Finish a run: drop the event and its dedup key, or queue it again if a trigger coalesced."""
         sent_at = time.monotonic()
-        reply = await self._complete(
+        reply = await self._stand(
+            self._complete,
+            f"completion of event {claim.event.event_id}",
             keys=self._complete_keys(),
             args=[
-                self.keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 self._retention_ms(),
@@ -305,13 +342,17 @@ class EventQueue:
         return _complete_result(claim, reply, sent_at)
 
     async def complete_and_claim(self, claim: Claim, owner: str) -> CompleteResult:
-        """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path)."""
+        """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path).
+
+        With replicas to wait for, two steps: the completion stands on the primary, the claim must be
+        on the replicas (durability.py) and is not made when the completion was lost."""
+        if self.durability.replicas > 0:
+            return await self._complete_then_claim(claim, owner)
         keys = self.keys
         sent_at = time.monotonic()
         reply = await self._complete_and_claim(
             keys=[*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
             args=[
-                keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 self._retention_ms(),
@@ -324,6 +365,15 @@ class EventQueue:
         )
         return _complete_result(claim, reply, sent_at)
 
+    async def _complete_then_claim(self, claim: Claim, owner: str) -> CompleteResult:
+        done = await self.complete(claim)
+        try:
+            next_claim = await self.claim(owner)
+        except RedisError as exc:  # the completion stands; the worker claims again on its next turn
+            log.warning("no claim after the completion", error=str(exc) or type(exc).__name__)
+            next_claim = None
+        return CompleteResult(done.outcome, done.entries, next_claim)
+
     async def fail(
         self, claim: Claim, error: str, retry_delay_seconds: float = 0.0, *, wait: Wait | None = None
     ) -> FailResult:
@@ -332,7 +382,9 @@ class EventQueue:
         if wait is None:
             wait = Wait(delay_seconds=retry_delay_seconds)
         keys = self.keys
-        reply = await self._fail(
+        reply = await self._stand(
+            self._fail,
+            f"failure of event {claim.event.event_id}",
             keys=[
                 keys.leases,
                 keys.retry,
@@ -341,9 +393,9 @@ class EventQueue:
                 keys.metrics,
                 keys.scheduled,
                 keys.attention,
+                keys.events,
             ],
             args=[
-                keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 error[:2000],
@@ -367,9 +419,11 @@ class EventQueue:
         Raises `EventNotQueuedError` for an unknown id, `EventProcessingError` while it runs.
         """
         keys = self.keys
-        reply = await self._retry_now(
-            keys=[keys.queue, keys.retry, keys.scheduled, keys.attention, keys.outbox],
-            args=[keys.event_prefix, event_id, detail, self._now_arg(), keys.wake],
+        reply = await self._stand(
+            self._retry_now,
+            f"retry of event {event_id}",
+            keys=[keys.queue, keys.retry, keys.scheduled, keys.attention, keys.outbox, keys.events],
+            args=[event_id, detail, self._now_arg(), keys.wake],
         )
         status = _text(reply[0])
         if status == "missing":
@@ -385,10 +439,11 @@ class EventQueue:
         coalesced rerun mark is kept (the run that would honour it has not happened).
         """
         keys = self.keys
-        reply = await self._release(
-            keys=[keys.leases, keys.queue, keys.outbox],
+        reply = await self._stand(
+            self._release,
+            f"release of event {claim.event.event_id}",
+            keys=[keys.leases, keys.queue, keys.outbox, keys.events],
             args=[
-                keys.event_prefix,
                 str(claim.event.event_id),
                 claim.lease_token,
                 self._now_arg(),
@@ -402,9 +457,11 @@ class EventQueue:
     async def reap(self, limit: int = 100) -> list[Reaped]:
         """Return events whose lease expired to the back of the queue."""
         keys = self.keys
-        reply = await self._reap(
-            keys=[keys.leases, keys.queue, keys.retried, keys.outbox, keys.metrics],
-            args=[keys.event_prefix, self._now_arg(), limit, keys.wake],
+        reply = await self._stand(
+            self._reap,
+            "return of expired leases",
+            keys=[keys.leases, keys.queue, keys.retried, keys.outbox, keys.metrics, keys.events],
+            args=[self._now_arg(), limit, keys.wake],
         )
         flat = [_text(v) for v in reply]
         return [Reaped(flat[i], int(flat[i + 1]), (flat[i + 2],)) for i in range(0, len(flat), 3)]
@@ -412,7 +469,9 @@ class EventQueue:
     async def remove(self, event_id: str, detail: str = "removed by an operator") -> Removed:
         """Operator removal of a queued or retrying event, with its dedup key, in one step."""
         keys = self.keys
-        reply = await self._remove(
+        reply = await self._stand(
+            self._remove,
+            f"removal of event {event_id}",
             keys=[
                 keys.dedup,
                 keys.retry,
@@ -424,8 +483,9 @@ class EventQueue:
                 keys.finished,
                 keys.scheduled,
                 keys.attention,
+                keys.events,
             ],
-            args=[keys.event_prefix, event_id, detail, self._retention_ms(), self._now_arg()],
+            args=[event_id, detail, self._retention_ms(), self._now_arg()],
         )
         status = _text(reply[0])
         if status == "missing":
@@ -449,8 +509,9 @@ class EventQueue:
                 keys.order,
                 keys.scheduled,
                 keys.attention,
+                keys.events,
             ],
-            args=[keys.event_prefix, self._now_arg()],
+            args=[self._now_arg()],
         )
         queued, processing, retrying, active, retried, created, now, scheduled, attention = reply
         age = max(0.0, (int(now) - int(created)) / 1000) if created else None
@@ -478,11 +539,19 @@ class EventQueue:
     async def _views(self, ids: Sequence[str]) -> list[QueuedEventView]:
         if not ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event_id in ids:
-                pipe.hgetall(self.keys.event(event_id))
-            rows = await pipe.execute()
+        rows = await self.redis.hmget(self.keys.events, list(ids))
         return [_view(row) for row in rows if row]
+
+    async def record(self, event_id: str) -> dict[str, str] | None:
+        """The raw record of a live event (the scripts' fields; see keys.py), or None."""
+        raw = await self.redis.hget(self.keys.events, event_id)
+        return None if raw is None else _record(raw)
+
+    async def is_live(self, event_ids: Sequence[str]) -> list[bool]:
+        """For each id, whether its event is live in the queue (one round trip)."""
+        if not event_ids:
+            return []
+        return [row is not None for row in await self.redis.hmget(self.keys.events, list(event_ids))]
 
     async def live_event_ids(self) -> set[str]:
         """Every live event id (a scan of the order index: for recovery and tests, not hot paths)."""
@@ -514,8 +583,13 @@ def _complete_result(claim: Claim, reply: Sequence[Any], sent_at: float) -> Comp
     return CompleteResult(CompleteOutcome(outcome), _entries(reply[1:2]), next_claim)
 
 
-def _view(row: dict[Any, Any]) -> QueuedEventView:
-    fields = {_text(k): _text(v) for k, v in row.items()}
+def _record(raw: Any) -> dict[str, str]:
+    fields: dict[str, str] = json.loads(_text(raw))
+    return fields
+
+
+def _view(row: Any) -> QueuedEventView:
+    fields = _record(row)
     event = parse_event(fields["json"]).model_copy(update={"times_queued": int(fields["times_queued"])})
     state = EventState(fields["state"])
     due = fields.get("due_ms")

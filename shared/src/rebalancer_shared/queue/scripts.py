@@ -37,8 +37,13 @@ O(1). A claim promotes due events of all three alike, in due order, to the back 
 Time comes from Redis (`TIME`) so that processes on machines with different clocks agree on lease
 expiry; tests may pass an explicit `now` (ms) instead. Every script that acts for a lease holder
 checks the lease token, so a worker whose lease was reaped cannot complete or fail the new holder's
-run. The scripts build event-hash key names from the prefix, so the queue needs one Redis node (not
-Redis Cluster).
+run.
+
+Redis Cluster: a script may only touch the keys it is given in KEYS, all in one slot. So no key name
+is built inside a script: the live events are fields of one hash (`events`: id -> the record as JSON,
+see `load`/`save`), every key is passed in KEYS, and all keys of a deployment share the hash tag
+`{prefix}` (keys.py), so every script runs on the one node that holds that slot. The wake-up channel
+is a channel, not a key (ARGV). The same scripts run on one node, under Sentinel and on a Cluster.
 """
 
 from __future__ import annotations
@@ -51,7 +56,18 @@ local function now_ms(arg)
 end
 """
 
+# A live event's record: one field of the `events` hash, a JSON object of strings: json (the Event),
+# state, times_queued, dedup, rerun, created_ms, cmd, and while they apply lease, owner, last_error,
+# class and due_ms.
 RECORD_FN = """
+local function load(events, id)
+  local raw = redis.call('HGET', events, id)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+local function save(events, id, rec)
+  redis.call('HSET', events, id, cjson.encode(rec))
+end
 local function record(outbox, id, transition, times, detail, json, close, now)
   return redis.call('XADD', outbox, '*', 'id', id, 't', transition, 'n', tostring(times), 'd', detail or '',
                     'ev', json or '', 'close', tostring(close), 'ms', tostring(now))
@@ -72,11 +88,9 @@ local function wait_in(scheduled, attention, state, id)
   if state == 'scheduled' then redis.call('SADD', scheduled, id) end
   if state == 'needs_attention' then redis.call('SADD', attention, id) end
 end
-local function cmd_of(ekey)
-  local cmd = redis.call('HGET', ekey, 'cmd')
-  if cmd then return cmd end
-  local json = redis.call('HGET', ekey, 'json')
-  if json then return cjson.decode(json)['exec_command'] end
+local function cmd_of(rec)
+  if rec.cmd then return rec.cmd end
+  if rec.json then return cjson.decode(rec.json)['exec_command'] or 'unknown' end
   return 'unknown'
 end
 local function bump(metrics, counter, cmd)
@@ -90,16 +104,22 @@ end
 local function nudge(channel, delay_ms)
   redis.call('PUBLISH', channel, tostring(math.max(0, delay_ms)))
 end
+local function held_by(rec, token)
+  return rec ~= nil and rec.lease == token and rec.state == 'processing'
+end
 """
 
 INSERT_FN = """
 -- K: the KEYS of ENQUEUE and RESTORE. A due time > 0 makes the event wait (in `state`) until then.
-local function insert(K, prefix, id, dkey, json, times, created, cmd, due, state, cls)
-  local ekey = prefix .. id
+local function insert(K, id, dkey, json, times, created, cmd, due, state, cls)
   if due <= 0 then state = 'queued' end
-  redis.call('HSET', ekey, 'json', json, 'state', state, 'times_queued', times, 'dedup', dkey, 'rerun', '0',
-             'created_ms', created, 'cmd', cmd)
-  if cls ~= '' then redis.call('HSET', ekey, 'class', cls, 'due_ms', tostring(due)) end
+  local rec = {json = json, state = state, times_queued = tostring(times), dedup = dkey, rerun = '0',
+               created_ms = tostring(created), cmd = cmd}
+  if cls ~= '' then
+    rec.class = cls
+    rec.due_ms = tostring(due)
+  end
+  save(K[12], id, rec)
   redis.call('HSET', K[1], dkey, id)
   if due > 0 then
     redis.call('ZADD', K[9], due, id)
@@ -115,52 +135,55 @@ end
 # A trigger whose key is live: dropped while its event is queued or retrying (it runs soon anyway),
 # noted for one more run while it is processing, and brings a scheduled or needs-attention event
 # forward (due now: the processor decides again whether its market allows it).
-# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
-# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, now, wake_channel
+# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention, events
+# ARGV: id, dedup_key, json, times_queued, created_ms, command, now, wake_channel
 ENQUEUE = (
     NOW
     + RECORD_FN
     + INSERT_FN
     + """
-local now = now_ms(ARGV[8])
-local ekey = ARGV[1] .. ARGV[2]
-if redis.call('EXISTS', ekey) == 1 or redis.call('ZSCORE', KEYS[8], ARGV[2]) then
-  return {'already_accepted', ARGV[2]}
+local now = now_ms(ARGV[7])
+local events = KEYS[12]
+if redis.call('HEXISTS', events, ARGV[1]) == 1 or redis.call('ZSCORE', KEYS[8], ARGV[1]) then
+  -- A write even here: a WAIT after it (durability.py) then confirms the replicas have the first
+  -- enqueue too, as a replica acknowledges everything up to an offset.
+  redis.call('INCR', KEYS[5])
+  return {'already_accepted', ARGV[1]}
 end
-local existing = redis.call('HGET', KEYS[1], ARGV[3])
+local existing = redis.call('HGET', KEYS[1], ARGV[2])
 if existing then
-  local xkey = ARGV[1] .. existing
-  local state = redis.call('HGET', xkey, 'state')
-  local times = redis.call('HGET', xkey, 'times_queued')
-  local json = redis.call('HGET', xkey, 'json')
-  if state == 'processing' then
-    redis.call('HSET', xkey, 'rerun', '1')
-    bump(KEYS[7], 'events_coalesced', ARGV[7])
-    return {'coalesced', existing, record(KEYS[6], existing, 'coalesced', times,
-      'duplicate trigger while processing: will run once more (trigger ' .. ARGV[2] .. ')', json, 0, now)}
+  local x = load(events, existing)
+  if x and x.state == 'processing' then
+    x.rerun = '1'
+    save(events, existing, x)
+    bump(KEYS[7], 'events_coalesced', ARGV[6])
+    return {'coalesced', existing, record(KEYS[6], existing, 'coalesced', x.times_queued,
+      'duplicate trigger while processing: will run once more (trigger ' .. ARGV[1] .. ')', x.json, 0, now)}
   end
-  if state == 'scheduled' or state == 'needs_attention' then
+  if x and (x.state == 'scheduled' or x.state == 'needs_attention') then
+    local was = x.state
     redis.call('ZREM', KEYS[9], existing)
     unwait(KEYS[10], KEYS[11], existing)
-    redis.call('HSET', xkey, 'state', 'queued')
+    x.state = 'queued'
+    save(events, existing, x)
     redis.call('RPUSH', KEYS[2], existing)
-    nudge(ARGV[9], 0)
-    bump(KEYS[7], 'events_coalesced', ARGV[7])
-    return {'coalesced', existing, record(KEYS[6], existing, 'requeued', times,
-      'a new trigger (' .. ARGV[2] .. ') brought the ' .. state ..
-      ' event forward: it runs now if its market allows', json, times, now)}
+    nudge(ARGV[8], 0)
+    bump(KEYS[7], 'events_coalesced', ARGV[6])
+    return {'coalesced', existing, record(KEYS[6], existing, 'requeued', x.times_queued,
+      'a new trigger (' .. ARGV[1] .. ') brought the ' .. was ..
+      ' event forward: it runs now if its market allows', x.json, x.times_queued, now)}
   end
-  if state then
-    bump(KEYS[7], 'events_duplicate', ARGV[7])
-    return {'duplicate', existing, record(KEYS[6], existing, 'duplicate', times,
-      'duplicate trigger dropped: the event is already queued (trigger ' .. ARGV[2] .. ')', json, 0, now)}
+  if x then
+    bump(KEYS[7], 'events_duplicate', ARGV[6])
+    return {'duplicate', existing, record(KEYS[6], existing, 'duplicate', x.times_queued,
+      'duplicate trigger dropped: the event is already queued (trigger ' .. ARGV[1] .. ')', x.json, 0, now)}
   end
-  redis.call('HDEL', KEYS[1], ARGV[3])
+  redis.call('HDEL', KEYS[1], ARGV[2])
 end
-insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 0, 'queued', '')
-nudge(ARGV[9], 0)
-bump(KEYS[7], 'events_queued', ARGV[7])
-return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[4], 0, now)}
+insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 0, 'queued', '')
+nudge(ARGV[8], 0)
+bump(KEYS[7], 'events_queued', ARGV[6])
+return {'queued', ARGV[1], record(KEYS[6], ARGV[1], 'queued', ARGV[4], '', ARGV[3], 0, now)}
 """
 )
 
@@ -168,28 +191,29 @@ return {'queued', ARGV[2], record(KEYS[6], ARGV[2], 'queued', ARGV[5], '', ARGV[
 # or another live event holds its key. `delay_ms` > 0 (an event that was processing: its run may
 # still be going) makes it claimable only after that delay, when such a run has stopped by itself; a
 # scheduled or needs-attention event keeps its state, class and due time (`due_ms`).
-# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention
-# ARGV: event_prefix, id, dedup_key, json, times_queued, created_ms, command, delay_ms, detail, now,
-#       state, class, due_ms, wake_channel
+# KEYS: dedup, queue, order, retried, seq, outbox, metrics, finished, retry, scheduled, attention, events
+# ARGV: id, dedup_key, json, times_queued, created_ms, command, delay_ms, detail, now, state, class,
+#       due_ms, wake_channel
 RESTORE = (
     NOW
     + RECORD_FN
     + INSERT_FN
     + """
-local now = now_ms(ARGV[10])
-if redis.call('EXISTS', ARGV[1] .. ARGV[2]) == 1 then return {'present'} end
-if redis.call('ZSCORE', KEYS[8], ARGV[2]) then return {'finished'} end
-local existing = redis.call('HGET', KEYS[1], ARGV[3])
-if existing and redis.call('EXISTS', ARGV[1] .. existing) == 1 then return {'superseded', existing} end
-local due = tonumber(ARGV[13])
-local state = ARGV[11]
-if due <= 0 and tonumber(ARGV[8]) > 0 then
-  due = now + tonumber(ARGV[8])
+local now = now_ms(ARGV[9])
+local events = KEYS[12]
+if redis.call('HEXISTS', events, ARGV[1]) == 1 then return {'present'} end
+if redis.call('ZSCORE', KEYS[8], ARGV[1]) then return {'finished'} end
+local existing = redis.call('HGET', KEYS[1], ARGV[2])
+if existing and redis.call('HEXISTS', events, existing) == 1 then return {'superseded', existing} end
+local due = tonumber(ARGV[12])
+local state = ARGV[10]
+if due <= 0 and tonumber(ARGV[7]) > 0 then
+  due = now + tonumber(ARGV[7])
   state = 'retrying'
 end
-insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], due, state, ARGV[12])
-nudge(ARGV[14], due - now)
-return {'restored', record(KEYS[6], ARGV[2], 'recovered', ARGV[5], ARGV[9], ARGV[4], tonumber(ARGV[5]) + 1,
+insert(KEYS, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], due, state, ARGV[11])
+nudge(ARGV[13], due - now)
+return {'restored', record(KEYS[6], ARGV[1], 'recovered', ARGV[4], ARGV[8], ARGV[3], tonumber(ARGV[4]) + 1,
                            now)}
 """
 )
@@ -197,28 +221,35 @@ return {'restored', record(KEYS[6], ARGV[2], 'recovered', ARGV[5], ARGV[9], ARGV
 CLAIM_FN = """
 -- Promotes the due waiting events, then takes the head of the queue; the promoted events beyond the
 -- one it takes are announced on the wake-up channel, so other idle workers come for them.
-local function do_claim(prefix, queue, retry, leases, tombs, outbox, token, owner, lease_ms, now, scheduled,
+local function do_claim(events, queue, retry, leases, tombs, outbox, token, owner, lease_ms, now, scheduled,
                         attention, channel)
   local due = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(due) do
     redis.call('ZREM', retry, id)
     unwait(scheduled, attention, id)
-    redis.call('HSET', prefix .. id, 'state', 'queued')
+    local rec = load(events, id)
+    if rec then
+      rec.state = 'queued'
+      save(events, id, rec)
+    end
     redis.call('RPUSH', queue, id)
   end
   for _ = 1, 1000 do
     local id = redis.call('LPOP', queue)
     if not id then return false end
     if redis.call('SREM', tombs, id) == 0 then
-      local ekey = prefix .. id
-      local json = redis.call('HGET', ekey, 'json')
-      if json then
-        redis.call('HSET', ekey, 'state', 'processing', 'lease', token, 'owner', owner, 'rerun', '0')
+      local rec = load(events, id)
+      if rec then
+        rec.state = 'processing'
+        rec.lease = token
+        rec.owner = owner
+        rec.rerun = '0'
+        save(events, id, rec)
         redis.call('ZADD', leases, now + lease_ms, id)
-        local times = redis.call('HGET', ekey, 'times_queued')
-        local entry = record(outbox, id, 'processing', times, 'worker ' .. owner, json, times, now)
+        local entry = record(outbox, id, 'processing', rec.times_queued, 'worker ' .. owner, rec.json,
+                             rec.times_queued, now)
         for _ = 2, #due do nudge(channel, 0) end
-        return {id, json, times, token, entry}
+        return {id, rec.json, rec.times_queued, token, entry}
       end
     end
   end
@@ -237,16 +268,16 @@ end
 # Returns the claim with, last, when the next claim may find something (`next_due_in`), or only that
 # when nothing was claimable: an idle worker asks again then (and a busy process wakes another slot
 # at once while the queue still holds events).
-# KEYS: queue, retry, leases, tombstones, outbox, scheduled, attention
-# ARGV: event_prefix, token, owner, lease_ms, now, wake_channel
+# KEYS: queue, retry, leases, tombstones, outbox, scheduled, attention, events
+# ARGV: token, owner, lease_ms, now, wake_channel
 CLAIM = (
     NOW
     + RECORD_FN
     + CLAIM_FN
     + """
-local now = now_ms(ARGV[5])
-local claimed = do_claim(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3],
-                         tonumber(ARGV[4]), now, KEYS[6], KEYS[7], ARGV[6])
+local now = now_ms(ARGV[4])
+local claimed = do_claim(KEYS[8], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2],
+                         tonumber(ARGV[3]), now, KEYS[6], KEYS[7], ARGV[5])
 if claimed then
   table.insert(claimed, next_due_in(KEYS[1], KEYS[2], now))
   return claimed
@@ -255,77 +286,73 @@ return next_due_in(KEYS[1], KEYS[2], now)
 """
 )
 
-# KEYS: leases
-# ARGV: event_prefix, id, token, lease_ms, now
+# KEYS: leases, events
+# ARGV: id, token, lease_ms, now
 RENEW = (
     NOW
+    + RECORD_FN
     + """
-local ekey = ARGV[1] .. ARGV[2]
-if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'state') ~= 'processing' then
-  return 0
-end
-redis.call('ZADD', KEYS[1], 'XX', now_ms(ARGV[5]) + tonumber(ARGV[4]), ARGV[2])
+if not held_by(load(KEYS[2], ARGV[1]), ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now_ms(ARGV[4]) + tonumber(ARGV[3]), ARGV[1])
 return 1
 """
 )
 
 COMPLETE_FN = """
-local function do_complete(prefix, dedup, queue, leases, order, retried, outbox, metrics, finished, id, token,
+local function do_complete(events, dedup, queue, leases, order, retried, outbox, metrics, finished, id, token,
                            now, retention_ms, channel)
-  local ekey = prefix .. id
-  if redis.call('HGET', ekey, 'lease') ~= token or redis.call('HGET', ekey, 'state') ~= 'processing' then
-    return {'lost'}
-  end
+  local rec = load(events, id)
+  if not held_by(rec, token) then return {'lost'} end
   redis.call('ZREM', leases, id)
-  local times = redis.call('HGET', ekey, 'times_queued')
-  local json = redis.call('HGET', ekey, 'json')
-  bump(metrics, 'events_completed', cmd_of(ekey))
-  if redis.call('HGET', ekey, 'rerun') == '1' then
-    redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0')
-    redis.call('HDEL', ekey, 'lease', 'owner')
+  bump(metrics, 'events_completed', cmd_of(rec))
+  if rec.rerun == '1' then
+    rec.state = 'queued'
+    rec.rerun = '0'
+    rec.lease = nil
+    rec.owner = nil
+    save(events, id, rec)
     redis.call('RPUSH', queue, id)
     nudge(channel, 0)
-    return {'rerun', record(outbox, id, 'rerun', times, 'a trigger arrived during the run: it runs once more',
-                            json, times, now)}
+    local why = 'a trigger arrived during the run: it runs once more'
+    return {'rerun', record(outbox, id, 'rerun', rec.times_queued, why, rec.json, rec.times_queued, now)}
   end
-  local dkey = redis.call('HGET', ekey, 'dedup')
-  if redis.call('HGET', dedup, dkey) == id then redis.call('HDEL', dedup, dkey) end
-  redis.call('DEL', ekey)
+  if redis.call('HGET', dedup, rec.dedup) == id then redis.call('HDEL', dedup, rec.dedup) end
+  redis.call('HDEL', events, id)
   redis.call('ZREM', order, id)
   redis.call('SREM', retried, id)
   finish(finished, id, now, retention_ms)
-  return {'completed', record(outbox, id, 'completed', times, '', json, times, now)}
+  return {'completed', record(outbox, id, 'completed', rec.times_queued, '', rec.json, rec.times_queued, now)}
 end
 """
 
-# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished
-# ARGV: event_prefix, id, token, retention_ms, now, wake_channel
+# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, events
+# ARGV: id, token, retention_ms, now, wake_channel
 COMPLETE = (
     NOW
     + RECORD_FN
     + COMPLETE_FN
     + """
-return do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[2],
-                   ARGV[3], now_ms(ARGV[5]), tonumber(ARGV[4]), ARGV[6])
+return do_complete(KEYS[9], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[1],
+                   ARGV[2], now_ms(ARGV[4]), tonumber(ARGV[3]), ARGV[5])
 """
 )
 
 # Finish a run and claim the next event in one round trip (the worker loop's hot path).
-# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, retry, tombstones, scheduled,
-#       attention
-# ARGV: event_prefix, id, token, retention_ms, next_token, owner, lease_ms, now, wake_channel
+# KEYS: dedup, queue, leases, order, retried, outbox, metrics, finished, events, retry, tombstones,
+#       scheduled, attention
+# ARGV: id, token, retention_ms, next_token, owner, lease_ms, now, wake_channel
 COMPLETE_AND_CLAIM = (
     NOW
     + RECORD_FN
     + COMPLETE_FN
     + CLAIM_FN
     + """
-local now = now_ms(ARGV[8])
-local done = do_complete(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
-                         ARGV[2], ARGV[3], now, tonumber(ARGV[4]), ARGV[9])
+local now = now_ms(ARGV[7])
+local done = do_complete(KEYS[9], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
+                         ARGV[1], ARGV[2], now, tonumber(ARGV[3]), ARGV[8])
 if done[1] == 'lost' then return done end
-local claimed = do_claim(ARGV[1], KEYS[2], KEYS[9], KEYS[3], KEYS[10], KEYS[6], ARGV[5], ARGV[6],
-                         tonumber(ARGV[7]), now, KEYS[11], KEYS[12], ARGV[9])
+local claimed = do_claim(KEYS[9], KEYS[2], KEYS[10], KEYS[3], KEYS[11], KEYS[6], ARGV[4], ARGV[5],
+                         tonumber(ARGV[6]), now, KEYS[12], KEYS[13], ARGV[8])
 if not claimed then return done end
 return {done[1], done[2], claimed[1], claimed[2], claimed[3], claimed[4], claimed[5]}
 """
@@ -335,146 +362,147 @@ return {done[1], done[2], claimed[1], claimed[2], claimed[3], claimed[4], claime
 # (retrying, scheduled or needs_attention) until its due time: `due_ms` when > 0, else now +
 # `delay_ms`. `attempted` = '1' when a run happened (counted: times_queued, the retried set and the
 # failure counters); '0' for a deferral decided before the run (nothing counted).
-# KEYS: leases, retry, retried, outbox, metrics, scheduled, attention
-# ARGV: event_prefix, id, token, error, delay_ms, now, state, class, due_ms, attempted, wake_channel
+# KEYS: leases, retry, retried, outbox, metrics, scheduled, attention, events
+# ARGV: id, token, error, delay_ms, now, state, class, due_ms, attempted, wake_channel
 FAIL = (
     NOW
     + RECORD_FN
     + """
-local now = now_ms(ARGV[6])
-local ekey = ARGV[1] .. ARGV[2]
-if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'state') ~= 'processing' then
-  return {-1}
-end
-redis.call('ZREM', KEYS[1], ARGV[2])
-local cmd = cmd_of(ekey)
-local times = redis.call('HGET', ekey, 'times_queued')
-if ARGV[10] == '1' then
-  times = redis.call('HINCRBY', ekey, 'times_queued', 1)
-  redis.call('SADD', KEYS[3], ARGV[2])
+local now = now_ms(ARGV[5])
+local events = KEYS[8]
+local rec = load(events, ARGV[1])
+if not held_by(rec, ARGV[2]) then return {-1} end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local cmd = cmd_of(rec)
+if ARGV[9] == '1' then
+  rec.times_queued = tostring(tonumber(rec.times_queued) + 1)
+  redis.call('SADD', KEYS[3], ARGV[1])
   bump(KEYS[5], 'events_failed', cmd)
   bump(KEYS[5], 'events_retried', cmd)
 end
-local due = tonumber(ARGV[9])
-if due <= 0 then due = now + tonumber(ARGV[5]) end
-local state = ARGV[7]
-redis.call('HSET', ekey, 'state', state, 'last_error', ARGV[4], 'rerun', '0', 'class', ARGV[8],
-           'due_ms', tostring(due))
-redis.call('HDEL', ekey, 'lease', 'owner')
-redis.call('ZADD', KEYS[2], due, ARGV[2])
-wait_in(KEYS[6], KEYS[7], state, ARGV[2])
-nudge(ARGV[11], due - now)
+local due = tonumber(ARGV[8])
+if due <= 0 then due = now + tonumber(ARGV[4]) end
+local state = ARGV[6]
+rec.state = state
+rec.last_error = ARGV[3]
+rec.rerun = '0'
+rec.class = ARGV[7]
+rec.due_ms = tostring(due)
+rec.lease = nil
+rec.owner = nil
+save(events, ARGV[1], rec)
+redis.call('ZADD', KEYS[2], due, ARGV[1])
+wait_in(KEYS[6], KEYS[7], state, ARGV[1])
+nudge(ARGV[10], due - now)
 if state ~= 'retrying' then bump(KEYS[5], 'events_' .. state, cmd) end
-local json = redis.call('HGET', ekey, 'json')
-return {tonumber(times), tostring(due),
-        record_wait(KEYS[4], ARGV[2], state, times, ARGV[4], json, tonumber(times), now, ARGV[8], due)}
+local times = tonumber(rec.times_queued)
+return {times, tostring(due),
+        record_wait(KEYS[4], ARGV[1], state, times, ARGV[3], rec.json, times, now, ARGV[7], due)}
 """
 )
 
 # An operator's "retry now": a waiting event (retrying, scheduled, needs attention) is due at once and
 # joins the back of the queue. A queued one is left as it is; a processing one is refused.
-# KEYS: queue, retry, scheduled, attention, outbox
-# ARGV: event_prefix, id, detail, now, wake_channel
+# KEYS: queue, retry, scheduled, attention, outbox, events
+# ARGV: id, detail, now, wake_channel
 RETRY_NOW = (
     NOW
     + RECORD_FN
     + """
-local ekey = ARGV[1] .. ARGV[2]
-local state = redis.call('HGET', ekey, 'state')
-if not state then return {'missing'} end
-if state == 'processing' or state == 'queued' then return {state} end
-redis.call('ZREM', KEYS[2], ARGV[2])
-unwait(KEYS[3], KEYS[4], ARGV[2])
-redis.call('HSET', ekey, 'state', 'queued')
-redis.call('RPUSH', KEYS[1], ARGV[2])
-nudge(ARGV[5], 0)
-local times = redis.call('HGET', ekey, 'times_queued')
-local json = redis.call('HGET', ekey, 'json')
-return {'requeued', record(KEYS[5], ARGV[2], 'requeued', times, ARGV[3], json, tonumber(times),
-                           now_ms(ARGV[4]))}
+local rec = load(KEYS[6], ARGV[1])
+if not rec then return {'missing'} end
+if rec.state == 'processing' or rec.state == 'queued' then return {rec.state} end
+redis.call('ZREM', KEYS[2], ARGV[1])
+unwait(KEYS[3], KEYS[4], ARGV[1])
+rec.state = 'queued'
+save(KEYS[6], ARGV[1], rec)
+redis.call('RPUSH', KEYS[1], ARGV[1])
+nudge(ARGV[4], 0)
+return {'requeued', record(KEYS[5], ARGV[1], 'requeued', rec.times_queued, ARGV[2], rec.json,
+                           tonumber(rec.times_queued), now_ms(ARGV[3]))}
 """
 )
 
 # Give a claimed event back untouched (graceful shutdown): front of the queue, no retry counted.
-# KEYS: leases, queue, outbox
-# ARGV: event_prefix, id, token, now, wake_channel
+# KEYS: leases, queue, outbox, events
+# ARGV: id, token, now, wake_channel
 RELEASE = (
     NOW
     + RECORD_FN
     + """
-local ekey = ARGV[1] .. ARGV[2]
-if redis.call('HGET', ekey, 'lease') ~= ARGV[3] or redis.call('HGET', ekey, 'state') ~= 'processing' then
-  return {0}
-end
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('HSET', ekey, 'state', 'queued')
-redis.call('HDEL', ekey, 'lease', 'owner')
-redis.call('LPUSH', KEYS[2], ARGV[2])
-nudge(ARGV[5], 0)
-local times = redis.call('HGET', ekey, 'times_queued')
-return {1, record(KEYS[3], ARGV[2], 'requeued', times, 'released at shutdown: it runs again',
-                  redis.call('HGET', ekey, 'json'), tonumber(times) + 1, now_ms(ARGV[4]))}
+local rec = load(KEYS[4], ARGV[1])
+if not held_by(rec, ARGV[2]) then return {0} end
+redis.call('ZREM', KEYS[1], ARGV[1])
+rec.state = 'queued'
+rec.lease = nil
+rec.owner = nil
+save(KEYS[4], ARGV[1], rec)
+redis.call('LPUSH', KEYS[2], ARGV[1])
+nudge(ARGV[4], 0)
+return {1, record(KEYS[3], ARGV[1], 'requeued', rec.times_queued, 'released at shutdown: it runs again',
+                  rec.json, tonumber(rec.times_queued) + 1, now_ms(ARGV[3]))}
 """
 )
 
-# KEYS: leases, queue, retried, outbox, metrics
-# ARGV: event_prefix, now, limit, wake_channel
+# KEYS: leases, queue, retried, outbox, metrics, events
+# ARGV: now, limit, wake_channel
 REAP = (
     NOW
     + RECORD_FN
     + """
-local now = now_ms(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local now = now_ms(ARGV[1])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(expired) do
-  local ekey = ARGV[1] .. id
   redis.call('ZREM', KEYS[1], id)
-  if redis.call('EXISTS', ekey) == 1 then
-    local times = redis.call('HINCRBY', ekey, 'times_queued', 1)
+  local rec = load(KEYS[6], id)
+  if rec then
+    local times = tonumber(rec.times_queued) + 1
     local why = 'lease expired: its worker stopped'
-    redis.call('HSET', ekey, 'state', 'queued', 'rerun', '0', 'last_error', why)
-    redis.call('HDEL', ekey, 'lease', 'owner')
+    rec.times_queued = tostring(times)
+    rec.state = 'queued'
+    rec.rerun = '0'
+    rec.last_error = why
+    rec.lease = nil
+    rec.owner = nil
+    save(KEYS[6], id, rec)
     redis.call('RPUSH', KEYS[2], id)
-    nudge(ARGV[4], 0)
+    nudge(ARGV[3], 0)
     redis.call('SADD', KEYS[3], id)
-    bump(KEYS[5], 'events_retried', cmd_of(ekey))
+    bump(KEYS[5], 'events_retried', cmd_of(rec))
     table.insert(out, id)
     table.insert(out, tostring(times))
-    local json = redis.call('HGET', ekey, 'json')
-    table.insert(out, record(KEYS[4], id, 'requeued', times, why, json, times, now))
+    table.insert(out, record(KEYS[4], id, 'requeued', times, why, rec.json, times, now))
   end
 end
 return out
 """
 )
 
-# KEYS: dedup, retry, order, retried, tombstones, outbox, metrics, finished, scheduled, attention
-# ARGV: event_prefix, id, detail, retention_ms, now
+# KEYS: dedup, retry, order, retried, tombstones, outbox, metrics, finished, scheduled, attention, events
+# ARGV: id, detail, retention_ms, now
 REMOVE = (
     NOW
     + RECORD_FN
     + """
-local now = now_ms(ARGV[5])
-local ekey = ARGV[1] .. ARGV[2]
-local state = redis.call('HGET', ekey, 'state')
-if not state then return {'missing'} end
-if state == 'processing' then return {'processing'} end
-if state == 'queued' then redis.call('SADD', KEYS[5], ARGV[2]) end
-if state ~= 'queued' then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  unwait(KEYS[9], KEYS[10], ARGV[2])
+local now = now_ms(ARGV[4])
+local rec = load(KEYS[11], ARGV[1])
+if not rec then return {'missing'} end
+if rec.state == 'processing' then return {'processing'} end
+if rec.state == 'queued' then redis.call('SADD', KEYS[5], ARGV[1]) end
+if rec.state ~= 'queued' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  unwait(KEYS[9], KEYS[10], ARGV[1])
 end
-local json = redis.call('HGET', ekey, 'json')
-local times = redis.call('HGET', ekey, 'times_queued')
-bump(KEYS[7], 'events_removed', cmd_of(ekey))
-local dkey = redis.call('HGET', ekey, 'dedup')
-if redis.call('HGET', KEYS[1], dkey) == ARGV[2] then redis.call('HDEL', KEYS[1], dkey) end
-redis.call('DEL', ekey)
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('SREM', KEYS[4], ARGV[2])
-finish(KEYS[8], ARGV[2], now, tonumber(ARGV[4]))
-local entry = record(KEYS[6], ARGV[2], 'removed', times, ARGV[3], json, tonumber(times) + 1, now)
-return {'removed', json, times, entry}
+bump(KEYS[7], 'events_removed', cmd_of(rec))
+if redis.call('HGET', KEYS[1], rec.dedup) == ARGV[1] then redis.call('HDEL', KEYS[1], rec.dedup) end
+redis.call('HDEL', KEYS[11], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+finish(KEYS[8], ARGV[1], now, tonumber(ARGV[3]))
+local entry = record(KEYS[6], ARGV[1], 'removed', rec.times_queued, ARGV[2], rec.json,
+                     tonumber(rec.times_queued) + 1, now)
+return {'removed', rec.json, rec.times_queued, entry}
 """
 )
 
@@ -490,23 +518,38 @@ return record(KEYS[1], ARGV[1], 'superseded', ARGV[2], ARGV[3], ARGV[4], close, 
 """
 )
 
-# KEYS: queue, tombstones, leases, retry, dedup, retried, order, scheduled, attention
-# ARGV: event_prefix, now
+# KEYS: queue, tombstones, leases, retry, dedup, retried, order, scheduled, attention, events
+# ARGV: now
 # Returns the counters and the created time of the oldest live event (the head of the order index).
 # The retry zset holds every waiting event: the retrying ones are those in neither set.
 STATS = (
     NOW
+    + RECORD_FN
     + """
 local oldest = redis.call('ZRANGE', KEYS[7], 0, 0)
 local created = false
-if oldest[1] then created = redis.call('HGET', ARGV[1] .. oldest[1], 'created_ms') end
+if oldest[1] then
+  local rec = load(KEYS[10], oldest[1])
+  if rec then created = rec.created_ms end
+end
 local scheduled = redis.call('SCARD', KEYS[8])
 local attention = redis.call('SCARD', KEYS[9])
 return {redis.call('LLEN', KEYS[1]) - redis.call('SCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
         redis.call('ZCARD', KEYS[4]) - scheduled - attention, redis.call('HLEN', KEYS[5]),
-        redis.call('SCARD', KEYS[6]), created, tostring(now_ms(ARGV[2])), scheduled, attention}
+        redis.call('SCARD', KEYS[6]), created, tostring(now_ms(ARGV[1])), scheduled, attention}
 """
 )
+
+# Take the lock when it is free, or when it is ours already (a take whose replication was not
+# confirmed is asked again: durability.py).
+# KEYS: lock; ARGV: token, ttl_ms
+LOCK_ACQUIRE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 # KEYS: lock; ARGV: token, ttl_ms
 LOCK_RENEW = """

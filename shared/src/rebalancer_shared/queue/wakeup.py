@@ -150,6 +150,9 @@ class ClaimWakeup:
             await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
 
     async def _follow(self) -> None:
+        # A cluster client learns the slot map on its first command; its pub/sub needs it to pick the
+        # node of the channel's slot (a plain client's initialize does nothing).
+        await self.redis.initialize()
         pubsub = self.redis.pubsub()
         try:
             await pubsub.subscribe(self.channel)

@@ -1,0 +1,222 @@
+"""A Redis primary dies under load and Sentinel promotes its replica; nothing is lost or run twice.
+
+Real processes throughout: a primary, a replica and three Sentinels (redis-server --sentinel), the
+event broker relaying a burst of 500 Ably triggers (100 channels of one account each, five commands
+per account, 25 of the accounts trading live: every trigger is an event of its own), and a processor
+running them against the loopback TWS, both connected through `redis+sentinel://`. The primary is
+SIGKILLed while live rebalances run and half the burst is still to come. Afterwards every trigger is
+an event completed exactly once, the history's orders agree with the TWS's, no account ran two
+mutating commands at once, and the time with no progress is reported (in the test's properties).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.e2e.services import TARGETS, broker_and_processor
+from tests.e2e.test_whole_system import at_targets, wait_for
+from tests.integration.processor.test_processor_processes import order_intervals_overlap
+from tests.support.redis_topologies import ThrowawaySentinels, throwaway_sentinels
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+CHANNELS = {f"failover-{i:02d}": [f"FO{i:02d}"] for i in range(100)}
+ACCOUNTS = [account for followers in CHANNELS.values() for account in followers]
+TRADING = ACCOUNTS[:25]  # live rebalances; the others ask for a printed one (slow reads, no orders)
+# cancel-orders first: right after a rebalance it would wait for the positions to show the fills.
+COMMANDS = ["cancel-orders", "print-positions", "print-equity", "print-orders"]
+
+
+def commands_of(account: str) -> list[str]:
+    return [*COMMANDS[:2], "rebalance" if account in TRADING else "print-rebalance", *COMMANDS[2:]]
+
+
+TRIGGERS = len(CHANNELS) * (len(COMMANDS) + 1)
+KILL_AFTER = TRIGGERS // 2
+REBALANCING_AT_KILL = 8
+
+
+@dataclass
+class History:
+    database_url: str
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url.replace("+psycopg", "")) as conn:
+            return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+    def completed(self) -> int:
+        return int(self.rows("SELECT count(*) FROM events WHERE status = 'completed'")[0][0])
+
+    def rebalances_started(self) -> int:
+        return int(self.rows("SELECT count(*) FROM runs WHERE exec_command = 'rebalance'")[0][0])
+
+    def runs_stopped(self) -> int:
+        """Runs that did not end by themselves (their lease unconfirmed when the primary died)."""
+        return int(self.rows("SELECT count(*) FROM runs WHERE status IN ('interrupted', 'unknown')")[0][0])
+
+    def completion_times(self) -> list[float]:
+        rows = self.rows("SELECT extract(epoch FROM at) FROM event_transitions WHERE state = 'completed'")
+        return sorted(float(r[0]) for r in rows)
+
+    def overlapping_mutating_runs(self) -> list[tuple[Any, ...]]:
+        return self.rows(
+            "SELECT a.account_id, a.exec_command, b.exec_command FROM runs a JOIN runs b"
+            " ON a.account_id = b.account_id AND a.run_id < b.run_id"
+            " AND a.exec_command IN ('rebalance', 'cancel-orders')"
+            " AND b.exec_command IN ('rebalance', 'cancel-orders')"
+            " AND a.started_at < coalesce(b.finished_at, now())"
+            " AND b.started_at < coalesce(a.finished_at, now())"
+        )
+
+
+def check_history_against_the_gateway(history: History, state: dict[str, Any]) -> None:
+    """Every order the TWS received is in the history, with what the TWS filled of it. A run that
+    stopped itself as the primary died (its lease unconfirmed) and left an order's outcome unread is
+    `unknown`: its orders show no more than the TWS filled (they may have filled after), and an order
+    of it the TWS never received (its placeOrder cut off with the connection) never filled."""
+    in_history = {
+        (str(ref), int(order_id)): (str(symbol), str(action), float(quantity), float(filled), str(run))
+        for ref, order_id, symbol, action, quantity, filled, run in history.rows(
+            "SELECT o.event_id, o.broker_order_id, o.symbol, o.action, o.quantity, o.filled_quantity,"
+            " r.status FROM orders o JOIN runs r USING (run_id)"
+        )
+    }
+    filled_at_gateway: Counter[tuple[str, int]] = Counter()
+    for fill in state["fills"]:
+        filled_at_gateway[(fill["order_ref"], fill["order_id"])] += fill["shares"]
+    received = {(o["order_ref"], o["order_id"]): o for o in state["received_orders"]}
+    assert received, "the rebalances traded"
+    for key, order in received.items():
+        assert key in in_history, f"the TWS received an order the history lacks: {order}"
+        symbol, action, quantity, filled, run = in_history[key]
+        assert (symbol, action, quantity) == (order["symbol"], order["action"], float(order["quantity"]))
+        if run == "unknown":
+            assert filled <= filled_at_gateway[key], key
+        else:
+            assert filled == filled_at_gateway[key], (key, run)
+    for key in in_history.keys() - received.keys():
+        assert in_history[key][3] == 0, f"an order that never reached the TWS is recorded as filled: {key}"
+
+
+def no_progress_seconds(completions: list[float], killed_at: float) -> float:
+    """From the kill to the first event completed after it (wall clock, epoch seconds)."""
+    after = [t for t in completions if t > killed_at]
+    assert after, "nothing completed after the primary was killed"
+    return after[0] - killed_at
+
+
+def publish_burst(group: ThrowawaySentinels, publish: Any, history: History) -> float:
+    """Publish half the triggers; once the live rebalances have started (the broker still relaying, the
+    processor trading), SIGKILL the primary and publish the other half at once, into the failover.
+    The epoch time of the kill."""
+    rounds = zip(*(commands_of(account) for [account] in CHANNELS.values()), strict=True)
+    triggers = [
+        (channel, command) for commands in rounds for channel, command in zip(CHANNELS, commands, strict=True)
+    ]
+    for channel, command in triggers[:KILL_AFTER]:
+        publish(channel, {"exec": command})
+    wait_for(lambda: history.rebalances_started() >= REBALANCING_AT_KILL, 120, "the live runs to start")
+    killed_at = time.time()
+    group.kill(group.primary)
+    for channel, command in triggers[KILL_AFTER:]:
+        publish(channel, {"exec": command})
+    return killed_at
+
+
+def test_a_primary_killed_mid_burst_loses_no_trigger_and_runs_none_twice(
+    fresh_database_url: str, tmp_path: Path, record_property: Any
+) -> None:
+    history = History(fresh_database_url)
+    with (
+        throwaway_sentinels() as group,
+        broker_and_processor(
+            tmp_path,
+            redis_url=group.url,
+            prefix="failover",
+            database_url=fresh_database_url,
+            channels=CHANNELS,
+            fill_delay=0.02,
+            MAX_CONCURRENT_EVENTS="16",
+            RECONCILE_INTERVAL_SECONDS="2",
+        ) as services,
+    ):
+        old_primary = group.primary
+        killed_at = publish_burst(group, services.ably.publish, history)
+        wait_for(lambda: group.current_primary() != old_primary, 30, "the Sentinels to promote the replica")
+        wait_for(lambda: history.completed() >= TRIGGERS, 200, f"{TRIGGERS} events to complete")
+        time.sleep(1.0)  # anything that would run twice would show up now
+        state = services.tws.state()
+
+    stalled = no_progress_seconds(history.completion_times(), killed_at)
+    record_property("no_progress_seconds_after_primary_killed", round(stalled, 2))
+    record_property("runs_stopped_by_the_failover", history.runs_stopped())
+    print(
+        f"no progress for {stalled:.1f} s after the primary was killed; {history.runs_stopped()} runs stopped"
+    )
+
+    per_trigger = Counter(
+        (str(account), str(command))
+        for account, command in history.rows("SELECT account_id, exec_command FROM events")
+    )
+    assert per_trigger == Counter({(a, c): 1 for a in ACCOUNTS for c in commands_of(a)}), (
+        "one event per trigger"
+    )
+    completions = Counter(
+        str(r[0]) for r in history.rows("SELECT event_id FROM event_transitions WHERE state = 'completed'")
+    )
+    assert len(completions) == TRIGGERS
+    assert set(completions.values()) == {1}, "every event completed exactly once"
+    assert history.rows("SELECT count(*) FROM events WHERE status <> 'completed'") == [(0,)]
+
+    check_history_against_the_gateway(history, state)
+    assert history.overlapping_mutating_runs() == []
+    assert order_intervals_overlap(state) == []
+    assert all(at_targets(state["accounts"][a], TARGETS) for a in TRADING)
+
+
+def test_a_trigger_is_not_acknowledged_while_the_replica_lags_and_runs_once_it_catches_up(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """The replica stops answering (SIGSTOP: its connection stays open, so the primary still counts it
+    and WAIT times out). The relay's enqueue reaches the primary but is not acknowledged, and the relay
+    retries; nothing runs (a claim is not confirmed either). The history may already show the event
+    as queued (the outbox is drained from the primary), which is what the reconciliation would restore
+    from if the primary died now. Once the replica is back, the trigger is one event, run once."""
+    history = History(fresh_database_url)
+    account = ACCOUNTS[0]
+    with (
+        throwaway_sentinels() as group,
+        broker_and_processor(
+            tmp_path,
+            redis_url=group.url,
+            prefix="lagging",
+            database_url=fresh_database_url,
+            channels={"lagging": [account]},
+            REDIS_WAIT_TIMEOUT_SECONDS="0.3",
+        ) as services,
+    ):
+        group.pause(group.replica)
+        try:
+            services.ably.publish("lagging", {"exec": "rebalance"})
+            not_acknowledged = tmp_path / "broker.log"
+            wait_for(lambda: not_acknowledged.read_text().count("NOREPLICAS enqueue") >= 3, 30, "retries")
+            assert history.rows("SELECT count(*) FROM runs") == [(0,)], "run on an unconfirmed claim"
+            assert services.tws.state()["received_orders"] == []
+        finally:
+            group.resume(group.replica)
+        wait_for(lambda: history.completed() == 1, 60, "the event to complete once the replica is back")
+        time.sleep(1.0)  # a second run would show up now
+        state = services.tws.state()
+
+    assert history.rows("SELECT account_id, exec_command, status FROM events") == [
+        (account, "rebalance", "completed")
+    ]
+    assert history.rows("SELECT status FROM runs") == [("success",)]
+    assert at_targets(state["accounts"][account], TARGETS)
