@@ -1,4 +1,6 @@
-"""Queue benchmark: EventQueue against raw Redis, arq and RQ, all on one throwaway redis-server.
+"""Queue benchmark: EventQueue against raw Redis, arq and RQ, all on one throwaway redis-server;
+then the same enqueue and worker loop on the three topologies side by side: one node, a Redis
+Cluster of three primaries, and a Sentinel-watched primary with a replica and WAIT for it.
 
 Run: `make bench` or `.venv/bin/python bench/queue.py [--events N] [--peer-jobs N]`.
 Everything is measured side by side in one run on one machine, and printed as ratios, because
@@ -28,6 +30,9 @@ from redis.asyncio import Redis
 
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.queue.durability import Durability
+from rebalancer_shared.redis_connection import open_redis
+from tests.support.redis_topologies import throwaway_cluster, throwaway_sentinels
 from tests.support.servers import throwaway_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +102,45 @@ async def ours_worker_loop(queue: EventQueue, n: int, workers: int) -> float:
         await asyncio.gather(*(worker() for _ in range(workers)))
 
     return n / await timed(run)
+
+
+async def topology_rates(url: str, durability: Durability, n: int) -> dict[str, float]:
+    """Enqueue and the worker loop (1 and 8 workers) through `open_redis(url)`, as the services run."""
+    client = open_redis(url)
+    try:
+        queue = EventQueue(client, "bench-topology", durability=durability)
+        rates = {"enqueue": await ours_enqueue(queue, [event(i) for i in range(n)])}
+        rates["loop1"] = await ours_worker_loop(queue, n, workers=1)
+        await fill(queue, 0, n)
+        rates["loop8"] = await ours_worker_loop(queue, n, workers=8)
+    finally:
+        await client.aclose()
+    return rates
+
+
+async def topologies(n: int) -> dict[str, dict[str, float]]:
+    """The three topologies, each on servers of its own, one after the other in this run."""
+    results = {}
+    with throwaway_redis() as server:
+        results["one node"] = await topology_rates(server.url, Durability(), n)
+    with throwaway_cluster() as cluster:
+        results["Cluster, 3 primaries"] = await topology_rates(cluster.url, Durability(), n)
+    with throwaway_sentinels() as group:
+        results["Sentinel + WAIT 1 replica"] = await topology_rates(group.url, Durability(replicas=1), n)
+    return results
+
+
+def report_topologies(n: int, results: dict[str, dict[str, float]]) -> None:
+    single = results["one node"]
+    print()
+    print(f"Topologies ({n:,} events each, through open_redis as the services connect)")
+    print()
+    print(f"  {'':<28} {'enqueue':>9}        {'loop, 1 worker':>14}        {'loop, 8 workers':>15}")
+    for name, rates in results.items():
+        cells = [f"{rates[k]:>9,.0f} /s {rates[k] / single[k]:4.2f}x" for k in ("enqueue", "loop1", "loop8")]
+        print(f"  {name:<28} " + "  ".join(cells))
+    print()
+    print("Under Sentinel every queue write is followed by WAIT (the replica's acknowledgement).")
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -180,6 +224,7 @@ async def main(n: int, peer_jobs: int) -> None:
         "loop8": loop8,
     }
     report(n, rates, latencies, per_event, one_hash, arq, rq)
+    report_topologies(n // 4, await topologies(n // 4))
 
 
 def _peer_line(name: str, result: dict[str, float] | str, ours: float) -> str:

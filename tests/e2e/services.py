@@ -55,12 +55,14 @@ def broker_and_processor(
     accounts: list[str] | None = None,
     fill_delay: float = 0.2,
     channels: dict[str, list[str]] | None = None,
+    processors: int = 1,
     **variables: str,
 ) -> Iterator[Services]:
     """Start everything; on exit stop the two services with SIGTERM and require a clean exit.
 
     The accounts follow `channel`, or, with `channels`, each channel its own accounts; every channel's
-    strategy has the weights TARGETS."""
+    strategy has the weights TARGETS. With `processors` > 1, that many processors share the queue (each
+    with its own client id for reads; processor.log, processor-2.log, ...)."""
     channels = channels or {channel: accounts or []}
     all_accounts = [account for followers in channels.values() for account in followers]
     accounts_file = write_channels(folder, channels)
@@ -82,9 +84,15 @@ def broker_and_processor(
             broker = subprocess.Popen(
                 [sys.executable, "-m", "event_broker"], env=broker_env, cwd=ROOT, stdout=log, stderr=log
             )
-        processor = start_processor(env, folder / "processor.log")
+        running = [
+            start_processor(
+                env | {"IB_CLIENT_ID": str(41 + index)},
+                folder / ("processor.log" if index == 0 else f"processor-{index + 1}.log"),
+            )
+            for index in range(processors)
+        ]
         try:
             yield Services(tws, ably, api)
         finally:
-            codes = (stop(processor), stop(broker))
-        assert codes == (0, 0), f"the services did not stop cleanly: {codes}"
+            codes = [stop(process) for process in [*running, broker]]
+        assert codes == [0] * (processors + 1), f"the services did not stop cleanly: {codes}"

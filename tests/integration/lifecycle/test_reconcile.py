@@ -170,3 +170,35 @@ async def test_scheduled_and_needs_attention_events_come_back_in_their_state_and
     again = await own_lifecycle.submit(make_event("DU1", Command.REBALANCE))
     assert again.outcome is EnqueueOutcome.COALESCED, "a new trigger still meets the restored event"
     assert (await own_lifecycle.claim("w", 0)) is not None
+
+
+async def test_an_upgrade_to_the_tagged_key_layout_rebuilds_the_queue_from_postgresql(
+    own_lifecycle: EventLifecycle,
+) -> None:
+    """Before the Redis HA release the keys were `rb:q:...` and each event a hash `rb:q:event:<id>`;
+    now they are `{rb}:q:...` (queue/keys.py). The new release reads none of the old keys: it finds
+    its own namespace empty and restores every unfinished event from PostgreSQL, and leaves the old
+    keys for the operator to delete (README, Redis topologies)."""
+    queue = own_lifecycle.queue
+    await reconcile_queue(own_lifecycle, LEASE)
+    await _scene(own_lifecycle)
+    old_keys = {"rb:q:order": "zset", "rb:q:event:1": "hash", "rb:q:seq": "string"}
+    await queue.redis.zadd("rb:q:order", {"1": 1})
+    await queue.redis.hset("rb:q:event:1", mapping={"state": "queued"})
+    await queue.redis.set("rb:q:seq", 7)
+    for pattern in queue.keys.all_patterns():  # what an upgrade finds: nothing under the new names
+        async for key in queue.redis.scan_iter(match=pattern):
+            await queue.redis.delete(key)
+
+    report = await reconcile_queue(own_lifecycle, LEASE)
+
+    assert report.restored == 4
+    assert sorted(v.event.account_id for v in await queue.list_events(limit=100)) == [
+        "DU2",
+        "DU3",
+        "DU4",
+        "DU5",
+    ]
+    for key, kind in old_keys.items():
+        found = await queue.redis.type(key)
+        assert (found.decode() if isinstance(found, bytes) else found) == kind, f"{key} was left alone"

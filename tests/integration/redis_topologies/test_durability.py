@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from rebalancer_shared.events import Command
-from rebalancer_shared.queue import EnqueueOutcome, EventQueue
+from rebalancer_shared.queue import CompleteOutcome, EnqueueOutcome, EventQueue
 from rebalancer_shared.queue.durability import REPLICA_COUNT_SECONDS, Durability, NotReplicatedError
 from rebalancer_shared.redis_connection import open_redis
 from rebalancer_shared.transient import is_transient
@@ -44,12 +44,35 @@ async def test_an_enqueue_is_acknowledged_only_once_the_replica_has_it(
         with pytest.raises(NotReplicatedError, match="NOREPLICAS enqueue") as refused:
             await queue.enqueue(lagging)
         assert is_transient(refused.value), "the relay and the API retry it"
-        assert await queue.is_live(str(lagging.event_id)), "it is on the primary, just not acknowledged"
+        assert await queue.is_live([str(lagging.event_id)]) == [True], "on the primary, not acknowledged"
     finally:
         group.resume(group.replica)
 
     again = await queue.enqueue(lagging)  # the caller's retry: the same event, now confirmed
     assert again.outcome is EnqueueOutcome.ALREADY_ACCEPTED
+
+
+async def test_a_completion_stands_while_the_next_claim_waits_for_the_replica(
+    group_and_queue: tuple[ThrowawaySentinels, EventQueue],
+) -> None:
+    group, queue = group_and_queue
+    first, second = make_event("DU1"), make_event("DU2")
+    await queue.enqueue(first)
+    await queue.enqueue(second)
+    claim = await queue.claim("worker")
+    assert claim is not None
+
+    group.pause(group.replica)
+    try:
+        done = await queue.complete_and_claim(claim, "worker")
+    finally:
+        group.resume(group.replica)
+
+    assert done.outcome is CompleteOutcome.COMPLETED
+    assert done.next_claim is None, "a claim the replica does not have is not handed out"
+    record = await queue.record(str(second.event_id))
+    assert record is not None
+    assert record["state"] == "processing", "taken on the primary: it returns when its lease expires"
 
 
 async def test_a_primary_with_no_replica_left_goes_on_alone_and_says_so(

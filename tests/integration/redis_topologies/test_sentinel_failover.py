@@ -2,17 +2,21 @@
 
 Real processes throughout: a primary, a replica and three Sentinels (redis-server --sentinel), the
 event broker relaying a burst of 500 Ably triggers (100 channels of one account each, five commands
-per account, 25 of the accounts trading live: every trigger is an event of its own), and a processor
-running them against the loopback TWS, both connected through `redis+sentinel://`. The primary is
-SIGKILLed while live rebalances run and half the burst is still to come. Afterwards every trigger is
-an event completed exactly once, the history's orders agree with the TWS's, no account ran two
-mutating commands at once, and the time with no progress is reported (in the test's properties).
+per account, 25 of the accounts trading live: every trigger is an event of its own), and two
+processors running them against the loopback TWS, all connected through `redis+sentinel://`. The
+primary is SIGKILLed while live rebalances run and half the burst is still to come: a run whose
+lease renewal the new primary cannot confirm stops itself before the other processor may take its
+event. Afterwards every trigger is an event completed exactly once, the history's orders agree with
+the TWS's, no account ran two mutating commands at once (by the history's runs and by the TWS's own
+order timeline), and the time with no progress is reported (in the test's properties).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.services import TARGETS, broker_and_processor
+from tests.e2e.services import TARGETS, Services, broker_and_processor
 from tests.e2e.test_whole_system import at_targets, wait_for
 from tests.integration.processor.test_processor_processes import order_intervals_overlap
 from tests.support.redis_topologies import ThrowawaySentinels, throwaway_sentinels
@@ -74,6 +78,20 @@ class History:
             " AND a.started_at < coalesce(b.finished_at, now())"
             " AND b.started_at < coalesce(a.finished_at, now())"
         )
+
+
+@contextlib.contextmanager
+def under_sentinel(
+    folder: Path, database_url: str, channels: dict[str, list[str]], **options: Any
+) -> Iterator[tuple[ThrowawaySentinels, Services]]:
+    """A primary, a replica and three Sentinels, and the services connected through them."""
+    with (
+        throwaway_sentinels() as group,
+        broker_and_processor(
+            folder, redis_url=group.url, prefix="ha", database_url=database_url, channels=channels, **options
+        ) as services,
+    ):
+        yield group, services
 
 
 def check_history_against_the_gateway(history: History, state: dict[str, Any]) -> None:
@@ -134,19 +152,15 @@ def test_a_primary_killed_mid_burst_loses_no_trigger_and_runs_none_twice(
     fresh_database_url: str, tmp_path: Path, record_property: Any
 ) -> None:
     history = History(fresh_database_url)
-    with (
-        throwaway_sentinels() as group,
-        broker_and_processor(
-            tmp_path,
-            redis_url=group.url,
-            prefix="failover",
-            database_url=fresh_database_url,
-            channels=CHANNELS,
-            fill_delay=0.02,
-            MAX_CONCURRENT_EVENTS="16",
-            RECONCILE_INTERVAL_SECONDS="2",
-        ) as services,
-    ):
+    with under_sentinel(
+        tmp_path,
+        fresh_database_url,
+        CHANNELS,
+        fill_delay=0.02,
+        processors=2,
+        MAX_CONCURRENT_EVENTS="8",
+        RECONCILE_INTERVAL_SECONDS="2",
+    ) as (group, services):
         old_primary = group.primary
         killed_at = publish_burst(group, services.ably.publish, history)
         wait_for(lambda: group.current_primary() != old_primary, 30, "the Sentinels to promote the replica")
@@ -176,6 +190,7 @@ def test_a_primary_killed_mid_burst_loses_no_trigger_and_runs_none_twice(
     assert history.rows("SELECT count(*) FROM events WHERE status <> 'completed'") == [(0,)]
 
     check_history_against_the_gateway(history, state)
+    assert history.rows("SELECT count(DISTINCT worker) FROM runs") == [(2,)], "both processors ran events"
     assert history.overlapping_mutating_runs() == []
     assert order_intervals_overlap(state) == []
     assert all(at_targets(state["accounts"][a], TARGETS) for a in TRADING)
@@ -191,17 +206,9 @@ def test_a_trigger_is_not_acknowledged_while_the_replica_lags_and_runs_once_it_c
     from if the primary died now. Once the replica is back, the trigger is one event, run once."""
     history = History(fresh_database_url)
     account = ACCOUNTS[0]
-    with (
-        throwaway_sentinels() as group,
-        broker_and_processor(
-            tmp_path,
-            redis_url=group.url,
-            prefix="lagging",
-            database_url=fresh_database_url,
-            channels={"lagging": [account]},
-            REDIS_WAIT_TIMEOUT_SECONDS="0.3",
-        ) as services,
-    ):
+    with under_sentinel(
+        tmp_path, fresh_database_url, {"lagging": [account]}, REDIS_WAIT_TIMEOUT_SECONDS="0.3"
+    ) as (group, services):
         group.pause(group.replica)
         try:
             services.ably.publish("lagging", {"exec": "rebalance"})

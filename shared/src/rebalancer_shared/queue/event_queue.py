@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
 from rebalancer_shared.errors import RebalancerError
 from rebalancer_shared.events import Event, parse_event
@@ -344,15 +343,16 @@ class EventQueue:
     async def complete_and_claim(self, claim: Claim, owner: str) -> CompleteResult:
         """`complete`, then `claim` for `owner`, in one atomic round trip (the worker's hot path).
 
-        With replicas to wait for, two steps: the completion stands on the primary, the claim must be
-        on the replicas (durability.py) and is not made when the completion was lost."""
-        if self.durability.replicas > 0:
-            return await self._complete_then_claim(claim, owner)
+        With replicas to wait for (durability.py) the completion stands once on the primary, while the
+        claim counts only once the replicas have it: unconfirmed, it is not handed out, and the event
+        returns to the queue when its lease expires, as after a claim that was not confirmed."""
         keys = self.keys
         sent_at = time.monotonic()
-        reply = await self._complete_and_claim(
-            keys=[*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
-            args=[
+        reply, confirmed = await self.durability.attempt(
+            self.redis,
+            self._complete_and_claim,
+            [*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
+            [
                 str(claim.event.event_id),
                 claim.lease_token,
                 self._retention_ms(),
@@ -363,16 +363,15 @@ class EventQueue:
                 keys.wake,
             ],
         )
-        return _complete_result(claim, reply, sent_at)
-
-    async def _complete_then_claim(self, claim: Claim, owner: str) -> CompleteResult:
-        done = await self.complete(claim)
-        try:
-            next_claim = await self.claim(owner)
-        except RedisError as exc:  # the completion stands; the worker claims again on its next turn
-            log.warning("no claim after the completion", error=str(exc) or type(exc).__name__)
-            next_claim = None
-        return CompleteResult(done.outcome, done.entries, next_claim)
+        result = _complete_result(claim, reply, sent_at)
+        if confirmed or result.next_claim is None:
+            return result
+        log.warning(
+            "completed on the primary; the next claim is not on the replicas, so it is left to its lease",
+            event_id=str(claim.event.event_id),
+            not_claimed=str(result.next_claim.event.event_id),
+        )
+        return CompleteResult(result.outcome, result.entries)
 
     async def fail(
         self, claim: Claim, error: str, retry_delay_seconds: float = 0.0, *, wait: Wait | None = None
