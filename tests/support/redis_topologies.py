@@ -64,7 +64,11 @@ def _start(arguments: list[str], workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def _node_arguments(port: int) -> list[str]:
-    return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # A primary waits repl-diskless-sync-delay (5 s) for more replicas before a first full sync.
+    return [
+        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *("--repl-diskless-sync-delay", "0"),
+    ]
 
 
 @dataclass

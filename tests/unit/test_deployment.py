@@ -23,6 +23,7 @@ from rebalancer_shared.config import CONFIG_FILE_VARIABLE, ENV_VARIABLES, Proces
 from rebalancer_shared.heartbeats import Heartbeat, instance_name
 from tests.support.deployment import (
     COMPOSE_DECIDES,
+    COMPOSE_FILE,
     ENV_EXAMPLE,
     GATEWAY_ONLY,
     ROOT,
@@ -466,3 +467,20 @@ def test_the_development_override_publishes_redis_and_postgres_on_loopback_only(
     override = yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())
     assert override["services"]["redis"]["ports"] == ["127.0.0.1:6379:6379"]
     assert override["services"]["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
+
+
+def test_the_sentinel_profile_adds_a_replica_of_redis_and_three_sentinels_that_agree_on_it(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    optional = {name for name, service in services.items() if "sentinel" in service.get("profiles", [])}
+    assert optional == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert services["redis-replica"]["command"][-3:] == ["--replicaof", "redis", "6379"]
+    assert "redis-replica-data" in compose["volumes"]
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = services[name]["entrypoint"][-1]
+        assert "sentinel monitor rebalancer redis 6379 2" in script, name  # quorum: two of three
+        assert "--sentinel" in script
+    sentinel_url = "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/rebalancer"
+    assert sentinel_url in COMPOSE_FILE.read_text(), "the profile's comment shows the REDIS_URL to set"
+    assert "profiles" not in services["redis"], "the primary runs in every deployment"

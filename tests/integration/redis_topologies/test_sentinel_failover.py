@@ -1,7 +1,7 @@
 """A Redis primary dies under load and Sentinel promotes its replica; nothing is lost or run twice.
 
 Real processes throughout: a primary, a replica and three Sentinels (redis-server --sentinel), the
-event broker relaying a burst of 500 Ably triggers (100 channels of one account each, five commands
+event broker relaying a burst of 500 Ably triggers (125 channels of one account each, four commands
 per account, 25 of the accounts trading live: every trigger is an event of its own), and two
 processors running them against the loopback TWS, all connected through `redis+sentinel://`. The
 primary is SIGKILLed while live rebalances run and half the burst is still to come: a run whose
@@ -31,15 +31,15 @@ from tests.support.redis_topologies import ThrowawaySentinels, throwaway_sentine
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-CHANNELS = {f"failover-{i:02d}": [f"FO{i:02d}"] for i in range(100)}
+CHANNELS = {f"failover-{i:03d}": [f"FO{i:03d}"] for i in range(125)}
 ACCOUNTS = [account for followers in CHANNELS.values() for account in followers]
-TRADING = ACCOUNTS[:25]  # live rebalances; the others ask for a printed one (slow reads, no orders)
+TRADING = ACCOUNTS[:25]  # live rebalances; the others ask for their open orders instead
 # cancel-orders first: right after a rebalance it would wait for the positions to show the fills.
-COMMANDS = ["cancel-orders", "print-positions", "print-equity", "print-orders"]
+COMMANDS = ["cancel-orders", "print-positions", "print-equity"]
 
 
 def commands_of(account: str) -> list[str]:
-    return [*COMMANDS[:2], "rebalance" if account in TRADING else "print-rebalance", *COMMANDS[2:]]
+    return [COMMANDS[0], "rebalance" if account in TRADING else "print-orders", *COMMANDS[1:]]
 
 
 TRIGGERS = len(CHANNELS) * (len(COMMANDS) + 1)
@@ -94,33 +94,43 @@ def under_sentinel(
         yield group, services
 
 
-def check_history_against_the_gateway(history: History, state: dict[str, Any]) -> None:
-    """Every order the TWS received is in the history, with what the TWS filled of it. A run that
-    stopped itself as the primary died (its lease unconfirmed) and left an order's outcome unread is
-    `unknown`: its orders show no more than the TWS filled (they may have filled after), and an order
-    of it the TWS never received (its placeOrder cut off with the connection) never filled."""
-    in_history = {
-        (str(ref), int(order_id)): (str(symbol), str(action), float(quantity), float(filled), str(run))
-        for ref, order_id, symbol, action, quantity, filled, run in history.rows(
-            "SELECT o.event_id, o.broker_order_id, o.symbol, o.action, o.quantity, o.filled_quantity,"
-            " r.status FROM orders o JOIN runs r USING (run_id)"
-        )
-    }
+STOPPED = ("interrupted", "unknown")  # runs that did not end by themselves
+
+
+def check_history_against_the_gateway(history: History, state: dict[str, Any]) -> int:
+    """The history's orders against the TWS's; how many orders of stopped runs it shows behind.
+
+    A run that ended by itself recorded each order as the TWS had it. A run that stopped itself as the
+    primary died (its lease unconfirmed) stopped watching its orders: the history may show less filled
+    than the TWS did later, or only the intent written before the send (no order id yet), but never an
+    order the TWS did not get as filled, and never no record at all for an order the TWS got."""
+    rows = history.rows(
+        "SELECT o.event_id, o.broker_order_id, o.symbol, o.action, o.quantity, o.filled_quantity,"
+        " r.status FROM orders o JOIN runs r USING (run_id)"
+    )
+    by_id = {(str(r[0]), int(r[1])): r for r in rows if r[1] is not None}
+    intents = Counter((str(r[0]), str(r[2]), str(r[3]), float(r[4])) for r in rows if r[1] is None)
+    assert all(r[5] == 0 for r in rows if r[1] is None), "an order without an id never filled"
     filled_at_gateway: Counter[tuple[str, int]] = Counter()
     for fill in state["fills"]:
         filled_at_gateway[(fill["order_ref"], fill["order_id"])] += fill["shares"]
     received = {(o["order_ref"], o["order_id"]): o for o in state["received_orders"]}
     assert received, "the rebalances traded"
+    behind = 0
     for key, order in received.items():
-        assert key in in_history, f"the TWS received an order the history lacks: {order}"
-        symbol, action, quantity, filled, run = in_history[key]
-        assert (symbol, action, quantity) == (order["symbol"], order["action"], float(order["quantity"]))
-        if run == "unknown":
-            assert filled <= filled_at_gateway[key], key
-        else:
-            assert filled == filled_at_gateway[key], (key, run)
-    for key in in_history.keys() - received.keys():
-        assert in_history[key][3] == 0, f"an order that never reached the TWS is recorded as filled: {key}"
+        what = (order["order_ref"], order["symbol"], order["action"], float(order["quantity"]))
+        if key not in by_id:
+            assert intents[what] > 0, f"the TWS received an order the history has no record of: {what}"
+            intents[what] -= 1
+            behind += 1
+            continue
+        _, _, symbol, action, quantity, filled, run = by_id[key]
+        assert (symbol, action, float(quantity)) == what[1:], key
+        assert filled <= filled_at_gateway[key], key
+        assert run in STOPPED or filled == filled_at_gateway[key], (key, run)
+        behind += filled < filled_at_gateway[key]
+    assert all(by_id[key][5] == 0 for key in by_id.keys() - received.keys()), "filled, never sent"
+    return behind
 
 
 def no_progress_seconds(completions: list[float], killed_at: float) -> float:
@@ -158,7 +168,7 @@ def test_a_primary_killed_mid_burst_loses_no_trigger_and_runs_none_twice(
         CHANNELS,
         fill_delay=0.02,
         processors=2,
-        MAX_CONCURRENT_EVENTS="8",
+        MAX_CONCURRENT_EVENTS="4",  # each; few PostgreSQL connections (the suite shares the server)
         RECONCILE_INTERVAL_SECONDS="2",
     ) as (group, services):
         old_primary = group.primary
@@ -189,7 +199,9 @@ def test_a_primary_killed_mid_burst_loses_no_trigger_and_runs_none_twice(
     assert set(completions.values()) == {1}, "every event completed exactly once"
     assert history.rows("SELECT count(*) FROM events WHERE status <> 'completed'") == [(0,)]
 
-    check_history_against_the_gateway(history, state)
+    behind = check_history_against_the_gateway(history, state)
+    record_property("orders_of_stopped_runs_shown_behind_the_gateway", behind)
+    print(f"{behind} orders of stopped runs show less in the history than the TWS filled")
     assert history.rows("SELECT count(DISTINCT worker) FROM runs") == [(2,)], "both processors ran events"
     assert history.overlapping_mutating_runs() == []
     assert order_intervals_overlap(state) == []
