@@ -206,7 +206,9 @@ async def main(n: int, peer_jobs: int) -> None:
         await fill(big, 0, 100_000)
         per_event = ((await client.info("memory"))["used_memory"] - base_memory) / 100_000
         first_id = str((await big.list_events(1))[0].event.event_id)
-        one_hash = await client.hstrlen(big.keys.events, first_id)
+        one_hash = await client.hstrlen(big.keys.events, first_id) + await client.hstrlen(
+            big.keys.bodies, first_id
+        )
         small = EventQueue(client, "small")
         await fill(small, 0, 100)
         latencies = await stats_latency(small, big)
@@ -265,7 +267,7 @@ def report(
     p50_ratio, p99_ratio = big_p50 / small_p50, big_p99 / small_p99
     print(f"  ratio 100,000 / 100                  p50 {p50_ratio:5.2f}x     p99 {p99_ratio:5.2f}x")
     print(f"  Redis memory per queued event        {per_event:,.0f} bytes (INFO used_memory delta / 100,000)")
-    print(f"  one event record (its JSON in P:q:events) {one_hash} bytes")
+    print(f"  one event (its record and its Event)  {one_hash:,} bytes")
     print()
     print("Worker loop = complete-and-claim-next in one Lua call, as the processor runs it.")
     print("Targets: enqueue >= 0.5x raw; worker loop >= 5,000/s and ahead of arq and RQ;")

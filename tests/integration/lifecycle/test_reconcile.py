@@ -89,6 +89,7 @@ async def test_one_lost_event_is_restored_while_the_others_stay(own_lifecycle: E
     await own_lifecycle.submit(lost)
     # A failover to a replica that missed the last writes: the event and its key are gone.
     await queue.redis.hdel(queue.keys.events, str(lost.event_id))
+    await queue.redis.hdel(queue.keys.bodies, str(lost.event_id))
     await queue.redis.hdel(queue.keys.dedup, lost.dedup_key)
     await queue.redis.zrem(queue.keys.order, str(lost.event_id))
 

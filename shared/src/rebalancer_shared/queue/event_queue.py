@@ -117,11 +117,11 @@ class EventQueue:
 
     async def _write(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
         """Run a script whose write must be on the replicas before it counts (durability.py)."""
-        return await self.durability.write(self.redis, script, keys, args, what)
+        return await self.durability.write(self.redis, script, [*keys, self.keys.bodies], args, what)
 
     async def _stand(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
         """Run a script whose write stands once on the primary; say so when the replicas lag."""
-        reply, confirmed = await self.durability.attempt(self.redis, script, keys, args)
+        reply, confirmed = await self.durability.attempt(self.redis, script, [*keys, self.keys.bodies], args)
         if not confirmed:
             log.warning(
                 "a queue write is on the primary but not yet on its replicas",
@@ -351,7 +351,14 @@ class EventQueue:
         reply, confirmed = await self.durability.attempt(
             self.redis,
             self._complete_and_claim,
-            [*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
+            [
+                *self._complete_keys(),
+                keys.retry,
+                keys.tombstones,
+                keys.scheduled,
+                keys.attention,
+                keys.bodies,
+            ],
             [
                 str(claim.event.event_id),
                 claim.lease_token,
@@ -536,15 +543,24 @@ class EventQueue:
         return views[0] if views else None
 
     async def _views(self, ids: Sequence[str]) -> list[QueuedEventView]:
+        return [_view(fields) for fields in await self._records(ids) if fields is not None]
+
+    async def _records(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """The records of these events with their Event JSON as `json` (None: not live)."""
         if not ids:
             return []
-        rows = await self.redis.hmget(self.keys.events, list(ids))
-        return [_view(row) for row in rows if row]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.events, list(ids))
+            pipe.hmget(self.keys.bodies, list(ids))
+            rows, bodies = await pipe.execute()
+        return [
+            None if row is None else {**_record(row), "json": _text(body) if body is not None else ""}
+            for row, body in zip(rows, bodies, strict=True)
+        ]
 
     async def record(self, event_id: str) -> dict[str, str] | None:
-        """The raw record of a live event (the scripts' fields; see keys.py), or None."""
-        raw = await self.redis.hget(self.keys.events, event_id)
-        return None if raw is None else _record(raw)
+        """The raw record of a live event (the scripts' fields, its Event as `json`; see keys.py)."""
+        return (await self._records([event_id]))[0]
 
     async def is_live(self, event_ids: Sequence[str]) -> list[bool]:
         """For each id, whether its event is live in the queue (one round trip)."""
@@ -587,8 +603,7 @@ def _record(raw: Any) -> dict[str, str]:
     return fields
 
 
-def _view(row: Any) -> QueuedEventView:
-    fields = _record(row)
+def _view(fields: dict[str, str]) -> QueuedEventView:
     event = parse_event(fields["json"]).model_copy(update={"times_queued": int(fields["times_queued"])})
     state = EventState(fields["state"])
     due = fields.get("due_ms")

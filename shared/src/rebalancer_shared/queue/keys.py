@@ -11,10 +11,11 @@ spread over nodes; two deployments with different prefixes land on different slo
 Layout (``P`` = ``{prefix}``, ``<id>`` = an event id, ``<acct>`` = an account id)::
 
     P:q:queue        list    ids waiting to be claimed, oldest at the head (FIFO)
-    P:q:events       hash    id -> the record of a live event, a JSON object of strings: json (the
-                             Event), state, times_queued, dedup, rerun, created_ms, cmd, and while
-                             they apply lease, owner, last_error, class and due_ms (of its last
-                             failure or deferral)
+    P:q:events       hash    id -> the record of a live event, a JSON object of strings: state,
+                             times_queued, dedup, rerun, created_ms, cmd, and while they apply
+                             lease, owner, last_error, class and due_ms (of its last failure or
+                             deferral); rewritten by every step
+    P:q:bodies       hash    id -> the live event's Event as JSON, written once when it is queued
     P:q:dedup        hash    account_id:exec_command -> id of its live event (atomic dedup)
     P:q:leases       zset    id -> lease expiry (ms); the processing set
     P:q:retry        zset    id -> due time (ms) of every waiting event: retrying (transient
@@ -83,6 +84,11 @@ class QueueKeys:
     @property
     def events(self) -> str:
         return f"{self.base}:q:events"
+
+    @property
+    def bodies(self) -> str:
+        """id -> the live event's JSON (the Event, written once; its record is in `events`)."""
+        return f"{self.base}:q:bodies"
 
     @property
     def dedup(self) -> str:

@@ -40,10 +40,11 @@ checks the lease token, so a worker whose lease was reaped cannot complete or fa
 run.
 
 Redis Cluster: a script may only touch the keys it is given in KEYS, all in one slot. So no key name
-is built inside a script: the live events are fields of one hash (`events`: id -> the record as JSON,
-see `load`/`save`), every key is passed in KEYS, and all keys of a deployment share the hash tag
-`{prefix}` (keys.py), so every script runs on the one node that holds that slot. The wake-up channel
-is a channel, not a key (ARGV). The same scripts run on one node, under Sentinel and on a Cluster.
+is built inside a script: the live events are fields of two hashes (`events`: id -> the record as
+JSON, `bodies`: id -> the Event's JSON; see `load`/`save`), every key is passed in KEYS, and all keys
+of a deployment share the hash tag `{prefix}` (keys.py), so every script runs on the one node that
+holds that slot. The wake-up channel is a channel, not a key (ARGV). The same scripts run on one
+node, under Sentinel and on a Cluster.
 """
 
 from __future__ import annotations
@@ -56,17 +57,29 @@ local function now_ms(arg)
 end
 """
 
-# A live event's record: one field of the `events` hash, a JSON object of strings: json (the Event),
-# state, times_queued, dedup, rerun, created_ms, cmd, and while they apply lease, owner, last_error,
-# class and due_ms.
+# A live event's record: one field of the `events` hash, a JSON object of strings: state,
+# times_queued, dedup, rerun, created_ms, cmd, and while they apply lease, owner, last_error, class and
+# due_ms. The Event itself (its JSON, written once) is the same field of the `bodies` hash, apart so
+# that the steps that rewrite the record do not decode and encode it again; `load` puts it in
+# `rec.json`. Every queue script is given `bodies` as its last key (EventQueue adds it).
 RECORD_FN = """
+local BODIES = KEYS[#KEYS]
 local function load(events, id)
   local raw = redis.call('HGET', events, id)
   if not raw then return nil end
-  return cjson.decode(raw)
+  local rec = cjson.decode(raw)
+  rec.json = redis.call('HGET', BODIES, id)
+  return rec
 end
 local function save(events, id, rec)
+  local json = rec.json
+  rec.json = nil
   redis.call('HSET', events, id, cjson.encode(rec))
+  rec.json = json
+end
+local function drop(events, id)
+  redis.call('HDEL', events, id)
+  redis.call('HDEL', BODIES, id)
 end
 local function record(outbox, id, transition, times, detail, json, close, now)
   return redis.call('XADD', outbox, '*', 'id', id, 't', transition, 'n', tostring(times), 'd', detail or '',
@@ -120,6 +133,7 @@ local function insert(K, id, dkey, json, times, created, cmd, due, state, cls)
     rec.due_ms = tostring(due)
   end
   save(K[12], id, rec)
+  redis.call('HSET', BODIES, id, json)
   redis.call('HSET', K[1], dkey, id)
   if due > 0 then
     redis.call('ZADD', K[9], due, id)
@@ -317,7 +331,7 @@ local function do_complete(events, dedup, queue, leases, order, retried, outbox,
     return {'rerun', record(outbox, id, 'rerun', rec.times_queued, why, rec.json, rec.times_queued, now)}
   end
   if redis.call('HGET', dedup, rec.dedup) == id then redis.call('HDEL', dedup, rec.dedup) end
-  redis.call('HDEL', events, id)
+  drop(events, id)
   redis.call('ZREM', order, id)
   redis.call('SREM', retried, id)
   finish(finished, id, now, retention_ms)
@@ -496,7 +510,7 @@ if rec.state ~= 'queued' then
 end
 bump(KEYS[7], 'events_removed', cmd_of(rec))
 if redis.call('HGET', KEYS[1], rec.dedup) == ARGV[1] then redis.call('HDEL', KEYS[1], rec.dedup) end
-redis.call('HDEL', KEYS[11], ARGV[1])
+drop(KEYS[11], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 finish(KEYS[8], ARGV[1], now, tonumber(ARGV[3]))
