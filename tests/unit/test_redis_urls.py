@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rebalancer_shared.config import load_settings
-from rebalancer_shared.errors import ConfigError
+from rebalancer_shared.errors import ConfigError, ServerUnavailableError
+from rebalancer_shared.redis_connection import check_redis
 from rebalancer_shared.redis_urls import RedisUrlError, Topology, parse_redis_url
 from rebalancer_shared.urls import redact_url
 
@@ -78,3 +79,25 @@ def test_config_refuses_a_bad_url_and_a_wait_on_a_cluster_naming_the_variable() 
         load_settings(environ={"REDIS_URL": "redis+sentinel://s1:26379"})
     with pytest.raises(ConfigError, match="REDIS_WAIT_REPLICAS"):
         load_settings(environ={"REDIS_URL": "redis+cluster://n1:7000", "REDIS_WAIT_REPLICAS": "1"})
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (
+            "redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/rebalancer",
+            "no Sentinel (127.0.0.1:1, 127.0.0.1:2) answered with a primary for 'rebalancer'",
+        ),
+        (
+            "redis+cluster://:pw@127.0.0.1:1",
+            "no node of the Cluster answered: Error 111 connecting to 127.0.0.1:1",
+        ),
+    ],
+)
+async def test_an_unreachable_sentinel_group_or_cluster_is_one_line_naming_it(url: str, reason: str) -> None:
+    with pytest.raises(ServerUnavailableError) as caught:
+        await check_redis(url)
+    message = str(caught.value)
+    assert message.startswith(f"Redis at {redact_url(url)} does not answer: {reason}")
+    assert "\n" not in message
+    assert "pw" not in message.replace("REDIS_URL", "")

@@ -15,9 +15,9 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
 
 from rebalancer_shared.errors import ServerRefusedError, ServerUnavailableError
 from rebalancer_shared.redis_urls import RedisEndpoint, Topology, parse_redis_url
@@ -57,9 +57,12 @@ def _sentinel_client(endpoint: RedisEndpoint, fail_fast: bool, options: dict[str
     if not fail_fast:
         backoff = ExponentialWithJitterBackoff(base=0.1, cap=FAILOVER_BACKOFF_CAP_SECONDS)
         options.setdefault("retry", Retry(backoff, FAILOVER_RETRIES))
+    # One quick try per Sentinel: the next Sentinel is the retry (redis-py's default backs off for
+    # seconds on each, so a down group took 14 s to report); the primary's client retries above that.
     sentinel_kwargs: dict[str, Any] = {
         "socket_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
         "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 0),
     }
     if endpoint.sentinel_password is not None:
         sentinel_kwargs["password"] = endpoint.sentinel_password
@@ -104,7 +107,7 @@ def _cluster_client(endpoint: RedisEndpoint, options: dict[str, Any]) -> Redis:
 
 def redis_unavailable(url: str, exc: BaseException) -> ServerUnavailableError:
     """The one-line error for a Redis that cannot be reached, or that refuses our credentials."""
-    reason = str(exc).strip().rstrip(".") or type(exc).__name__
+    reason = _reason(url, exc)
     shown = redact_url(url)
     refused = isinstance(exc, AuthenticationError) or (
         isinstance(exc, ResponseError) and reason.startswith(("NOAUTH", "WRONGPASS"))
@@ -116,12 +119,22 @@ def redis_unavailable(url: str, exc: BaseException) -> ServerUnavailableError:
     )
 
 
+def _reason(url: str, exc: BaseException) -> str:
+    if isinstance(exc, MasterNotFoundError):  # its text is the repr of every Sentinel client tried
+        endpoint = parse_redis_url(url)
+        sentinels = ", ".join(f"{host}:{port}" for host, port in endpoint.nodes)
+        return f"no Sentinel ({sentinels}) answered with a primary for {endpoint.service!r}"
+    if isinstance(exc, RedisClusterException) and not isinstance(exc, RedisError):
+        return "no node of the Cluster answered: " + str(exc).rpartition(": ")[2].strip().rstrip(".")
+    return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
 async def check_redis(url: str) -> None:
     """PING the server at `url`; raise `ServerUnavailableError` naming it when it does not answer."""
     client = open_redis(url, fail_fast=True)
     try:
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise redis_unavailable(url, exc) from exc
     finally:
         await client.aclose()
