@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rebalancer_shared.errors import ServerRefusedError, ServerUnavailableError
 from rebalancer_shared.redis_urls import RedisEndpoint, Topology, parse_redis_url
@@ -95,7 +96,7 @@ class _SentinelPrimary(Redis):
 
 def _cluster_client(endpoint: RedisEndpoint, options: dict[str, Any]) -> Redis:
     nodes = [ClusterNode(host, port) for host, port in endpoint.nodes]
-    client = RedisCluster(
+    client = _Cluster(
         startup_nodes=nodes,
         username=endpoint.username,
         password=endpoint.password,
@@ -103,6 +104,35 @@ def _cluster_client(endpoint: RedisEndpoint, options: dict[str, Any]) -> Redis:
         **options,
     )
     return cast(Redis, client)
+
+
+class _Cluster(RedisCluster):
+    """A cluster client whose "no node answers" is a Redis ConnectionError, as every other outage is.
+
+    redis-py raises it as a bare `RedisClusterException` (not a `RedisError`) when it must learn the
+    slot map again and no node answers: the services' outage handling would not see it."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
+
+
+def _unreachable(exc: RedisClusterException) -> RedisError:
+    if isinstance(exc, RedisError):
+        return exc
+    return RedisConnectionError("no node of the Cluster answered: " + _last_part(str(exc)))
+
+
+def _last_part(text: str) -> str:
+    return text.rpartition(": ")[2].strip().rstrip(".")
 
 
 def redis_unavailable(url: str, exc: BaseException) -> ServerUnavailableError:
@@ -125,7 +155,7 @@ def _reason(url: str, exc: BaseException) -> str:
         sentinels = ", ".join(f"{host}:{port}" for host, port in endpoint.nodes)
         return f"no Sentinel ({sentinels}) answered with a primary for {endpoint.service!r}"
     if isinstance(exc, RedisClusterException) and not isinstance(exc, RedisError):
-        return "no node of the Cluster answered: " + str(exc).rpartition(": ")[2].strip().rstrip(".")
+        return str(_unreachable(exc))
     return str(exc).strip().rstrip(".") or type(exc).__name__
 
 

@@ -16,7 +16,12 @@ import sys
 
 import pytest
 import redis
+from redis.exceptions import RedisError
 
+from rebalancer_shared.queue import EventQueue
+from rebalancer_shared.redis_connection import open_redis
+from rebalancer_shared.transient import is_transient
+from tests.integration.queue.helpers import make_event
 from tests.support.redis_topologies import throwaway_cluster
 from tests.support.servers import ROOT
 
@@ -80,3 +85,21 @@ def test_the_queue_suite_passes_unchanged_on_a_three_primary_cluster() -> None:
     # the tests' prefixes hash to slots all over the cluster: every primary ran queue scripts
     assert all(count > 100 for count in scripts), scripts
     assert keys_left == 0, "the tests left keys on the cluster (each deletes what it created)"
+
+
+async def test_a_cluster_with_no_node_left_is_an_outage_the_services_wait_out() -> None:
+    """redis-py reports it as a bare RedisClusterException; open_redis's client makes it a Redis
+    ConnectionError, transient like every other outage (the relay holds, the processor waits)."""
+    with throwaway_cluster() as cluster:
+        client = open_redis(cluster.url)
+        try:
+            queue = EventQueue(client, "outage")
+            await queue.enqueue(make_event("DU1"))
+            for port in cluster.ports:
+                cluster.kill(port)
+            with pytest.raises(RedisError) as caught:
+                await queue.stats()
+        finally:
+            await client.aclose()
+    assert is_transient(caught.value)
+    assert str(caught.value).startswith("no node of the Cluster answered")
