@@ -94,17 +94,19 @@ class Durability:
         return min(self.replicas, self._connected)
 
     def _note(self, connected: int) -> None:
-        """Remember the count; say so when it falls below `replicas` or comes back."""
-        short_before = self._connected < self.replicas or self._counted_at == -math.inf
+        """Remember the count; say so when it falls below `replicas` (or starts below) or comes back."""
+        first = self._counted_at == -math.inf
+        was_short = first or self._connected < self.replicas
+        short = connected < self.replicas
         self._connected = connected
-        if connected < self.replicas and (not short_before or self._counted_at == -math.inf):
+        if short and (first or not was_short):
             log.warning(
                 "the Redis primary has fewer replicas connected than REDIS_WAIT_REPLICAS: queue writes "
                 "wait only for those (none: on the primary alone, lost if it dies before a replica is back)",
                 connected=connected,
                 wanted=self.replicas,
             )
-        elif connected >= self.replicas and short_before and self._counted_at != -math.inf:
+        elif not short and was_short and not first:
             log.info(
                 "the Redis primary has its replicas again: queue writes wait for them", connected=connected
             )

@@ -115,13 +115,21 @@ class EventQueue:
         self._retry_now = redis.register_script(scripts.RETRY_NOW)
         self._stats = redis.register_script(scripts.STATS)
 
+    async def _attempt(self, script: AsyncScript, keys: list[str], args: list[Any]) -> tuple[Any, bool]:
+        """Run a queue script (given the bodies hash as its last key, as scripts.RECORD_FN expects);
+        its reply, and whether the replicas confirmed it (durability.py)."""
+        return await self.durability.attempt(self.redis, script, [*keys, self.keys.bodies], args)
+
     async def _write(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
         """Run a script whose write must be on the replicas before it counts (durability.py)."""
-        return await self.durability.write(self.redis, script, [*keys, self.keys.bodies], args, what)
+        reply, confirmed = await self._attempt(script, keys, args)
+        if not confirmed:
+            raise self.durability.not_replicated(what)
+        return reply
 
     async def _stand(self, script: AsyncScript, what: str, *, keys: list[str], args: list[Any]) -> Any:
         """Run a script whose write stands once on the primary; say so when the replicas lag."""
-        reply, confirmed = await self.durability.attempt(self.redis, script, [*keys, self.keys.bodies], args)
+        reply, confirmed = await self._attempt(script, keys, args)
         if not confirmed:
             log.warning(
                 "a queue write is on the primary but not yet on its replicas",
@@ -348,17 +356,9 @@ class EventQueue:
         returns to the queue when its lease expires, as after a claim that was not confirmed."""
         keys = self.keys
         sent_at = time.monotonic()
-        reply, confirmed = await self.durability.attempt(
-            self.redis,
+        reply, confirmed = await self._attempt(
             self._complete_and_claim,
-            [
-                *self._complete_keys(),
-                keys.retry,
-                keys.tombstones,
-                keys.scheduled,
-                keys.attention,
-                keys.bodies,
-            ],
+            [*self._complete_keys(), keys.retry, keys.tombstones, keys.scheduled, keys.attention],
             [
                 str(claim.event.event_id),
                 claim.lease_token,
@@ -516,6 +516,7 @@ class EventQueue:
                 keys.scheduled,
                 keys.attention,
                 keys.events,
+                keys.bodies,
             ],
             args=[self._now_arg()],
         )

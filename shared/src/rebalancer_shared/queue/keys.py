@@ -4,9 +4,10 @@ Redis Cluster: every key starts with the prefix as a hash tag, ``{prefix}`` (a p
 holds a ``{...}`` tag is used as it is), so all keys of one deployment hash to one slot: the queue's
 scripts, which touch many keys at once, run on the one node that serves it, and the same code runs on
 one node, under Sentinel and on a Cluster. The scripts never build a key name (scripts.py): the live
-events are fields of one hash rather than a hash each. A deployment's whole queue therefore lives on
-one Cluster node (one slot): a Cluster here buys failover and room for other data, not a queue
-spread over nodes; two deployments with different prefixes land on different slots.
+events are fields of two hashes (their records, their bodies) rather than a hash each. A
+deployment's whole queue therefore lives on one Cluster node (one slot): a Cluster here buys failover
+and room for other data, not a queue spread over nodes; two deployments with different prefixes
+land on different slots.
 
 Layout (``P`` = ``{prefix}``, ``<id>`` = an event id, ``<acct>`` = an account id)::
 

@@ -532,7 +532,7 @@ return record(KEYS[1], ARGV[1], 'superseded', ARGV[2], ARGV[3], ARGV[4], close, 
 """
 )
 
-# KEYS: queue, tombstones, leases, retry, dedup, retried, order, scheduled, attention, events
+# KEYS: queue, tombstones, leases, retry, dedup, retried, order, scheduled, attention, events, bodies
 # ARGV: now
 # Returns the counters and the created time of the oldest live event (the head of the order index).
 # The retry zset holds every waiting event: the retrying ones are those in neither set.
