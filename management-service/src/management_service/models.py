@@ -60,7 +60,8 @@ class _OnlyMatchingKeys:
 
 
 # What PostgreSQL's JSONB can store: no NUL in any text, no NaN or infinity.
-StorableText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+NO_NUL_PATTERN = r"^[^\x00]*$"
+StorableText = Annotated[str, StringConstraints(pattern=NO_NUL_PATTERN)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 JsonValue = TypeAliasType(
     "JsonValue",

@@ -265,6 +265,8 @@ async def test_an_account_not_configured_is_404_naming_it(client: httpx.AsyncCli
         ("/orders", {"run_id": "run-1"}, "run_id"),
         ("/orders", {"since": "yesterday"}, "ISO 8601"),
         ("/orders", {"limit": 501}, "limit"),
+        ("/orders", {"status": "\x00"}, "status"),  # PostgreSQL text cannot hold NUL: was a 500
+        ("/orders", {"symbol": "A\x00"}, "symbol"),
         (f"/accounts/{ACCOUNT_A}", {"cursor": "x"}, "cursor"),
         ("/runs/not-a-uuid", {}, "run_id"),
     ],

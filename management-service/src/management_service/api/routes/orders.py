@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from management_service.api.deps import StoreDep
 from management_service.api.errors import PG_UNAVAILABLE
 from management_service.api.paging import PagingDep, TimeRangeDep
-from management_service.models import ListedOrderResponse, OrderPage
+from management_service.models import NO_NUL_PATTERN, ListedOrderResponse, OrderPage
 from rebalancer_shared.events import ACCOUNT_ID_PATTERN
 from rebalancer_shared.store import ListedOrder, OrderFilter, PageKey
 
@@ -30,9 +30,15 @@ async def list_orders(
     account_id: Annotated[str | None, Query(max_length=64, pattern=ACCOUNT_ID_PATTERN)] = None,
     event_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
-    symbol: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    symbol: Annotated[str | None, Query(min_length=1, max_length=32, pattern=NO_NUL_PATTERN)] = None,
     status: Annotated[
-        str | None, Query(min_length=1, max_length=32, description="The broker's word: Filled, Cancelled...")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=32,
+            pattern=NO_NUL_PATTERN,  # PostgreSQL text cannot hold NUL: refused with 422, not a 500
+            description="The broker's word: Filled, Cancelled...",
+        ),
     ] = None,
 ) -> OrderPage:
     """Orders newest first (by the time their intent was recorded, `since`/`until`), filtered by
