@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import time
 from enum import StrEnum
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -44,6 +46,7 @@ class NotifyOn(StrEnum):
     SCHEDULED = "scheduled"  # a live rebalance outside the session, scheduled for the open
     COMPLETED = "completed"  # any command finished
     HEALTH = "health"  # a service unhealthy for longer than the threshold, and healthy again
+    DAILY = "daily"  # once a day at `daily_summary_at`: what the last day's events did, what waits
 
 
 class MissingVariableError(ConfigError):
@@ -101,6 +104,32 @@ class NotificationSettings(BaseModel):
     keep_sent_days: float = Field(default=30.0, gt=0)
     # How often the notifier looks for new transitions and due messages.
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # The `daily` summary covers the 24 hours up to this time of day, in this zone, and goes then.
+    daily_summary_at: time = time(17, 30)
+    daily_summary_timezone: str = "America/New_York"
+
+    @field_validator("daily_summary_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}: an IANA name such as America/New_York or UTC"
+            ) from None
+        return value
+
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _whole_minute(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a time of day without a zone (the zone is daily_summary_timezone)")
+        return value.replace(second=0, microsecond=0)
+
+    @property
+    def daily_zone(self) -> ZoneInfo:
+        """The zone of `daily_summary_at`."""
+        return ZoneInfo(self.daily_summary_timezone)
 
 
 def placeholders(url: str) -> list[str]:

@@ -10,10 +10,11 @@ came from outside (errors, broker messages) is redacted of registered secrets ag
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
 from typing import Any
 
+from management_service.notifications.daily_facts import DayFacts, OrderTally
 from management_service.notifications.rules import TransitionFacts
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.notification_targets import NotifyOn
@@ -194,3 +195,70 @@ def health_message(component: str, down: bool, since: datetime, reason: str) -> 
         f"rebalancer: {component} healthy again",
         f"{component} is healthy again (unhealthy since {_when(since)}).",
     )
+
+
+# The unfinished states of the `daily` summary's "waiting now" line, in the order told.
+_WAITING = (
+    ("needs attention", ("now:needs_attention",)),
+    ("scheduled", ("now:scheduled",)),
+    ("retrying", ("now:retrying",)),
+    ("queued or running", ("now:queued", "now:processing")),
+)
+MAX_ACCOUNT_LINES = 30
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _waiting_now(facts: DayFacts, account_id: str | None = None) -> list[str]:
+    counts = [(name, sum(facts.count(w, account_id) for w in whats)) for name, whats in _WAITING]
+    return [f"{n} {name}" for name, n in counts if n]
+
+
+def _orders_part(orders: OrderTally) -> str:
+    unfilled = f", {orders.ended_unfilled} ended unfilled" if orders.ended_unfilled else ""
+    return (
+        f"{_plural(orders.placed, 'order')}, {orders.filled} filled{unfilled} ({orders.value:,.2f} in value)"
+    )
+
+
+def _account_line(facts: DayFacts, account_id: str) -> str:
+    counts = [f"{facts.count(what, account_id)} {what}" for what in ("accepted", "completed")]
+    if failed := facts.count("failed", account_id):
+        counts.append(_plural(failed, "failed run"))
+    parts = [", ".join(counts), *(_orders_part(o) for o in facts.orders if o.account_id == account_id)]
+    if waiting := _waiting_now(facts, account_id):
+        parts.append("now " + ", ".join(waiting))
+    return f"- {account_id}: " + "; ".join(parts)
+
+
+def daily_message(start: datetime, end: datetime, zone: tzinfo, facts: DayFacts) -> Message:
+    """The `daily` summary of `[start, end)` (times shown in `zone` and UTC) from what a target sees."""
+    local = as_utc(end).astimezone(zone)
+    hours = round((end - start).total_seconds() / 3600)
+    placed = sum(o.placed for o in facts.orders)
+    filled = sum(o.filled for o in facts.orders)
+    failed = facts.count("failed")
+    waiting = _waiting_now(facts)
+    in_utc = f" ({_when(end)})" if local.utcoffset() else ""
+    lines = [f"{hours} hours to {local:%Y-%m-%d %H:%M %Z}{in_utc}."]
+    accepted, completed = facts.count("accepted"), facts.count("completed")
+    if accepted or completed or failed or placed:
+        lines.append(f"Events: {accepted} accepted, {completed} completed, {_plural(failed, 'failed run')}.")
+    else:
+        lines.append("No event was accepted or run.")
+    if placed:
+        total = OrderTally("", placed, filled, sum(o.ended_unfilled for o in facts.orders), 0.0)
+        value = sum(o.value for o in facts.orders)
+        lines.append(f"Live {_orders_part(replace(total, value=value))}.")
+    lines.append(f"Waiting now: {', '.join(waiting)}." if waiting else "Nothing is waiting now.")
+    accounts = facts.accounts()
+    if accounts:
+        lines += ["By account:", *(_account_line(facts, a) for a in accounts[:MAX_ACCOUNT_LINES])]
+        if len(accounts) > MAX_ACCOUNT_LINES:
+            lines.append(f"- ... and {len(accounts) - MAX_ACCOUNT_LINES} more accounts")
+    news = [_plural(filled, "order") + " filled", _plural(failed, "failed run")]
+    if attention := facts.count("now:needs_attention"):
+        news.append(f"{attention} need{'s' * (attention == 1)} attention")
+    return Message(f"rebalancer daily summary {local:%Y-%m-%d}: " + ", ".join(news), "\n".join(lines))

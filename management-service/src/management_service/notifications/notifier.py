@@ -1,9 +1,9 @@
 """The notifier: a background task of the management service that never touches an event.
 
 Two kinds of loop run side by side, so neither waits for the other:
-- every `poll_seconds`: queue the messages of new transitions (intake.py) and the health changes
-  (health_watch.py), fail the pending rows of targets no longer configured, and delete sent rows
-  older than `keep_sent_days`;
+- every `poll_seconds`: queue the messages of new transitions (intake.py), the health changes
+  (health_watch.py) and, once a day, the daily summary (daily.py); fail the pending rows of targets
+  no longer configured, and delete sent rows older than `keep_sent_days`;
 - one task per target (sender.py): send what is due, as its rate allows; a receiver that hangs
   holds up only its own task.
 Each step is its own transaction and idempotent, so several replicas may run it at once and a crash
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from management_service.health import HealthPolicy
 from management_service.notifications import rows
+from management_service.notifications.daily import DailySummary
 from management_service.notifications.health_watch import HealthWatch
 from management_service.notifications.intake import (
     INTAKE_BATCH,
@@ -80,7 +81,8 @@ class Notifier:
         self._stopping = asyncio.Event()
         self._clock = clock
         self._health = HealthWatch(queue, store, policy, settings.unhealthy_after_seconds, clock)
-        self._wants_transitions = any(t.on - {NotifyOn.HEALTH} for t in self.targets)
+        self._daily = DailySummary(self._sessions, settings, clock)
+        self._wants_transitions = any(t.on - {NotifyOn.HEALTH, NotifyOn.DAILY} for t in self.targets)
         self.sender = Sender(
             self._sessions,
             self.targets,
@@ -139,6 +141,14 @@ class Notifier:
                 await rows.insert_drafts(session, drafts, self._now())
         self._health.confirm()
 
+    async def queue_daily(self) -> None:
+        """Queue the newest ended day's summary, once per process and day (see daily.py)."""
+        drafts = await self._daily.drafts(self.targets)
+        if drafts:
+            async with self._sessions.begin() as session:
+                await rows.insert_drafts(session, drafts, self._now())
+        self._daily.confirm()
+
     async def tidy(self) -> None:
         """Fail the pending rows of targets no longer configured; delete sent rows past retention."""
         before = self._now() - timedelta(days=self.settings.keep_sent_days)
@@ -154,8 +164,8 @@ class Notifier:
             await self._count(NotificationOutcome.TARGET_REMOVED, count)
 
     async def queue_round(self) -> None:
-        """Intake, health, tidy (each step's failure is logged, the others still run)."""
-        for step in (self.take_transitions, self.watch_health, self.tidy):
+        """Intake, health, daily summary, tidy (each step's failure is logged, the others still run)."""
+        for step in (self.take_transitions, self.watch_health, self.queue_daily, self.tidy):
             try:
                 await step()
             except Exception as exc:
