@@ -6,6 +6,7 @@
 - `intake`: new transitions in PostgreSQL -> pending messages, one per (transition, target);
   `runs`: the run a completion reports;
 - `health_watch`: a service unhealthy for longer than the threshold, and healthy again -> messages;
+- `daily`: once a day, the summary of the day that ended (`daily_facts`: its tallies from the history);
 - `rows`: the `notifications` table; `rate_limit`: a token bucket per target;
   `sender`: per target, claim what its rate allows, deliver, retry, give up by age;
 - `notifier`: the background tasks of the management service: intake and health in one loop, and
