@@ -259,6 +259,9 @@ async def test_the_history_lists_finished_events_newest_first_filtered_and_paged
     assert shown_ids((await client.get("/ui/history?command=print-positions&source=api")).text) == [second]
     assert shown_ids((await client.get("/ui/history?source=ably")).text) == []
     assert_console_notice(await client.get("/ui/history?source=pigeon"), 422, "unknown source 'pigeon'")
+    # A NUL would reach PostgreSQL (its text cannot hold one: a 500 before); the API refuses it too.
+    assert_console_notice(await client.get("/ui/history?account=DU1%00"), 422, "is not an account id")
+    assert_console_notice(await client.get("/ui/history?account=a%20b"), 422, "is not an account id")
 
     monkeypatch.setattr(history, "PAGE_ROWS", 2)
     newest = (await client.get(f"/ui/history?account={ACCOUNT_A}&command=")).text

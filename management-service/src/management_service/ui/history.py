@@ -8,6 +8,7 @@ same thing in both and a bad one is refused with the same words.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -21,7 +22,7 @@ from management_service.api.paging import Paging
 from management_service.ui.guards import ConsoleRefusal, PageReaderDep
 from management_service.ui.rendering import render
 from management_service.ui.views import unknown_choice
-from rebalancer_shared.events import Command, EventSource
+from rebalancer_shared.events import ACCOUNT_ID_PATTERN, Command, EventSource
 from rebalancer_shared.store import EventFilter, EventStatus, PageKey
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -42,6 +43,7 @@ class HistoryFilter:
 
     def problems(self) -> list[str]:
         found = (
+            _not_an_account_id(self.account),
             unknown_choice("command", self.command, COMMANDS),
             unknown_choice("state", self.state, STATES),
             unknown_choice("source", self.source, SOURCES),
@@ -66,6 +68,14 @@ class HistoryFilter:
             "cursor": cursor or "",
         }
         return urlencode({k: v for k, v in pairs.items() if v})
+
+
+def _not_an_account_id(value: str) -> str | None:
+    # Checked as the API checks it: an account id is letters, digits, '_', '.' and '-' (a NUL in it
+    # would reach PostgreSQL, whose text cannot hold one).
+    if not value or re.fullmatch(ACCOUNT_ID_PATTERN, value):
+        return None
+    return f"account {value!r} is not an account id (letters, digits, '_', '.' and '-' only)"
 
 
 def _history_filter(
