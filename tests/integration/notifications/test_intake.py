@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,12 +17,15 @@ import structlog
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
+from management_service.notifications import resolve_targets
+from management_service.notifications.intake import fallback_drafts
 from management_service.notifications.rules import NOTIFIED
 from management_service.prometheus import render_metrics
+from rebalancer_shared.config import Settings
 from rebalancer_shared.events import Command
 from rebalancer_shared.failures import FailureClass
 from rebalancer_shared.lifecycle import EventLifecycle
-from rebalancer_shared.notification_targets import NotifyOn
+from rebalancer_shared.notification_targets import NotificationSettings, NotifyOn
 from rebalancer_shared.queue import CompleteOutcome, EventQueue, EventState, Wait
 from rebalancer_shared.store import EventStore, RunRecord, RunStatus, Transition
 from rebalancer_shared.store.records import NOTIFIABLE
@@ -133,6 +137,26 @@ async def test_a_transition_that_cannot_be_written_stops_nothing_and_is_said_pla
     assert errors[0]["event_id"] == str(broken.event_id)
     assert await counter(own_lifecycle, "intake_error") == "1.0"
     assert not any((await flagged(own_lifecycle)).values())
+
+
+def test_the_plain_message_of_a_dry_run_goes_only_to_the_targets_that_want_dry_runs() -> None:
+    settings = Settings(
+        notifications=NotificationSettings(
+            targets=(
+                target("json://127.0.0.1/live-only", NotifyOn.COMPLETED),
+                target("json://127.0.0.1/everything", NotifyOn.COMPLETED, dry_runs=True),
+            )
+        )
+    )
+    live_only, everything = resolve_targets(settings, {}, {})
+    done = TransitionRow(id=1, seq=7, event_id=uuid.uuid4(), state=Transition.COMPLETED.value)
+    for command, told in (
+        ("print-positions", [everything]),
+        ("cancel-orders", [live_only, everything]),
+        ("a-command-of-a-newer-release", [live_only, everything]),
+    ):
+        drafts = fallback_drafts((done, "DU1", command), (live_only, everything), "KeyError")
+        assert [d.target_id for d in drafts] == [t.target_id for t in told], command
 
 
 async def test_transitions_too_old_when_first_seen_are_logged_and_counted_not_sent(

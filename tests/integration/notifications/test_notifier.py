@@ -50,7 +50,11 @@ async def test_each_transition_is_notified_once_to_each_target_that_wants_it(
         }
         service = notifier(
             own_lifecycle,
-            [target(ops.url(), NotifyOn.TRADED, NotifyOn.FAILED, NotifyOn.NEEDS_ATTENTION)],
+            [
+                target(
+                    ops.url(), NotifyOn.TRADED, NotifyOn.FAILED, NotifyOn.NEEDS_ATTENTION, NotifyOn.SCHEDULED
+                )
+            ],
             accounts,
         )
         traded = new_event("DU1", Command.REBALANCE)
@@ -67,6 +71,8 @@ async def test_each_transition_is_notified_once_to_each_target_that_wants_it(
             EventState.NEEDS_ATTENTION,
             FailureClass.NEEDS_ATTENTION,
         )
+        closed = new_event("DU3", Command.REBALANCE)
+        await fail(own_lifecycle, closed, EventState.SCHEDULED, FailureClass.MARKET_CLOSED)
 
         for _ in range(3):  # looking again finds nothing new
             await service.run_once()
@@ -75,7 +81,15 @@ async def test_each_transition_is_notified_once_to_each_target_that_wants_it(
         "DU1: rebalance success, 2 orders",
         "DU2: cancel-orders needs attention",
         "DU2: rebalance failed, retrying",
+        "DU3: rebalance scheduled for the open",
     ]
+    scheduled = next(m["message"] for m in ops.messages if m["title"].startswith("DU3"))
+    summary = await own_lifecycle.store.get_event(closed.event_id)
+    assert summary is not None
+    assert summary.next_attempt_at is not None
+    due = as_utc(summary.next_attempt_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"rebalance of DU3 is scheduled for {due} (the market is closed)." in scheduled
+    assert str(closed.event_id) in scheduled
     assert sorted(desk.titles()) == ["DU1: print-rebalance completed", "DU1: rebalance completed"]
     message = next(m["message"] for m in ops.messages if m["title"].startswith("DU1"))
     assert "- SELL 10 AAA: filled 10 @ 100.00 (Filled)" in message
@@ -87,7 +101,7 @@ async def test_each_transition_is_notified_once_to_each_target_that_wants_it(
     failed = next(m["message"] for m in ops.messages if "failed" in m["title"])
     assert "ConnectionError: gateway refused for DU2" in failed
     assert "transient" in failed
-    assert await statuses(own_lifecycle) == {"sent": 5}
+    assert await statuses(own_lifecycle) == {"sent": 6}
 
 
 async def test_a_receiver_that_is_down_delays_nothing_and_loses_nothing(

@@ -36,7 +36,7 @@ from management_service.notifications.rows import Draft, insert_drafts
 from management_service.notifications.rules import TransitionFacts, failure_is_news, outcomes, outcomes_of
 from management_service.notifications.runs import ended_run
 from management_service.notifications.targets import Target
-from rebalancer_shared.events import Command
+from rebalancer_shared.events import Command, ExecutionMode
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.notification_targets import NotifyOn
 from rebalancer_shared.store import Transition
@@ -158,7 +158,9 @@ async def _queue_messages(
     return Taken.QUEUED
 
 
-def _fallback_drafts(row: Pending, targets: Sequence[Target], error: str) -> list[Draft]:
+def fallback_drafts(
+    row: tuple[TransitionRow, str, str], targets: Sequence[Target], error: str
+) -> list[Draft]:
     """A plain message to the targets that want the transition's outcome, from its raw fields."""
     t, account_id, command = row
     try:
@@ -167,6 +169,7 @@ def _fallback_drafts(row: Pending, targets: Sequence[Target], error: str) -> lis
         return []
     known = next((c for c in Command if c.value == command), None)
     kinds = outcomes_of(state, known)
+    live = known is None or known.execution_mode is ExecutionMode.LIVE  # an unknown command: told
     title = f"{account_id}: {command} {t.state}"
     body = (
         f"{command} of {account_id}: {t.state}. The full message could not be written ({error}); "
@@ -175,7 +178,7 @@ def _fallback_drafts(row: Pending, targets: Sequence[Target], error: str) -> lis
     key = f"transition:{t.seq}" if t.seq is not None else f"transition-row:{t.id}"
     drafts = []
     for target in targets:
-        kind = next((k for k in kinds if target.wants(k, account_id, True)), None)
+        kind = next((k for k in kinds if target.wants(k, account_id, live)), None)
         if kind is not None:
             drafts.append(Draft(key, target.target_id, kind, title, body, account_id, t.event_id))
     return drafts
@@ -198,7 +201,7 @@ async def _take_one(session: AsyncSession, row: Pending, targets: Sequence[Targe
         )
     try:
         async with session.begin_nested():
-            await insert_drafts(session, _fallback_drafts(row, targets, error), now)
+            await insert_drafts(session, fallback_drafts((row[0], row[1], row[2]), targets, error), now)
     except Exception as exc:
         log.error("notification intake: the plain message was not queued either", error=str(exc)[:300])
     return Taken.ERROR
