@@ -41,6 +41,20 @@ def weight_lines(
     ]
 
 
+# One fill as the history holds it: symbol, BUY or SELL, quantity filled, average fill price.
+Fill = tuple[str, str, float, float | None]
+
+
+def after_fills(before: Mapping[str, float], fills: Iterable[Fill], total_equity: float) -> dict[str, float]:
+    """The weights before plus each fill's value over the total equity at the start: what the trades
+    did, at the prices they got (not the plan's projection at its estimated prices)."""
+    after = dict(before)
+    for symbol, action, filled, price in fills:
+        sign = 1.0 if action == "BUY" else -1.0
+        after[symbol] = after.get(symbol, 0.0) + sign * filled * (price or 0.0) / total_equity
+    return after
+
+
 def _planned(run: RunView) -> Mapping[str, Any] | None:
     """The run's plan when it holds targets (plans stored before targets were kept are skipped)."""
     return run.plan if run.plan and plan_weights(run.plan, "targets") else None

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from rebalancer_shared.config import Settings
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.lifecycle import EventLifecycle
 from rebalancer_shared.queue import EventQueue, QueueKeys
-from rebalancer_shared.store import EventStore
+from rebalancer_shared.store import EventStore, OrderRecord, RunRecord, RunStatus
 from tests.integration.management.helpers import ACCOUNT_A, ACCOUNT_B, beat_all, retrying_event
 from tests.support.servers import free_port, throwaway_redis
 
@@ -340,3 +341,57 @@ async def test_pages_while_postgresql_is_down(postgres_down_app: FastAPI, lifecy
     assert_console_notice(history_page, 503, "PostgreSQL is unavailable")
     assert api.status_code == 503
     assert api.json()["detail"].startswith("PostgreSQL is unavailable")
+
+
+def weights_table(page: str, table_class: str) -> dict[str, list[str]]:
+    """A weights table's rows: symbol -> [before, target, after, after - target] as shown."""
+    [table] = re.findall(rf'<table class="{table_class}">(.*?)</table>', page, re.DOTALL)
+    rows = re.findall(r'<tr data-symbol="([^"]+)">(.*?)</tr>', table, re.DOTALL)
+    return {symbol: re.findall(r'<td class="num">([^<]*)</td>', cells) for symbol, cells in rows}
+
+
+async def test_a_live_runs_page_shows_the_weights_its_fills_left_beside_the_planned_ones(
+    client: httpx.AsyncClient, lifecycle: EventLifecycle
+) -> None:
+    event = Event(account_id=ACCOUNT_A, exec_command=Command.REBALANCE, source=EventSource.API)
+    await lifecycle.submit(event)
+    claim = await lifecycle.queue.claim("w")
+    assert claim is not None
+    equity = {"total_equity": 10_000.0, "reserve_percentage": 1.0, "reserve_amount": 100.0}
+    plan = {
+        "orders": [],
+        "current": {"weights": {"AAA": 0.6, "BBB": 0.3}},
+        "targets": {"weights": {"AAA": 0.495, "BBB": 0.495}},
+        "projected": {"weights": {"AAA": 0.495, "BBB": 0.495}},
+    }
+    run = RunRecord(
+        event_id=event.event_id,
+        attempt=1,
+        account_id=ACCOUNT_A,
+        exec_command="rebalance",
+        execution_mode="live",
+        worker="w",
+        status=RunStatus.FAILED,
+        started_at=datetime.now(UTC),
+        equity_info=equity,
+        plan=plan,
+    )
+    await lifecycle.store.save_run(run)
+    ref = str(event.event_id)
+    await lifecycle.store.save_orders(
+        run.run_id,
+        event.event_id,
+        [
+            OrderRecord("AAA", "SELL", 10, "MKT", ref, "Filled", 10, 105.0, seq=0),
+            OrderRecord("BBB", "BUY", 20, "MKT", ref, "Inactive", 0, None, seq=1, message="IB error 201"),
+        ],
+    )
+    await lifecycle.complete(claim)
+
+    page = (await client.get(f"/ui/events/{event.event_id}")).text
+    assert '<th class="num">after (planned)</th>' in page
+    assert weights_table(page, "plan-weights")["BBB"][2] == "49.50 %"  # as planned, had it filled
+    filled = weights_table(page, "filled-weights")
+    assert filled["AAA"][:3] == ["60.00 %", "49.50 %", "49.50 %"]  # 60 % - 10 x 105 / 10,000
+    assert filled["BBB"][:3] == ["30.00 %", "49.50 %", "30.00 %"]  # the buy was rejected: nothing moved
+    assert '<th class="num">after fills</th>' in page

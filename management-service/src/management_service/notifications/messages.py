@@ -16,6 +16,7 @@ from typing import Any
 
 from management_service.notifications.daily_facts import DayFacts, OrderTally
 from management_service.notifications.rules import TransitionFacts
+from management_service.weights import after_fills
 from rebalancer_shared.logging import redact_text
 from rebalancer_shared.notification_targets import NotifyOn
 from rebalancer_shared.store.views import as_utc
@@ -82,15 +83,6 @@ def _order_line(order: OrderFacts) -> str:
     )
 
 
-def _fill_weights(orders: Sequence[OrderFacts], total_equity: float) -> dict[str, float]:
-    moved: dict[str, float] = {}
-    for order in orders:
-        sign = 1.0 if order.action == "BUY" else -1.0
-        value = order.filled * (order.avg_price or 0.0)
-        moved[order.symbol] = moved.get(order.symbol, 0.0) + sign * value / total_equity
-    return moved
-
-
 def weight_lines(run: RunFacts) -> list[str]:
     """`SYMBOL target x% | before y% -> after z%` per symbol held or targeted."""
     plan = run.plan or {}
@@ -99,11 +91,11 @@ def weight_lines(run: RunFacts) -> list[str]:
     total = float((run.equity_info or {}).get("total_equity") or 0.0)
     if not (before or target) or total <= 0:
         return []
-    moved = _fill_weights(run.orders, total)
+    fills = ((o.symbol, o.action, o.filled, o.avg_price) for o in run.orders)
+    after = after_fills(before, fills, total)
     lines = ["Weights (target | before -> after):"]
-    for symbol in sorted(set(before) | set(target) | set(moved)):
-        was = before.get(symbol, 0.0)
-        now = was + moved.get(symbol, 0.0)
+    for symbol in sorted(set(before) | set(target) | set(after)):
+        was, now = before.get(symbol, 0.0), after.get(symbol, 0.0)
         lines.append(f"- {symbol} {target.get(symbol, 0.0):.1%} | {was:.1%} -> {now:.1%}")
     return lines
 

@@ -100,6 +100,7 @@ async def _event(services: Services, event_id: str) -> dict[str, Any]:
             "run": run,
             "plan": views.plan_view(run.plan),
             "buy_plan": views.buy_plan_view(run.result),
+            "filled": views.filled_weights(run),
         }
         for run in history.runs
     ]

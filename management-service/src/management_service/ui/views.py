@@ -18,13 +18,13 @@ import sqlalchemy.exc
 
 from management_service.account_view import account_state
 from management_service.health import GatewayReport, check_health_and_stats, describe_error, gateway_reports
-from management_service.models import Drift, HealthResponse, PlanWeights, WeightLine
+from management_service.models import Drift, HealthResponse, PlanWeights, RunRecordResponse, WeightLine
 from management_service.services import Services
 from management_service.ui.chart import Chart, activity_chart
 from management_service.ui.session_store import REDIS_UNAVAILABLE
-from management_service.weights import plan_weights, weight_lines
+from management_service.weights import after_fills, plan_weights, weight_lines
 from rebalancer_shared.accounts import Account
-from rebalancer_shared.events import Command
+from rebalancer_shared.events import Command, ExecutionMode
 from rebalancer_shared.queue import EventState, QueuedEventView, QueueStats
 from rebalancer_shared.queue.models import WAITING_STATES
 from rebalancer_shared.store import EventFilter, EventSummary, ListedOrder, OrderFilter, RunView
@@ -197,6 +197,20 @@ def plan_view(plan: Mapping[str, Any] | None) -> PlanView | None:
         equity=equity if isinstance(equity, Mapping) else {},
         metrics=metrics if isinstance(metrics, Mapping) else {},
     )
+
+
+def filled_weights(run: RunRecordResponse) -> list[WeightLine]:
+    """A live run's weights after its fills, at the prices they got, against its plan's targets
+    (weights.after_fills, as its notification tells them); [] with no fill or no weights to start from."""
+    plan = run.plan or {}
+    total = float((run.equity_info or {}).get("total_equity") or 0.0)
+    before, target = plan_weights(plan, "current"), plan_weights(plan, "targets")
+    fills = [
+        (o.symbol, o.action, o.filled_quantity, o.avg_fill_price) for o in run.orders if o.filled_quantity
+    ]
+    if run.execution_mode != ExecutionMode.LIVE or not fills or total <= 0 or not (before or target):
+        return []
+    return weight_lines(before, target, after_fills(before, fills, total))
 
 
 def buy_plan_view(result: Mapping[str, Any] | None) -> PlanView | None:
