@@ -86,6 +86,15 @@ def test_the_demo_prints_the_console_address(demo: DemoProcess) -> None:
     assert f"console: {demo.base_url}/ui" in demo.printed()
 
 
+def test_the_demo_prints_the_notifications_of_its_story(demo: DemoProcess) -> None:
+    deadline = time.monotonic() + 20
+    while demo.printed().count("rebalance success") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    titles = re.findall(r"notification: (.*)", demo.printed())
+    assert f"{LIVE_ACCOUNT}: print-rebalance completed" in titles  # the dry run: the receiver wants dry runs
+    assert any(t.startswith(f"{LIVE_ACCOUNT}: rebalance success") for t in titles)
+
+
 def test_a_visitor_sees_no_actions_and_an_action_posted_anyway_is_refused(
     page: Page, demo: DemoProcess
 ) -> None:
@@ -183,6 +192,23 @@ def test_a_live_rebalance_with_the_typed_confirmation_trades_and_its_orders_appe
     )
     assert_not_reloaded(page)
     page.screenshot(path=screenshots / "account.png", full_page=True)
+    # The demo's notifier told its receiver, which printed the message with every order.
+    message = notification_of(demo, event_id)
+    assert message.startswith(f"notification: {LIVE_ACCOUNT}: rebalance success, {len(orders)} orders")
+    for order in orders:
+        assert f"- {order['action']} {order['quantity']:g} {order['symbol']}: filled" in message
+
+
+def notification_of(demo: DemoProcess, event_id: str, within_seconds: float = 20) -> str:
+    """The notification the demo printed for this event (its title line to its `Event` line)."""
+    deadline = time.monotonic() + within_seconds
+    pattern = re.compile(rf"(notification: [^\n]*\n(?:(?!  notification:)[^\n]*\n)*?\s*Event {event_id})")
+    while time.monotonic() < deadline:
+        found = pattern.search(demo.printed())
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"the demo printed no notification of {event_id}:\n{demo.printed()[-3000:]}")
 
 
 def test_a_live_rebalance_without_the_typed_account_is_refused(

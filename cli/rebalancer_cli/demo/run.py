@@ -22,6 +22,7 @@ from rich.console import Console
 from management_service.health import HealthPolicy
 from management_service.main import create_app
 from management_service.services import Services
+from rebalancer_cli.demo.notifications import notifying
 from rebalancer_cli.demo.render import (
     at_targets,
     picture,
@@ -133,6 +134,19 @@ async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, k
     app = create_app(settings, services=services)
     move_prices(world)
     console.rule("[bold]3. The management API and the web console (Ctrl-C to stop)")
+    async with notifying(world, settings, console) as receiver:
+        _announce(world, console, host, port, key, receiver)
+        server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stop)
+        await server.serve()
+    console.print("  stopped")
+
+
+def _announce(
+    world: DemoWorld, console: Console, host: str, port: int, key: DemoApiKey, receiver: str
+) -> None:
     console.print(f"  console: http://{host}:{port}/ui  (sign in with the key below to act)")
     moved = ", ".join(f"{symbol} {change:+.0%}" for symbol, change in PRICE_MOVES.items())
     console.print(f"  prices have moved since the story ({moved}): a live rebalance trades again")
@@ -153,12 +167,10 @@ async def _serve_api(world: DemoWorld, console: Console, host: str, port: int, k
     )
     where = "" if port == 8000 else f", with localhost:8000 changed to {host}:{port}"
     console.print(f"  The README's curl examples (Management API) run against this demo as printed{where}.")
-    server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.stop)
-    await server.serve()
-    console.print("  stopped")
+    console.print(
+        f"  notifications: the notifier sends every outcome to a receiver in this demo ({receiver}), "
+        "which prints each as 'notification: ...' below, the story's first"
+    )
 
 
 class _QuietServer(uvicorn.Server):

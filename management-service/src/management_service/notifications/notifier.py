@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -55,6 +56,14 @@ log = structlog.get_logger(__name__)
 
 
 IDLE_POLL_SECONDS = 60.0
+
+
+class DraftSource(Protocol):
+    """What queues messages of its own (health changes, the daily summary): drafts, then a confirm."""
+
+    async def drafts(self, targets: Sequence[Target]) -> list[rows.Draft]: ...
+
+    def confirm(self) -> None: ...
 
 
 class Notifier:
@@ -133,21 +142,20 @@ class Notifier:
             if count:
                 await self._count(outcome, count)
 
-    async def watch_health(self) -> None:
-        """Queue the health changes due now; the watch remembers them only once they are queued."""
-        drafts = await self._health.drafts(self.targets)
+    async def _queue_from(self, source: DraftSource) -> None:
+        drafts = await source.drafts(self.targets)
         if drafts:
             async with self._sessions.begin() as session:
                 await rows.insert_drafts(session, drafts, self._now())
-        self._health.confirm()
+        source.confirm()  # remembered only once queued: a failed insert is worked out again
+
+    async def watch_health(self) -> None:
+        """Queue the health changes due now; the watch remembers them only once they are queued."""
+        await self._queue_from(self._health)
 
     async def queue_daily(self) -> None:
         """Queue the newest ended day's summary, once per process and day (see daily.py)."""
-        drafts = await self._daily.drafts(self.targets)
-        if drafts:
-            async with self._sessions.begin() as session:
-                await rows.insert_drafts(session, drafts, self._now())
-        self._daily.confirm()
+        await self._queue_from(self._daily)
 
     async def tidy(self) -> None:
         """Fail the pending rows of targets no longer configured; delete sent rows past retention."""
