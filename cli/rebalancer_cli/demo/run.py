@@ -31,7 +31,7 @@ from rebalancer_cli.demo.render import (
     show_trigger,
     show_weights,
 )
-from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, PROCESSING, DemoWorld, demo_world
+from rebalancer_cli.demo.world import BROKEN_ACCOUNT_ID, DemoWorld, demo_world
 from rebalancer_shared.config import ManagementSettings, Settings
 from rebalancer_shared.logging import configure_logging
 from rebalancer_shared.store import EventHistory
@@ -161,9 +161,9 @@ def _announce(
         soft_wrap=True,
     )
     console.print(
-        f"  {BROKEN_ACCOUNT_ID} follows a strategy whose allocation API is broken: its events fail and "
-        f"retry (every {PROCESSING.retry_delay_seconds:g} s); see them with /queue/events and "
-        "remove them with DELETE"
+        f"  {BROKEN_ACCOUNT_ID} follows a strategy whose allocation API is broken (weights that sum to 0.9): "
+        "its events fail and then need attention (no retry fixes that); see them with /queue/events, "
+        "retry them with POST /queue/events/{id}/retry or remove them with DELETE"
     )
     where = "" if port == 8000 else f", with localhost:8000 changed to {host}:{port}"
     console.print(f"  The README's curl examples (Management API) run against this demo as printed{where}.")
