@@ -4,17 +4,22 @@ Each order gets its place in the run (`seq`, counting sells then buys) and one r
 keyed by (run_id, seq): written with status `intent` before the batch is sent (and the send refused
 if that write fails: no order without a record), updated with the broker's ids once sent and with
 its fills when the run stops waiting. The fence is checked before the intent write and again after
-it, right before the send.
+it, right before the send. A later attempt settles what earlier runs of the event left open, once the
+account's open orders are cancelled (`settle_earlier`, event_processor.order_settlement).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, time
 
 import structlog
 
+from event_processor.brokers.day_trades import NEW_YORK, trading_day
 from event_processor.brokers.models import OrderRequest, OrderResult
+from event_processor.execution.guard import ReadExecutions
+from event_processor.order_settlement import settle, unsettled
 from rebalancer_shared.queue import LeaseFence
 from rebalancer_shared.store import FINAL_ORDER_STATUSES, INTENT, EventStore, OrderRecord
 
@@ -43,7 +48,12 @@ class RecordedOrders:
     """One run's orders in the history, and its lease fence in front of every action."""
 
     def __init__(
-        self, store: EventStore, run_id: uuid.UUID, event_id: uuid.UUID, fence: LeaseFence, order_type: str
+        self,
+        store: EventStore,
+        run_id: uuid.UUID,
+        event_id: uuid.UUID,
+        fence: LeaseFence,
+        order_type: str,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -103,6 +113,27 @@ class RecordedOrders:
             await self.store.save_orders(self.run_id, self.event_id, rows)
         except Exception as exc:  # the intent rows stand; the run's end writes the orders again
             log.warning("order update not recorded yet", error=str(exc).splitlines()[0], orders=len(rows))
+
+    async def settle_earlier(self, executions: ReadExecutions) -> None:
+        # One indexed read of the event's orders, beside the run's first account reads.
+        try:
+            since = datetime.combine(trading_day(datetime.now(UTC)), time(0), tzinfo=NEW_YORK)
+            rows = await self.store.event_orders(self.event_id)
+            if not unsettled(rows, self.run_id, since):
+                return
+            found = settle(rows, await executions(), str(self.event_id), self.run_id, since)
+            note = f"its orders were settled later from the day's executions, by run {self.run_id}"
+            closed = await self.store.settle_orders(
+                self.event_id, [(s.run_id, s.record) for s in found], note
+            )
+            log.info(
+                "orders left open by earlier runs settled from the day's executions",
+                orders=len(found),
+                filled=sum(1 for s in found if s.record.filled_quantity > 0),
+                runs_no_longer_unknown=closed,
+            )
+        except Exception as exc:  # the earlier runs' rows stay as they were; this run goes on
+            log.warning("orders left open by earlier runs not settled", error=str(exc).splitlines()[0])
 
     async def record_all(self, orders: Sequence[OrderResult]) -> None:
         """The run's last word on its orders (raises if it cannot be written)."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from rebalancer_shared.events import Command, Event, EventSource
 from rebalancer_shared.logging import register_secret
@@ -285,3 +289,56 @@ async def test_deployment_facts_upsert(fresh_store: EventStore) -> None:
     await fresh_store.set_fact("x", "1")
     await fresh_store.set_fact("x", "2")
     assert await fresh_store.get_fact("x") == "2"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def any_store(
+    request: pytest.FixtureRequest, store: EventStore, tmp_path: Path
+) -> AsyncIterator[EventStore]:
+    """The history on PostgreSQL (the services') and on SQLite (the demo's)."""
+    if request.param == "postgresql":
+        yield store
+        return
+    sqlite = EventStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'history.db'}")
+    await sqlite.create_schema()
+    yield sqlite
+    await sqlite.close()
+
+
+async def test_settled_orders_make_an_unknown_run_interrupted_only_when_none_is_left_open(
+    any_store: EventStore,
+) -> None:
+    event = make_event("DU15", Command.REBALANCE)
+    await any_store.apply_history([entry(event, Transition.PROCESSING)])
+    ref = str(event.event_id)
+    whole, half = run_of(event, status=RunStatus.UNKNOWN), run_of(event, status=RunStatus.UNKNOWN)
+    for run in (whole, half):
+        await any_store.save_run(run)
+        await any_store.save_orders(
+            run.run_id,
+            event.event_id,
+            [
+                OrderRecord(
+                    "AAA", "SELL", 5, "MKT", ref, "Submitted", broker_order_id=7, perm_id=9001, seq=0
+                ),
+                OrderRecord("BBB", "BUY", 3, "MKT", ref, INTENT, seq=1),
+            ],
+        )
+    filled = OrderRecord("AAA", "SELL", 5, "MKT", ref, "Filled", 5, 10.5, None, 7, 9001, seq=0)
+    unsent = OrderRecord("BBB", "BUY", 3, "MKT", ref, "Cancelled", seq=1, message="never sent")
+    note = "settled by run X"
+    closed = await any_store.settle_orders(
+        event.event_id, [(whole.run_id, filled), (whole.run_id, unsent), (half.run_id, filled)], note
+    )
+
+    assert closed == 1
+    history = await any_store.history(event.event_id)
+    assert history is not None
+    runs = {r.run_id: r for r in history.runs}
+    assert (runs[whole.run_id].status, runs[whole.run_id].message) == ("interrupted", note)
+    assert runs[half.run_id].status == "unknown"  # its BBB is still only an intent
+    assert [(o.symbol, o.status, o.filled_quantity) for o in history.orders_of(whole.run_id)] == [
+        ("AAA", "Filled", 5),
+        ("BBB", "Cancelled", 0),
+    ]
+    assert len(await any_store.event_orders(event.event_id)) == 4

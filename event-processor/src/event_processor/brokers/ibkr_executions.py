@@ -49,6 +49,9 @@ def _execution(fill: Fill) -> BrokerExecution:
         price=float(execution.price),
         time=execution.time,
         exec_id=execution.execId,
+        perm_id=int(execution.permId or 0),
+        order_ref=execution.orderRef or "",
+        order_id=int(execution.orderId or 0),
     )
 
 

@@ -141,6 +141,9 @@ class BrokerExecution:
     price: float
     time: datetime
     exec_id: str = ""
+    perm_id: int = 0  # the order's permanent id at IB (0: not known)
+    order_ref: str = ""  # the order's reference: ours is the event id
+    order_id: int = 0  # the order's id, unique per API client id only
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "time": self.time.isoformat()}

@@ -261,6 +261,9 @@ class SimulatedBroker:
                     price,
                     self.clock(),
                     f"sim.{result.order_id}.{len(account.executions) + 1}",
+                    perm_id=result.perm_id,
+                    order_ref=result.order_ref,
+                    order_id=result.order_id,
                 )
             )
         status = "Filled" if shares >= result.quantity else "Submitted"

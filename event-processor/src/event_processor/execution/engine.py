@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -175,12 +176,14 @@ class _LiveRun:
 
 
 async def _read_before_trading(run: _LiveRun) -> tuple[Snapshot, DayTradeLimit | None]:
-    """The first snapshot and the day-trade limit, read together."""
+    """The first snapshot and the day-trade limit, read together; meanwhile, the orders earlier runs
+    of the event left open are settled in the history (nothing of them can fill any more)."""
     async with concurrently() as group:
         first = group.create_task(read_account(run.broker, run.account_id, run.targets))
         limit = group.create_task(
             read_day_trade_limit(run.broker, run.account_id, run.settings.pdt_protection)
         )
+        group.create_task(run.guard.settle_earlier(partial(run.broker.get_todays_executions, run.account_id)))
     return first.result(), limit.result()
 
 

@@ -3,19 +3,23 @@
 Before a batch: check that the run may still act (its lease fence, see `LeaseFence`) and record the
 orders' intent, so an order the gateway receives is always in the history even if the process dies
 the next instant; check the fence again after that write. After the batch: record the broker's ids.
-When the fills are in (or the wait ended): record them. A wait is not bounded here: the fence moves
-on with every confirmed renewal, and the worker cancels the run the moment it closes, so a run that
-lost its lease stops waiting and places nothing more.
+When the fills are in (or the wait ended): record them. Once the run has cancelled the account's
+open orders, settle what earlier runs of the event left open (event_processor.order_settlement).
+A wait is not bounded here: the fence moves on with every confirmed renewal, and the worker cancels
+the run the moment it closes, so a run that lost its lease stops waiting and places nothing more.
 
 `UNGUARDED` does none of that (benchmarks and tests of the engine alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from event_processor.brokers.models import OrderRequest, OrderResult
+from event_processor.brokers.models import BrokerExecution, OrderRequest, OrderResult
+
+# Reads the account's executions of the day (on the run's connection, which sees every earlier run's).
+ReadExecutions = Callable[[], Awaitable[Sequence[BrokerExecution]]]
 
 
 class OrderGuard(Protocol):
@@ -37,6 +41,11 @@ class OrderGuard(Protocol):
         """The latest state of orders placed earlier (fills, cancels)."""
         ...
 
+    async def settle_earlier(self, executions: ReadExecutions) -> None:
+        """The account's open orders are cancelled: record what earlier runs of the event left open
+        did, from the day's executions (read only when something is left open). Never raises."""
+        ...
+
 
 class _Unguarded:
     def check(self, action: str) -> None:
@@ -49,6 +58,9 @@ class _Unguarded:
         return None
 
     async def settled(self, orders: Sequence[OrderResult]) -> None:
+        return None
+
+    async def settle_earlier(self, executions: ReadExecutions) -> None:
         return None
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -30,7 +30,14 @@ from rebalancer_shared.store.history_queries import (
     orders_page,
 )
 from rebalancer_shared.store.history_writes import apply_record, dialect_insert, prepared
-from rebalancer_shared.store.records import UNFINISHED, HistoryRecord, OrderRecord, RunRecord
+from rebalancer_shared.store.records import (
+    FINAL_ORDER_STATUSES,
+    UNFINISHED,
+    HistoryRecord,
+    OrderRecord,
+    RunRecord,
+    RunStatus,
+)
 from rebalancer_shared.store.tables import (
     Base,
     DeploymentFactRow,
@@ -43,6 +50,7 @@ from rebalancer_shared.store.views import (
     EventHistory,
     EventSummary,
     ListedOrder,
+    OrderView,
     RunView,
     RunWithOrders,
     event_view,
@@ -163,6 +171,41 @@ class EventStore:
         ]
         async with self._sessions.begin() as session:
             await session.execute(_order_upsert(session), rows)
+
+    async def event_orders(self, event_id: uuid.UUID) -> list[OrderView]:
+        """Every order row of the event, of every run, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(OrderRow).where(OrderRow.event_id == event_id).order_by(OrderRow.id)
+            )
+            return [order_view(row) for row in rows]
+
+    async def settle_orders(
+        self, event_id: uuid.UUID, settled: Sequence[tuple[uuid.UUID, OrderRecord]], note: str
+    ) -> int:
+        """Write what later knowledge says earlier runs' orders did (`(run_id, order)` pairs, by
+        `seq`), and make each such run that was `unknown` only for them `interrupted` (no order of it
+        is left in an unknown state), with `note` as its message when it had none; how many runs."""
+        if not settled:
+            return 0
+        now = _utcnow()
+        rows = [
+            {**order.__dict__, "run_id": run_id, "event_id": event_id, "updated_at": now, "created_at": now}
+            for run_id, order in settled
+        ]
+        runs = sorted({run_id for run_id, _ in settled})
+        still_open = exists().where(
+            and_(OrderRow.run_id == RunRow.run_id, OrderRow.status.not_in(FINAL_ORDER_STATUSES))
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(_order_upsert(session), rows)
+            result = await session.execute(
+                update(RunRow)
+                .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~still_open)
+                .values(status=RunStatus.INTERRUPTED.value, message=func.coalesce(RunRow.message, note))
+                .execution_options(synchronize_session=False)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def unfinished_events(self) -> list[EventSummary]:
         """Every event still queued, processing or retrying, oldest first."""

@@ -93,7 +93,9 @@ class RunStatus(StrEnum):
 
     `INTERRUPTED`: it did not end by itself (killed, cancelled at shutdown, its lease lost) and no
     order of it was left in an unknown state; `UNKNOWN`: the same, but some order's outcome could not
-    be read (it may have filled after the run stopped watching). A run is never left `RUNNING`.
+    be read (it may have filled after the run stopped watching). The next live run of the event
+    settles such orders from the day's executions (event_processor.order_settlement): an `UNKNOWN`
+    run with no order left open then becomes `INTERRUPTED`. A run is never left `RUNNING`.
     """
 
     RUNNING = "running"
