@@ -200,6 +200,15 @@ async def test_processor_killed_mid_rebalance_is_finished_by_another_without_buy
     for symbol, shares in bought.items():
         final = account["positions"].get(symbol, {"quantity": 0.0})["quantity"]
         assert shares == final - HOLDINGS.get(symbol, 0.0), f"{symbol} bought more than it needed"
+    # The killed run's orders, settled by the successor from the day's executions: what the TWS did.
+    killed = history.runs[0]
+    assert killed.status == "interrupted", killed
+    filled_at_gateway: dict[int, float] = defaultdict(float)
+    for fill in state["fills"]:
+        filled_at_gateway[fill["perm_id"]] += fill["shares"]
+    for order in history.orders_of(killed.run_id):
+        assert order.status in ("Filled", "Cancelled", "ApiCancelled", "Inactive"), order
+        assert order.filled_quantity == (filled_at_gateway[order.perm_id] if order.perm_id else 0), order
 
 
 async def test_sigterm_mid_run_finishes_or_returns_the_event(
