@@ -99,6 +99,15 @@ def async_database_url(url: str) -> str:
     return url
 
 
+def _order_rows(event_id: uuid.UUID, orders: Sequence[tuple[uuid.UUID, OrderRecord]]) -> list[dict[str, Any]]:
+    """`(run_id, order)` pairs as rows of `orders` (`created_at` is kept on update, see _ORDER_KEPT)."""
+    now = _utcnow()
+    return [
+        {**order.__dict__, "run_id": run_id, "event_id": event_id, "updated_at": now, "created_at": now}
+        for run_id, order in orders
+    ]
+
+
 class EventStore:
     """History writes and reads over one SQLAlchemy async engine (PostgreSQL, or SQLite for the demo)."""
 
@@ -164,13 +173,10 @@ class EventStore:
         was most of a live run's CPU in the fan-out benchmark)."""
         if not orders:
             return
-        now = _utcnow()
-        rows = [
-            {**order.__dict__, "run_id": run_id, "event_id": event_id, "updated_at": now, "created_at": now}
-            for order in orders
-        ]
         async with self._sessions.begin() as session:
-            await session.execute(_order_upsert(session), rows)
+            await session.execute(
+                _order_upsert(session), _order_rows(event_id, [(run_id, o) for o in orders])
+            )
 
     async def event_orders(self, event_id: uuid.UUID) -> list[OrderView]:
         """Every order row of the event, of every run, oldest first."""
@@ -188,17 +194,12 @@ class EventStore:
         is left in an unknown state), with `note` as its message when it had none; how many runs."""
         if not settled:
             return 0
-        now = _utcnow()
-        rows = [
-            {**order.__dict__, "run_id": run_id, "event_id": event_id, "updated_at": now, "created_at": now}
-            for run_id, order in settled
-        ]
         runs = sorted({run_id for run_id, _ in settled})
         still_open = exists().where(
             and_(OrderRow.run_id == RunRow.run_id, OrderRow.status.not_in(FINAL_ORDER_STATUSES))
         )
         async with self._sessions.begin() as session:
-            await session.execute(_order_upsert(session), rows)
+            await session.execute(_order_upsert(session), _order_rows(event_id, settled))
             result = await session.execute(
                 update(RunRow)
                 .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~still_open)
