@@ -68,13 +68,13 @@ def test_the_settings_are_read_from_config_yaml_and_bad_ones_named(tmp_path: Pat
 
 def test_a_summary_of_many_accounts_lists_thirty_and_counts_the_rest() -> None:
     tallies = tuple(Tally(f"DU{n:03}", "rebalance", "completed", 1) for n in range(45))
-    orders = (OrderTally("DU000", 3, 2, 1, 1234.5),)
+    orders = (OrderTally("DU000", 4, 2, 1, 1234.5),)  # one of a stopped run, not settled
     message = daily_message(
         utc(2026, 12, 2, 22, 30), utc(2026, 12, 3, 22, 30), NEW_YORK, DayFacts(tallies, orders)
     )
     lines = message.body.splitlines()
     assert lines[0] == "24 hours to 2026-12-03 17:30 EST (2026-12-03 22:30:00 UTC)."
-    assert "Live 3 orders, 2 filled, 1 ended unfilled (1,234.50 in value)." in lines
+    assert "Live 4 orders, 2 filled, 1 ended unfilled, 1 outcome unknown (1,234.50 in value)." in lines
     assert sum(line.startswith("- DU") for line in lines) == 30
     assert lines[-1] == "- ... and 15 more accounts"
     assert message.title == "rebalancer daily summary 2026-12-03: 2 orders filled, 0 failed runs"

@@ -28,6 +28,9 @@ def row(
     run_id: uuid.UUID = EARLIER,
     at: datetime = NOON,
     order_id: int | None = None,
+    filled: float = 0.0,
+    price: float | None = None,
+    message: str | None = None,
 ) -> OrderView:
     return OrderView(
         run_id=run_id,
@@ -42,10 +45,11 @@ def row(
         perm_id=perm_id,
         order_ref=str(EVENT),
         status=status,
-        filled_quantity=0.0,
-        avg_fill_price=None,
+        filled_quantity=filled,
+        avg_fill_price=price,
         created_at=at,
         updated_at=at,
+        message=message,
     )
 
 
@@ -126,3 +130,41 @@ def test_a_row_sent_before_ib_gave_its_perm_id_is_found_by_its_order_id() -> Non
     executions = [fill(9301, "AAA", "SELL", 10, 12.0), fill(9302, "BBB", "BUY", 2, 5.0)]
     # 9301 is the AAA row's (order id 8301): it is not a stranger for the BBB intent to take either.
     assert outcome(rows, executions) == {0: ("Filled", 10, 12.0, 9301), 1: ("Filled", 2, 5.0, 9302)}
+
+
+def test_intents_an_order_could_both_be_are_left_alone_and_one_it_can_only_be_takes_it() -> None:
+    other = uuid.uuid4()
+    rows = [
+        row(0, "AAA", "BUY", 10, status="intent"),
+        row(0, "AAA", "BUY", 12, status="intent", run_id=other),
+    ]
+    # One order of 12 filled: only the intent of 12 can be it; the intent of 10 was never filled.
+    found = settle(rows, [fill(9401, "AAA", "BUY", 12, 7.0)], str(EVENT), CURRENT, TODAY)
+    assert {(s.run_id, s.record.status, s.record.filled_quantity) for s in found} == {
+        (other, "Filled", 12),
+        (EARLIER, "Cancelled", 0),
+    }
+    # 5 shares filled of one order: it could be either intent; neither is settled.
+    assert settle(rows, [fill(9402, "AAA", "BUY", 5, 7.0)], str(EVENT), CURRENT, TODAY) == []
+
+
+def test_what_a_row_recorded_is_never_lowered_and_its_message_is_kept() -> None:
+    rows = [row(0, "AAA", "SELL", 100, perm_id=9501, filled=50, price=20.0, message="IB warning 399")]
+    [settled] = settle(rows, [], str(EVENT), CURRENT, TODAY)  # its executions not seen
+    assert (settled.record.status, settled.record.filled_quantity, settled.record.avg_fill_price) == (
+        "Cancelled",
+        50,
+        20.0,
+    )
+    assert settled.record.message is not None
+    assert settled.record.message.startswith("IB warning 399; settled by a later run")
+
+
+def test_an_old_rows_order_id_does_not_hide_todays_order_from_an_intent() -> None:
+    yesterday = TODAY - timedelta(hours=20)
+    rows = [
+        row(0, "AAA", "BUY", 2, status="Filled", order_id=8601, at=yesterday),
+        row(1, "AAA", "BUY", 2, status="intent"),
+    ]
+    # Today's order 9601 has order id 8601 again (IB's order ids are per client id, and may restart).
+    assert outcome(rows, [fill(9601, "AAA", "BUY", 2, 3.0)]) == {1: ("Filled", 2, 3.0, 9601)}

@@ -10,6 +10,7 @@ account's open orders are cancelled (`settle_earlier`, event_processor.order_set
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
@@ -24,6 +25,8 @@ from rebalancer_shared.queue import LeaseFence
 from rebalancer_shared.store import FINAL_ORDER_STATUSES, INTENT, EventStore, OrderRecord
 
 log = structlog.get_logger(__name__)
+# The longest a live run's first reads wait for the settlement of earlier runs' orders.
+SETTLE_SECONDS = 5.0
 
 
 def _row(order: OrderResult, seq: int) -> OrderRecord:
@@ -115,25 +118,30 @@ class RecordedOrders:
             log.warning("order update not recorded yet", error=str(exc).splitlines()[0], orders=len(rows))
 
     async def settle_earlier(self, executions: ReadExecutions) -> None:
-        # One indexed read of the event's orders, beside the run's first account reads.
+        # One indexed read of the event's orders, beside the run's first account reads; bounded, so
+        # a slow database or gateway holds the trading up by SETTLE_SECONDS at most.
         try:
-            since = datetime.combine(trading_day(datetime.now(UTC)), time(0), tzinfo=NEW_YORK)
-            rows = await self.store.event_orders(self.event_id)
-            if not unsettled(rows, self.run_id, since):
-                return
-            found = settle(rows, await executions(), str(self.event_id), self.run_id, since)
-            note = f"its orders were settled later from the day's executions, by run {self.run_id}"
-            closed = await self.store.settle_orders(
-                self.event_id, [(s.run_id, s.record) for s in found], note
-            )
-            log.info(
-                "orders left open by earlier runs settled from the day's executions",
-                orders=len(found),
-                filled=sum(1 for s in found if s.record.filled_quantity > 0),
-                runs_no_longer_unknown=closed,
-            )
-        except Exception as exc:  # the earlier runs' rows stay as they were; this run goes on
-            log.warning("orders left open by earlier runs not settled", error=str(exc).splitlines()[0])
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self._settle_earlier(executions)
+        except Exception as exc:  # a timeout too: the earlier runs' rows stay as they were
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("orders left open by earlier runs not settled", error=why)
+
+    async def _settle_earlier(self, executions: ReadExecutions) -> None:
+        since = datetime.combine(trading_day(datetime.now(UTC)), time(0), tzinfo=NEW_YORK)
+        rows = await self.store.event_orders(self.event_id)
+        if not unsettled(rows, self.run_id, since):
+            return
+        found = settle(rows, await executions(), str(self.event_id), self.run_id, since)
+        note = f"its orders were settled later from the day's executions, by run {self.run_id}"
+        closed = await self.store.settle_orders(self.event_id, [(s.run_id, s.record) for s in found], note)
+        log.info(
+            "orders left open by earlier runs settled from the day's executions",
+            orders=len(found),
+            filled=sum(1 for s in found if s.record.filled_quantity > 0),
+            left_in_doubt=len(unsettled(rows, self.run_id, since)) - len(found),
+            runs_no_longer_unknown=closed,
+        )
 
     async def record_all(self, orders: Sequence[OrderResult]) -> None:
         """The run's last word on its orders (raises if it cannot be written)."""

@@ -5,19 +5,25 @@ A run that did not end by itself (its lease lost, its processor killed or stoppe
 it had sent as it last saw them: `Submitted`, a part filled, or only `intent` when it stopped between
 the intent write and the broker's answer. IB went on with them. The next live rebalance of the event
 cancels every open order of the account first (engine step 1), so once it has run, none of those
-orders can fill any more, and what they did is in the account's executions of the day:
+orders can fill any more, and what they did is in the account's executions of the day, as the run's
+trading connection sees them (the account's fixed client id: every earlier run's orders):
 
 - a row with its order's id (`perm_id`, or the order id when IB's perm id had not come yet) takes
   the executions of that order: `Filled` when they cover its quantity, else `Cancelled` (by that
   cancel, or before) with what did fill;
-- an `intent` row (no id) takes an order the history never heard of: executions whose `order_ref` is
-  the event's id and whose `perm_id` no row of the event holds, grouped by order, matched by symbol
-  and side to the earliest such row; it gets the order's id and fills;
-- an `intent` row left without one was never sent, or was cancelled before anything filled: it is
-  `Cancelled` with nothing filled (both leave the account as if it was never sent).
+- an `intent` row (no id) takes an order the history never heard of (executions whose `order_ref` is
+  the event's id and whose order no row of the event holds) when it is the one intent that order
+  can be: the same symbol and side, a quantity the fills fit in. It gets the order's id and fills.
+  Two intents that one such order could be are left as they are (nothing says which it was);
+- an `intent` row no such order can be was never sent, or was cancelled before anything filled: it
+  is `Cancelled` with nothing filled (both leave the account as if it was never sent).
+
+What a row recorded is never lowered: a fill it holds stays, whatever the executions show. Each
+settled row keeps its message (IB's rejection text, say) and adds how it was settled.
 
 Executions cover one trading day (IB hands over the day's, by New York date), so only rows written on
-that day are settled; older rows stay as they were. Each settled row says so in its `message`.
+that day are settled; older rows stay as they were (no rebalance trades near midnight in New York,
+so the processor's clock and the gateway's agree on the day).
 """
 
 from __future__ import annotations
@@ -53,10 +59,11 @@ def unsettled(rows: Iterable[OrderView], current_run: uuid.UUID, since: datetime
     ]
 
 
-def _record(row: OrderView, fills: Sequence[BrokerExecution], perm_id: int | None, note: str) -> OrderRecord:
-    filled = sum(e.shares for e in fills)
-    average = sum(e.shares * e.price for e in fills) / filled if filled else None
-    done = filled >= row.quantity * (1 - _SHARE_TOLERANCE)
+def _record(row: OrderView, fills: Sequence[BrokerExecution], perm_id: int | None, how: str) -> OrderRecord:
+    executed = sum(e.shares for e in fills)
+    filled, average = row.filled_quantity, row.avg_fill_price
+    if executed > filled:  # never lower what the row recorded
+        filled, average = executed, sum(e.shares * e.price for e in fills) / executed
     order_id = row.broker_order_id or (fills[0].order_id if fills and fills[0].order_id else None)
     return OrderRecord(
         symbol=row.symbol,
@@ -64,14 +71,14 @@ def _record(row: OrderView, fills: Sequence[BrokerExecution], perm_id: int | Non
         quantity=row.quantity,
         order_type=row.order_type,
         order_ref=row.order_ref,
-        status=FILLED if done else CANCELLED,
+        status=FILLED if filled >= row.quantity * (1 - _SHARE_TOLERANCE) else CANCELLED,
         filled_quantity=filled,
         avg_fill_price=average,
         limit_price=row.limit_price,
         broker_order_id=order_id,
         perm_id=perm_id,
         seq=row.seq,
-        message=note,
+        message=f"{row.message}; {how}" if row.message else how,
     )
 
 
@@ -99,6 +106,14 @@ class _Executions:
             return row.perm_id
         return self.perm_of.get(row.broker_order_id or 0) if row.broker_order_id else None
 
+    def strangers(self, rows: Iterable[OrderView], since: datetime) -> list[int]:
+        """The orders no row holds, earliest first. Perm ids are IB's for good; an order id only
+        names an order of the day (rows before `since` are matched by perm id alone)."""
+        known = {r.perm_id for r in rows if r.perm_id}
+        known |= {p for r in rows if r.created_at >= since and (p := self.perm_of_row(r))}
+        found = (p for p in self.by_order if p not in known)
+        return sorted(found, key=lambda p: min(e.time for e in self.by_order[p]))
+
 
 def settle(
     rows: Sequence[OrderView],
@@ -107,51 +122,60 @@ def settle(
     current_run: uuid.UUID,
     since: datetime,
 ) -> list[SettledOrder]:
-    """What every unsettled row of an earlier run did (see the module doc); `rows`: every order row
-    of the event (the current run's too: their orders are not given to another row)."""
+    """What every unsettled row of an earlier run did, as far as it can be told (see the module doc);
+    `rows`: every order row of the event (the current run's too: their orders are no stranger)."""
     day = _Executions.of(executions, event_ref)
-    known = {perm for perm in map(day.perm_of_row, rows) if perm}
-    strangers = sorted(
-        (perm for perm in day.by_order if perm not in known),
-        key=lambda p: min(e.time for e in day.by_order[p]),
-    )
     open_rows = unsettled(rows, current_run, since)
-    intents = sorted(
-        (r for r in open_rows if not r.perm_id and not r.broker_order_id),
-        key=lambda r: (r.created_at, r.seq or 0),
-    )
-    matched = _match(intents, strangers, day.by_order)
-    return [SettledOrder(row.run_id, _settled(row, day, matched.get(id(row)))) for row in open_rows]
+    intents = [r for r in open_rows if not r.perm_id and not r.broker_order_id]
+    matched, doubtful = _match(intents, day.strangers(rows, since), day.by_order)
+    return [
+        SettledOrder(row.run_id, _settled(row, day, matched.get(id(row))))
+        for row in open_rows
+        if id(row) not in doubtful
+    ]
 
 
 def _settled(row: OrderView, day: _Executions, stranger: int | None) -> OrderRecord:
     if stranger is not None:
-        note = f"settled by a later run: IB had it as order {stranger} (its id was never recorded)"
-        return _record(row, day.by_order[stranger], stranger, note)
-    perm = day.perm_of_row(row)
+        how = f"settled by a later run: IB had it as order {stranger} (its id was never recorded)"
+        return _record(row, day.by_order[stranger], stranger, how)
     if row.perm_id or row.broker_order_id:
+        perm = day.perm_of_row(row)
         fills = day.by_order.get(perm, []) if perm else []
-        note = f"settled by a later run from the day's executions ({len(fills)} of this order)"
-        return _record(row, fills, perm or row.perm_id, note)
-    note = "settled by a later run: no execution of it today (never sent, or cancelled unfilled)"
-    return _record(row, [], None, note)
+        how = f"settled by a later run from the day's executions ({len(fills)} of this order)"
+        return _record(row, fills, perm or row.perm_id, how)
+    how = "settled by a later run: no execution of it today (never sent, or cancelled unfilled)"
+    return _record(row, [], None, how)
 
 
 def _match(
     intents: Sequence[OrderView], strangers: Sequence[int], by_order: dict[int, list[BrokerExecution]]
-) -> dict[int, int]:
-    """Each order the history never heard of, given to the earliest intent row of its symbol and side."""
+) -> tuple[dict[int, int], set[int]]:
+    """Each stranger order given to the one intent it can be (by `id()` of the row), and the intents
+    left in doubt: those a stranger could be more than one of. A match can settle a doubt (the order
+    of 4 is the intent of 4, so the order of 3 is the intent of 3): passes repeat while they match."""
     matched: dict[int, int] = {}
-    for perm in strangers:
-        first = by_order[perm][0]
-        row = next(
-            (
-                r
-                for r in intents
-                if id(r) not in matched and (r.symbol, r.action) == (first.symbol, first.side)
-            ),
-            None,
-        )
-        if row is not None:
-            matched[id(row)] = perm
-    return matched
+    left = list(strangers)
+    while True:
+        candidates = {perm: _fits(intents, by_order[perm], matched) for perm in left}
+        sure = {perm: fits[0] for perm, fits in candidates.items() if len(fits) == 1}
+        if not sure:
+            return matched, {id(r) for fits in candidates.values() for r in fits} - set(matched)
+        for perm, row in sure.items():
+            if id(row) not in matched:  # two orders sure of one intent: the earlier keeps it
+                matched[id(row)] = perm
+                left.remove(perm)
+
+
+def _fits(
+    intents: Sequence[OrderView], fills: Sequence[BrokerExecution], matched: dict[int, int]
+) -> list[OrderView]:
+    """The intents not matched yet that an order with these fills can be."""
+    executed = sum(e.shares for e in fills)
+    return [
+        r
+        for r in intents
+        if id(r) not in matched
+        and (r.symbol, r.action) == (fills[0].symbol, fills[0].side)
+        and executed <= r.quantity * (1 + _SHARE_TOLERANCE)
+    ]

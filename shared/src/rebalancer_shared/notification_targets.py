@@ -100,8 +100,9 @@ class NotificationSettings(BaseModel):
     give_up_after_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     # Messages per minute to one target at most; the excess waits, it is never dropped.
     per_target_per_minute: int = Field(default=30, ge=1, le=6000)
-    # Sent messages are deleted from the table this many days after they were sent.
-    keep_sent_days: float = Field(default=30.0, gt=0)
+    # Sent messages are deleted from the table this many days after they were sent (a day at least:
+    # a daily summary's row is what keeps a restart from sending it twice).
+    keep_sent_days: float = Field(default=30.0, ge=1)
     # How often the notifier looks for new transitions and due messages.
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # The `daily` summary covers the 24 hours up to this time of day, in this zone, and goes then.

@@ -342,3 +342,12 @@ async def test_settled_orders_make_an_unknown_run_interrupted_only_when_none_is_
         ("BBB", "Cancelled", 0),
     ]
     assert len(await any_store.event_orders(event.event_id)) == 4
+
+    # The stopped run's own last saves land late: they undo nothing the settlement wrote.
+    stale = OrderRecord("AAA", "SELL", 5, "MKT", ref, "Submitted", broker_order_id=7, perm_id=9001, seq=0)
+    await any_store.save_orders(whole.run_id, event.event_id, [stale])
+    await any_store.save_run(RunRecord(**{**whole.__dict__, "error": "stopped: its lease was lost"}))
+    history = await any_store.history(event.event_id)
+    assert history is not None
+    assert {r.run_id: r.status for r in history.runs}[whole.run_id] == "interrupted"
+    assert [o.status for o in history.orders_of(whole.run_id)] == ["Filled", "Cancelled"]

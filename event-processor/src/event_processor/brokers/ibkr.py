@@ -244,7 +244,9 @@ class IbkrBroker:
         now = await _gateway_time(self._connection, ib)
         sources = [(self._connection, ib)]
         trader = self._traders.held(account_id)
-        if trader is not None and trader.is_connected():
+        if (
+            trader is not None
+        ):  # the run's connection: it alone sees what earlier runs placed (a drop reconnects)
             sources.append((trader, await trader.client()))
         return await executions_on(sources, account_id, trading_day(now)), now
 

@@ -7,9 +7,11 @@ so a day's summary reads the day's rows, however long the history:
 - events accepted in the period (`events.created_at`);
 - runs finished in it, as the transitions say: `completed` or `rerun` (a success), `retrying` or
   `needs_attention` (a failed run);
-- the orders of live runs placed in it: how many, how many filled (in part or whole), how many ended
-  unfilled (cancelled or inactive: IB's rejections included), and the value filled (quantity filled
-  times its average price, buys and sells alike);
+- the orders of live runs placed in it (not those only an `intent` records: never known to be
+  sent): how many, how many filled (in part or whole), how many ended unfilled (cancelled or
+  inactive: IB's rejections included), the rest with no outcome known (a stopped run's, until a
+  later run settles them), and the value filled (quantity filled times its average price, buys and
+  sells alike);
 - the events unfinished now (`events.status`), by state: what waits for the next session or for an
   operator when the summary is read.
 
@@ -28,12 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rebalancer_shared.events import Command, ExecutionMode
 from rebalancer_shared.store import Transition
-from rebalancer_shared.store.records import UNFINISHED
+from rebalancer_shared.store.records import FINAL_ORDER_STATUSES, INTENT, UNFINISHED
 from rebalancer_shared.store.tables import EventRow, OrderRow, RunRow, TransitionRow
 
 _SUCCEEDED = (Transition.COMPLETED.value, Transition.RERUN.value)
 _FAILED = (Transition.RETRYING.value, Transition.NEEDS_ATTENTION.value)
-_ENDED_UNFILLED = ("Cancelled", "ApiCancelled", "Inactive")
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,19 @@ class Tally:
 
 @dataclass(frozen=True)
 class OrderTally:
-    """One account's orders of live runs placed in the period."""
+    """One account's orders of live runs placed in the period (an `intent` alone is not placed):
+    filled (in part or whole), ended unfilled, or with no outcome known yet (the rest)."""
 
     account_id: str
     placed: int
     filled: int
     ended_unfilled: int
     value: float
+
+    @property
+    def unknown(self) -> int:
+        """Placed orders neither filled nor ended: a stopped run's, not settled (yet)."""
+        return self.placed - self.filled - self.ended_unfilled
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ async def _orders(session: AsyncSession, start: datetime, end: datetime) -> list
             RunRow.account_id,
             func.count(),
             func.count(case((filled, 1))),
-            func.count(case((~filled & OrderRow.status.in_(_ENDED_UNFILLED), 1))),
+            func.count(case((~filled & OrderRow.status.in_(FINAL_ORDER_STATUSES), 1))),
             func.coalesce(
                 func.sum(OrderRow.filled_quantity * func.coalesce(OrderRow.avg_fill_price, 0.0)), 0.0
             ),
@@ -146,6 +153,7 @@ async def _orders(session: AsyncSession, start: datetime, end: datetime) -> list
         .where(
             OrderRow.created_at >= start,
             OrderRow.created_at < end,
+            OrderRow.status != INTENT,
             RunRow.execution_mode == ExecutionMode.LIVE.value,
         )
         .group_by(RunRow.account_id)

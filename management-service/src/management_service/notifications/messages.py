@@ -210,8 +210,10 @@ def _waiting_now(facts: DayFacts, account_id: str | None = None) -> list[str]:
 
 def _orders_part(orders: OrderTally) -> str:
     unfilled = f", {orders.ended_unfilled} ended unfilled" if orders.ended_unfilled else ""
+    unknown = f", {orders.unknown} outcome unknown" if orders.unknown else ""
     return (
-        f"{_plural(orders.placed, 'order')}, {orders.filled} filled{unfilled} ({orders.value:,.2f} in value)"
+        f"{_plural(orders.placed, 'order')}, {orders.filled} filled{unfilled}{unknown} "
+        f"({orders.value:,.2f} in value)"
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -66,16 +66,37 @@ _ORDER_KEPT = frozenset({"id", "run_id", "event_id", "seq", "created_at"})  # ne
 
 def _order_upsert(session: AsyncSession) -> Any:
     """INSERT ... ON CONFLICT (run_id, seq) DO UPDATE of every column but the kept ones, built once
-    and executed with all the rows (history_writes.prepared): 5 ms of CPU for four orders before."""
+    and executed with all the rows (history_writes.prepared): 5 ms of CPU for four orders before.
+
+    A row whose order reached a final status never goes back to an open one: a late write (a stopped
+    run's save landing after a later run settled its orders) changes nothing there."""
 
     def build() -> Any:
         insert = dialect_insert(session, OrderRow.__table__)
         columns = [c.name for c in OrderRow.__table__.columns if c.name not in _ORDER_KEPT]
+        # Inlined (constants): an IN list of bound parameters cannot be executed with many rows.
+        final: list[Any] = [literal_column(f"'{status}'") for status in FINAL_ORDER_STATUSES]
+        ended = OrderRow.__table__.c.status.in_(final)
         return insert.on_conflict_do_update(
-            index_elements=["run_id", "seq"], set_={c: insert.excluded[c] for c in columns}
+            index_elements=["run_id", "seq"],
+            set_={c: insert.excluded[c] for c in columns},
+            where=~ended | insert.excluded.status.in_(final),
         )
 
     return prepared(session, ("orders",), build)
+
+
+# How a run that did not end by itself is saved: `unknown` while an order of it is open, else `interrupted`.
+_STOPPED = (RunStatus.UNKNOWN, RunStatus.INTERRUPTED)
+
+
+def _open_order() -> Any:
+    """An order of the run (the `runs` row at hand) that has not reached a final status."""
+    # The row named as text: inside an upsert's SET nothing correlates by itself (runs would join in).
+    which = and_(
+        OrderRow.run_id == literal_column("runs.run_id"), OrderRow.status.not_in(FINAL_ORDER_STATUSES)
+    )
+    return exists().where(which)
 
 
 class EventRowMissing(Exception):
@@ -150,7 +171,13 @@ class EventStore:
         values["status"] = run.status.value
         for key in _RUN_TEXTS:
             values[key] = redact_text(values[key]) if values[key] else values[key]
-        update = {k: v for k, v in values.items() if k not in ("run_id", "event_id", "started_at")}
+        update: dict[str, Any] = {
+            k: v for k, v in values.items() if k not in ("run_id", "event_id", "started_at")
+        }
+        if run.status in _STOPPED:  # the orders as recorded say which (a late save never undoes a settlement)
+            update["status"] = case(
+                (_open_order(), RunStatus.UNKNOWN.value), else_=RunStatus.INTERRUPTED.value
+            )
         try:
             async with self._sessions.begin() as session:
                 stmt = (
@@ -195,14 +222,11 @@ class EventStore:
         if not settled:
             return 0
         runs = sorted({run_id for run_id, _ in settled})
-        still_open = exists().where(
-            and_(OrderRow.run_id == RunRow.run_id, OrderRow.status.not_in(FINAL_ORDER_STATUSES))
-        )
         async with self._sessions.begin() as session:
             await session.execute(_order_upsert(session), _order_rows(event_id, settled))
             result = await session.execute(
                 update(RunRow)
-                .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~still_open)
+                .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~_open_order())
                 .values(status=RunStatus.INTERRUPTED.value, message=func.coalesce(RunRow.message, note))
                 .execution_options(synchronize_session=False)
             )
