@@ -35,6 +35,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def hold_port(port: int) -> socket.socket:
+    """Keep a port nothing answers on from every other test: bound and never listening, so a
+    connection to it is refused (a gateway that is down) while no parallel test's server can be given
+    it (a server of its own may still start on it: SO_REUSEADDR, and this socket never listens).
+    Close it when done."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port's last connections may linger
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 def _admin_url() -> str:
     url = DATABASE_URL.replace("postgresql+psycopg://", "postgresql://")
     base, _, _ = url.rpartition("/")

@@ -39,6 +39,7 @@ from tests.fakes.tws import FakeTws
 from tests.fakes.tws.scenarios import ACCOUNT, TRADING_CLIENT_ID, ibkr_settings
 from tests.integration.management.helpers import beat_all, make_settings
 from tests.integration.processor.harness import FAST, Processor, accounts_on, running_processor
+from tests.support.servers import hold_port
 
 NEW_YORK = ZoneInfo("America/New_York")
 LEASE_SECONDS = 30.0
@@ -232,36 +233,38 @@ async def test_a_gateway_outage_is_retried_on_the_fixed_delay_until_it_returns(
 ) -> None:
     port = tws.port
     await tws.stop()
-    async with processor_at(ny(2026, 12, 2, 11, 0), tws, queue, store, api, port) as (proc, clock):
-        event = await proc.submit(ACCOUNT, Command.REBALANCE)
-        view = await until_state(proc, event, EventState.RETRYING)
-        assert (view.failure_class, view.event.times_queued) == (FailureClass.TRANSIENT, 2)
-        delay = timedelta(seconds=FAST.retry_delay_seconds)
-        assert view.due_at == clock.now() + delay, "retried after the fixed delay"
+    # Down, and kept from the other tests' gateways (one on this port took this test's connections).
+    with contextlib.closing(hold_port(port)):
+        async with processor_at(ny(2026, 12, 2, 11, 0), tws, queue, store, api, port) as (proc, clock):
+            event = await proc.submit(ACCOUNT, Command.REBALANCE)
+            view = await until_state(proc, event, EventState.RETRYING)
+            assert (view.failure_class, view.event.times_queued) == (FailureClass.TRANSIENT, 2)
+            delay = timedelta(seconds=FAST.retry_delay_seconds)
+            assert view.due_at == clock.now() + delay, "retried after the fixed delay"
 
-        clock.set(clock.now() + delay / 2)
-        await asyncio.sleep(0.3)  # six claim polls: not due yet
-        view = await until_state(proc, event, EventState.RETRYING)
-        assert view.event.times_queued == 2
+            clock.set(clock.now() + delay / 2)
+            await asyncio.sleep(0.3)  # six claim polls: not due yet
+            view = await until_state(proc, event, EventState.RETRYING)
+            assert view.event.times_queued == 2
 
-        clock.set(clock.now() + delay / 2)
+            clock.set(clock.now() + delay / 2)
 
-        async def tried_again() -> bool:
-            again = await view_of(proc, event)
-            return again is not None and again.event.times_queued == 3
+            async def tried_again() -> bool:
+                again = await view_of(proc, event)
+                return again is not None and again.event.times_queued == 3
 
-        await eventually(tried_again, "not tried again once the delay passed")
-        view = await until_state(proc, event, EventState.RETRYING)
-        assert view.failure_class is FailureClass.TRANSIENT
+            await eventually(tried_again, "not tried again once the delay passed")
+            view = await until_state(proc, event, EventState.RETRYING)
+            assert view.failure_class is FailureClass.TRANSIENT
 
-        back = FakeTws(tws.state, port=port)
-        await back.start()
-        try:
-            clock.set(clock.now() + delay)
-            await until_completed(proc, event)
-        finally:
-            await back.stop()
-    assert tws.state.received_orders
+            back = FakeTws(tws.state, port=port)
+            await back.start()
+            try:
+                clock.set(clock.now() + delay)
+                await until_completed(proc, event)
+            finally:
+                await back.stop()
+        assert tws.state.received_orders
 
 
 async def test_the_day_trade_guard_defers_to_the_next_session(
