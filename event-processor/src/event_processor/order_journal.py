@@ -130,7 +130,8 @@ class RecordedOrders:
     async def _settle_earlier(self, executions: ReadExecutions) -> None:
         since = datetime.combine(trading_day(datetime.now(UTC)), time(0), tzinfo=NEW_YORK)
         rows = await self.store.event_orders(self.event_id)
-        if not unsettled(rows, self.run_id, since):
+        left_open = unsettled(rows, self.run_id, since)
+        if not left_open:
             return
         found = settle(rows, await executions(), str(self.event_id), self.run_id, since)
         note = f"its orders were settled later from the day's executions, by run {self.run_id}"
@@ -139,7 +140,7 @@ class RecordedOrders:
             "orders left open by earlier runs settled from the day's executions",
             orders=len(found),
             filled=sum(1 for s in found if s.record.filled_quantity > 0),
-            left_in_doubt=len(unsettled(rows, self.run_id, since)) - len(found),
+            left_in_doubt=len(left_open) - len(found),
             runs_no_longer_unknown=closed,
         )
 

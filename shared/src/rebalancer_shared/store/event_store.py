@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal_column, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -29,7 +29,13 @@ from rebalancer_shared.store.history_queries import (
     events_page,
     orders_page,
 )
-from rebalancer_shared.store.history_writes import apply_record, dialect_insert, prepared
+from rebalancer_shared.store.history_writes import (
+    apply_record,
+    dialect_insert,
+    open_order,
+    prepared,
+    stopped_status,
+)
 from rebalancer_shared.store.records import (
     FINAL_ORDER_STATUSES,
     UNFINISHED,
@@ -86,17 +92,8 @@ def _order_upsert(session: AsyncSession) -> Any:
     return prepared(session, ("orders",), build)
 
 
-# How a run that did not end by itself is saved: `unknown` while an order of it is open, else `interrupted`.
+# A run that did not end by itself: saved as its orders say (store.history_writes.stopped_status).
 _STOPPED = (RunStatus.UNKNOWN, RunStatus.INTERRUPTED)
-
-
-def _open_order() -> Any:
-    """An order of the run (the `runs` row at hand) that has not reached a final status."""
-    # The row named as text: inside an upsert's SET nothing correlates by itself (runs would join in).
-    which = and_(
-        OrderRow.run_id == literal_column("runs.run_id"), OrderRow.status.not_in(FINAL_ORDER_STATUSES)
-    )
-    return exists().where(which)
 
 
 class EventRowMissing(Exception):
@@ -175,9 +172,7 @@ class EventStore:
             k: v for k, v in values.items() if k not in ("run_id", "event_id", "started_at")
         }
         if run.status in _STOPPED:  # the orders as recorded say which (a late save never undoes a settlement)
-            update["status"] = case(
-                (_open_order(), RunStatus.UNKNOWN.value), else_=RunStatus.INTERRUPTED.value
-            )
+            update["status"] = stopped_status()
         try:
             async with self._sessions.begin() as session:
                 stmt = (
@@ -226,7 +221,7 @@ class EventStore:
             await session.execute(_order_upsert(session), _order_rows(event_id, settled))
             result = await session.execute(
                 update(RunRow)
-                .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~_open_order())
+                .where(RunRow.run_id.in_(runs), RunRow.status == RunStatus.UNKNOWN.value, ~open_order())
                 .values(status=RunStatus.INTERRUPTED.value, message=func.coalesce(RunRow.message, note))
                 .execution_options(synchronize_session=False)
             )

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, update
+from sqlalchemy import and_, case, exists, literal_column, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,13 +133,25 @@ async def _insert_transition(session: AsyncSession, record: HistoryRecord) -> No
     await session.execute(statement, values)
 
 
+def open_order() -> Any:
+    """An order of the run (the `runs` row at hand) that has not reached a final status."""
+    # The row named as text: inside an upsert's SET nothing correlates by itself (runs would join in).
+    which = and_(
+        OrderRow.run_id == literal_column("runs.run_id"), OrderRow.status.not_in(FINAL_ORDER_STATUSES)
+    )
+    return exists().where(which)
+
+
+def stopped_status() -> Any:
+    """How a run that did not end by itself ends, by its orders as recorded: `unknown` while one is
+    open, else `interrupted`."""
+    return case((open_order(), RunStatus.UNKNOWN.value), else_=RunStatus.INTERRUPTED.value)
+
+
 async def _close_runs(session: AsyncSession, record: HistoryRecord) -> None:
     if record.close_runs_below <= 0:
         return
-    open_order = exists().where(
-        and_(OrderRow.run_id == RunRow.run_id, OrderRow.status.not_in(FINAL_ORDER_STATUSES))
-    )
-    ending = case((open_order, RunStatus.UNKNOWN.value), else_=RunStatus.INTERRUPTED.value)
+    ending = stopped_status()
     why = f"the run did not end by itself; then the event was {record.transition.value}"
     if record.detail:
         why += f": {record.detail}"
