@@ -130,9 +130,19 @@ class Outbox:
                     log.warning("history writes work again")
                 failing = False
             except Exception as exc:
+                if _cancelling():  # a cancel that a library turned into an error: stop all the same
+                    raise asyncio.CancelledError from exc
                 if not failing:
                     log.warning(
                         "outbox drain failed; the entries wait in Redis", error=str(exc).splitlines()[0]
                     )
                 failing = True
             await asyncio.sleep(interval_seconds)
+
+
+def _cancelling() -> bool:
+    """This task was asked to stop. A cancel landing inside a database call can come back as another
+    error (the driver's, after it rolls back); caught as a failure, the drainer would go on draining,
+    and the process's shutdown, which waits for its tasks, would wait for ever."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

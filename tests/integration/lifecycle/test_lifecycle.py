@@ -158,3 +158,38 @@ async def test_a_claims_history_written_alongside_the_run_lands_and_never_undoes
     history = await store.history(event.event_id)
     assert history is not None
     assert history.event.status == "completed"
+
+
+class _CancelBecomesAnError(EventStore):
+    """A history write that, cancelled midway, raises the driver's error instead (as a database
+    driver may after its rollback): the CancelledError never reaches the caller."""
+
+    def __init__(self, store: EventStore, writing: asyncio.Event) -> None:
+        super().__init__(store.engine)
+        self.writing = writing
+
+    async def apply_history(self, records: object) -> None:
+        self.writing.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection closed while a transaction was rolled back") from None
+
+
+async def test_the_outbox_drainer_stops_when_cancelled_even_if_the_cancel_comes_back_as_an_error(
+    queue: EventQueue, store: EventStore
+) -> None:
+    writing = asyncio.Event()
+    unlucky = EventLifecycle(queue, _CancelBecomesAnError(store, writing))
+    down = EventLifecycle(queue, EventStore.from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/x"))
+    try:
+        await down.submit(make_event("DU7", Command.REBALANCE))  # left in the outbox
+    finally:
+        await down.store.close()
+    drainer = asyncio.create_task(unlucky.outbox.run_drainer(interval_seconds=0.05))
+    await asyncio.wait_for(writing.wait(), 5)
+    drainer.cancel()
+    done, _ = await asyncio.wait([drainer], timeout=5)
+    assert drainer in done, "the drainer went on after its cancel"
+    assert drainer.cancelled()
+    await EventLifecycle(queue, store).outbox.drain()  # leave nothing for the other tests
